@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hrvs_ray.config import InputSetSpec, load_sweep, parse_sweep
+from hrvs_ray.data.shapes import read_metadata_csv, shipped_shape_table, transformed_shape
+from hrvs_ray.plan import CellSpec, batch_table, plan_cells
+from conftest import MAME_CSV, REPO, tiny_sweep_dict
+
+
+def test_shipped_shape_table_is_the_real_mame_metadata():
+    t = shipped_shape_table()
+    assert len(t) == 37407
+    assert len(t.select("train")) == 20300
+    assert int((t.widths * t.heights).max()) == 372_978_396   # MAMe's largest image, 373 MP
+    if MAME_CSV.is_file():
+        real = read_metadata_csv(MAME_CSV)
+        assert real.ids == t.ids and (real.widths == t.widths).all() and (real.heights == t.heights).all()
+
+
+@pytest.mark.parametrize("h, w, expect", [(1000, 2000, (500, 1000)), (2000, 1000, (1000, 500)),
+                                          (700, 700, (500, 500)), (3, 1001, (500, 166833)),
+                                          (999, 1000, (500, 501))])   # 500.5 rounds half up
+def test_shorter_side_rounding(h, w, expect):
+    spec = InputSetSpec("MR", "shorter_side", 32, (500,))
+    assert transformed_shape(spec, h, w) == expect
+
+
+def test_full_plan_reproduces_table_1():
+    sweep = load_sweep(REPO / "sweeps" / "full.yaml")
+    t = batch_table(sweep, 10)
+    lr, mr, hr = t["LR&FS"], t["MR&VS"], t["HR&VS"]
+    assert round(lr["informative"]["avg"], 1) == 67.1 and lr["padding"]["max"] == 0
+    assert abs(mr["informative"]["avg"] - 11.5) < 0.6          # paper: 10.9 / 11.5 / 12.1
+    assert mr["padding"]["avg"] > mr["informative"]["avg"]      # padding exceeds content
+    big = batch_table(sweep, 2000)
+    hr_big = big["HR&VS"]
+    # the paper's 10 HR&VS batches (16.8 / 34.6 / 73.8 informative MP) lie inside our spread
+    assert hr_big["informative"]["min"] < 16.8 and hr_big["informative"]["max"] > 73.8
+    assert 25 < hr_big["informative"]["avg"] < 50
+
+
+def test_plan_cli_json_is_fast_and_imports_neither_torch_nor_ray(tmp_path):
+    code = ("import sys, runpy; sys.argv=['hrvs-ray','plan','sweeps/full.yaml','--batches','2000','--format','json'];"
+            "from hrvs_ray.cli import main; rc = main();"
+            "assert 'torch' not in sys.modules and 'ray' not in sys.modules and 'PIL' not in sys.modules, 'heavy import';"
+            "sys.exit(rc)")
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    elapsed = time.perf_counter() - t0
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert set(data) == {"LR&FS", "MR&VS", "HR&VS"}
+    for entry in data.values():
+        assert {"batch_size", "informative", "padding", "total"} <= set(entry)
+        assert set(entry["total"]) == {"min", "avg", "max"}
+    assert elapsed < 20
+
+
+def test_cells_are_the_cartesian_product_with_stable_ids(tmp_path):
+    d = tiny_sweep_dict(tmp_path, scopes=["cores:2", "node"], training={"runs": 2, "steps": 1})
+    s = parse_sweep(d)
+    cells = plan_cells(s, ["alpha", "beta"])
+    assert len(cells) == 2 * 2 * 2 * 3
+    assert len({c.cell_id for c in cells}) == len(cells)
+    assert [c.cell_id for c in cells] == [c.cell_id for c in plan_cells(parse_sweep(d), ["alpha", "beta"])]
+    c = cells[0]
+    assert c.cell_id.startswith("alpha.cores-2.lr-fs.r0.")
+    assert CellSpec.from_json(c.to_json()) == c

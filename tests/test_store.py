@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hrvs_ray import SCHEMA_VERSION
+from hrvs_ray.store import STEPS_SCHEMA, ResultStore, ResultsError, conform, read_results
+
+
+def _cell(cid, status="ok", cluster="c1"):
+    now = datetime.now(timezone.utc)
+    return {"sweep": "s", "cell_id": cid, "cluster": cluster, "node": "n1", "scope": "node",
+            "input_set": "LR&FS", "run": 0, "status": status, "started_at": now, "finished_at": now}
+
+
+def _steps(cid, n=3):
+    return conform([{"sweep": "s", "cell_id": cid, "cluster": "c1", "step": i, "warmup": i == 0,
+                     "seconds": 0.1 * (i + 1), "total_px": 100, "informative_px": 80, "padding_px": 20}
+                    for i in range(n)], STEPS_SCHEMA)
+
+
+def test_cells_land_atomically_with_schema_version(tmp_path):
+    st = ResultStore.open(tmp_path / "r", "s", "fp1", {"a": 1})
+    st.write_cell(_cell("a"), _steps("a"))
+    st.write_cell(_cell("b", "failed"), None)
+    assert st.finished() == {"a": "ok", "b": "failed"}
+    st.write_cell(_cell("b"), _steps("b"))                      # a retry replaces the row
+    assert st.finished() == {"a": "ok", "b": "ok"}
+    for f in [st.cells_path, st.steps_path("c1", "a")]:
+        assert pq.read_schema(f).metadata[b"schema_version"] == str(SCHEMA_VERSION).encode()
+    assert not list(tmp_path.rglob("*.tmp"))
+    res = read_results(tmp_path / "r")
+    assert res.steps.num_rows == 6 and res.cells.num_rows == 2
+
+
+def test_orphan_steps_are_ignored(tmp_path):
+    st = ResultStore.open(tmp_path / "r", "s", "fp1", {})
+    st.write_cell(_cell("a"), _steps("a"))
+    pq.write_table(_steps("ghost").replace_schema_metadata({b"schema_version": b"1"}), st.steps_path("c1", "ghost"))
+    assert read_results(tmp_path / "r").steps.num_rows == 3
+
+
+def test_other_sweep_is_refused_and_fresh_clears_own(tmp_path):
+    ResultStore.open(tmp_path / "r", "s", "fp1", {}).write_cell(_cell("a"), _steps("a"))
+    with pytest.raises(ResultsError, match="different sweep definition"):
+        ResultStore.open(tmp_path / "r", "s", "fp2", {})
+    with pytest.raises(ResultsError, match="--fresh only clears"):
+        ResultStore.open(tmp_path / "r", "other", "fp2", {}, fresh=True)
+    st = ResultStore.open(tmp_path / "r", "s", "fp2", {}, fresh=True)
+    assert st.finished() == {}
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "x").write_text("x")
+    with pytest.raises(ResultsError, match="not an hrvs-ray"):
+        ResultStore.open(tmp_path / "junk", "s", "fp", {})
+
+
+def test_reader_errors_name_the_folder(tmp_path):
+    with pytest.raises(ResultsError, match="no such results folder"):
+        read_results(tmp_path / "missing")
+    ResultStore.open(tmp_path / "empty", "s", "fp", {})
+    with pytest.raises(ResultsError, match="empty results folder"):
+        read_results(tmp_path / "empty")
+    st = ResultStore.open(tmp_path / "bad", "s", "fp", {})
+    st.write_cell(_cell("a"), _steps("a"))
+    st.cells_path.write_bytes(b"PAR1 not really")
+    with pytest.raises(ResultsError, match="corrupt"):
+        read_results(tmp_path / "bad")
+    st = ResultStore.open(tmp_path / "new", "s", "fp", {})
+    st.write_cell(_cell("a"), _steps("a"))
+    t = pq.read_table(st.cells_path)
+    pq.write_table(t.replace_schema_metadata({b"schema_version": str(SCHEMA_VERSION + 1).encode()}), st.cells_path)
+    with pytest.raises(ResultsError, match="newer than this hrvs-ray"):
+        read_results(tmp_path / "new")
