@@ -83,7 +83,9 @@ def read_metadata_csv(path: Path) -> ShapeTable:
                                  f"{r.get('Width')!r} x {r.get('Height')!r}") from None
             if w <= 0 or h <= 0:
                 raise ValueError(f"{path}: line {n}: non-positive image size {w} x {h}")
-            rows.append((r["Image file"], r["Medium"], r["Subset"], w, h))
+            # The authors' CSV spells one medium "Woven fabric " (trailing space) while
+            # MAMe_labels.csv says "Woven fabric": names are compared stripped.
+            rows.append((r["Image file"], r["Medium"].strip(), r["Subset"], w, h))
     return _table(rows)
 
 
