@@ -1,0 +1,183 @@
+"""perf_event counters, for real: software events everywhere, hardware events where a PMU exists."""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from hrvs_ray.probes.counters import SAMPLE_KEYS, explain_errno, has_cpu_pmu, open_counters, probe_events
+from hrvs_ray.store import STEPS_SCHEMA
+
+BUF = b"\x01" * (16 * 1024 * 1024)
+
+
+def _hash_work(rounds: int, spent: list) -> None:
+    t0 = time.thread_time()
+    for _ in range(rounds):
+        hashlib.sha256(BUF).digest()          # releases the GIL for big buffers: threads run in parallel
+    spent.append(time.thread_time() - t0)
+
+
+def test_sample_keys_are_steps_columns():
+    with open_counters() as c:
+        c.begin()
+        sample = c.end()
+    assert tuple(sample) == SAMPLE_KEYS
+    assert set(SAMPLE_KEYS) <= set(STEPS_SCHEMA.names)
+
+
+def test_task_clock_agrees_with_process_cpu_time_over_matmul():
+    a = np.random.default_rng(0).random((700, 700))
+    with open_counters() as c:
+        c.begin()
+        for _ in range(40):
+            a @ a                              # BLAS worker threads existed before open_counters
+        s = c.end()
+    assert s["task_clock_ns"] is not None, s["counter_status"]
+    assert s["cpu_seconds"] > 0.2
+    assert s["task_clock_ns"] / 1e9 == pytest.approx(s["cpu_seconds"], rel=0.12)
+    assert s["page_faults"] >= 0 and s["context_switches"] >= 0
+
+
+def test_threads_started_after_open_are_counted():
+    spent: list[float] = []
+    with open_counters() as c:
+        c.begin()
+        threads = [threading.Thread(target=_hash_work, args=(6, spent)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        s = c.end()
+    worker_s = sum(spent)
+    assert worker_s > 0.1
+    # task-clock covers the workers' own CPU time (plus a little of the main thread's).
+    assert s["task_clock_ns"] / 1e9 >= 0.9 * worker_s
+    assert s["task_clock_ns"] / 1e9 == pytest.approx(s["cpu_seconds"], rel=0.12)
+
+
+def test_threads_existing_before_open_are_counted():
+    go, spent = threading.Event(), []
+
+    def waiter():
+        go.wait()
+        _hash_work(6, spent)
+    threads = [threading.Thread(target=waiter) for _ in range(2)]
+    for t in threads:
+        t.start()
+    with open_counters() as c:
+        c.begin()
+        go.set()
+        for t in threads:
+            t.join()
+        s = c.end()
+    assert s["task_clock_ns"] / 1e9 >= 0.9 * sum(spent) > 0.1
+
+
+@pytest.mark.skipif(has_cpu_pmu(), reason="this machine has a PMU")
+def test_no_pmu_gives_null_hardware_columns_and_a_reason():
+    with open_counters("generic") as c:
+        c.begin()
+        sum(range(10000))
+        s = c.end()
+    assert s["counter_status"] == "unsupported: no PMU (ENOENT) — this machine/VM exposes no hardware counters"
+    assert s["cycles"] is s["instructions"] is s["llc_misses"] is s["counter_scaling"] is None
+    assert s["llc_event"] == "generic:PERF_COUNT_HW_CACHE_MISSES"
+    assert s["task_clock_ns"] > 0
+    ev = probe_events()
+    assert ev["cycles"].startswith("unsupported: no PMU") and ev["task-clock"].startswith("ok")
+
+
+@pytest.mark.skipif(not has_cpu_pmu(), reason="no PMU on this machine (VM without hardware counters)")
+def test_hardware_counters_where_a_pmu_exists():
+    a = np.random.default_rng(0).random((500, 500))
+    with open_counters("generic") as c:
+        c.begin()
+        for _ in range(10):
+            a @ a
+        s = c.end()
+    assert s["counter_status"] in ("ok",) or s["counter_status"].startswith("partial"), s["counter_status"]
+    assert s["cycles"] > 1e8 and s["instructions"] > 1e8
+    assert 0 < s["counter_scaling"] <= 1.0
+    assert c.grouping == "group"
+
+
+def test_invalid_raw_event_is_a_status_not_a_crash():
+    with open_counters("raw:not-hex") as c:
+        c.begin()
+        s = c.end()
+    assert "invalid llc event 'raw:not-hex'" in s["counter_status"]
+    assert s["llc_misses"] is None and s["task_clock_ns"] is not None
+    with open_counters("raw:0x20d1") as c:
+        c.begin()
+        s = c.end()
+    assert s["llc_event"] == "raw:0x20d1"
+    if not has_cpu_pmu():
+        assert s["counter_status"].startswith("unsupported: no PMU")
+    with open_counters("none") as c:
+        c.begin()
+        s = c.end()
+    assert s["llc_event"] == "none" and s["llc_misses"] is None
+
+
+def test_reasons_are_actionable():
+    assert "perf_event_paranoid<=2" in explain_errno(errno.EACCES)
+    assert "seccomp" in explain_errno(errno.EPERM) and "seccomp" in explain_errno(errno.ENOSYS)
+    assert "raw event" in explain_errno(errno.ENOENT, "LLC event raw:0x1") or not has_cpu_pmu()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to an unprivileged user")
+def test_unprivileged_user_under_paranoid_2():
+    """As a normal user (paranoid=2): software events fall back to user-space, context switches
+    come from getrusage, and nothing crashes."""
+    paranoid = int(open("/proc/sys/kernel/perf_event_paranoid").read())
+    if paranoid < 2:
+        pytest.skip(f"perf_event_paranoid={paranoid}")
+    code = textwrap.dedent("""
+        import json, os, time
+        from hrvs_ray.probes.counters import open_counters   # import first: nobody cannot read root's files
+        os.setgid(65534); os.setuid(65534)
+        c = open_counters()
+        c.begin()
+        for _ in range(20):
+            time.sleep(0.001)
+        print(json.dumps(dict(c.end(), sw_kernel=c.sw_kernel)))
+        """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert out.returncode == 0, out.stderr
+    s = json.loads(out.stdout)
+    assert s["sw_kernel"] is False and s["context_switches"] >= 20 and s["task_clock_ns"] > 0
+
+
+def test_torch_pool_started_after_open_is_counted():
+    """The cell's order: open counters, then import torch and run its thread pool."""
+    code = textwrap.dedent("""
+        import json, os
+        from hrvs_ray.probes.counters import open_counters
+        c = open_counters()
+        import torch
+        torch.set_num_threads(2)
+        a = torch.rand(600, 600)
+        c.begin()
+        for _ in range(40):
+            a @ a
+        s = c.end()
+        print(json.dumps(dict(s, threads=len(os.listdir("/proc/self/task")), sets=len(c.sw.fds))))
+        """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert out.returncode == 0, out.stderr
+    s = json.loads(out.stdout.strip().splitlines()[-1])
+    assert s["sets"] == 1 and s["threads"] >= 2          # one set, opened before the pool existed
+    assert s["cpu_seconds"] > 0.1
+    assert s["task_clock_ns"] / 1e9 == pytest.approx(s["cpu_seconds"], rel=0.12)

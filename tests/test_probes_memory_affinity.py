@@ -1,0 +1,128 @@
+"""Peak-RSS reset and placement (thread env, affinity, NUMA binding), for real on this node.
+
+Placement changes process-wide state, so each check runs in a fresh interpreter.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from hrvs_ray.probes import memory
+
+
+def test_peak_rss_follows_a_step_and_resets():
+    assert memory.reset_peak_rss(), "clear_refs refused on this kernel"
+    base_peak = memory.peak_rss_bytes()
+    start = memory.rss_bytes()
+    big = np.ones(64 * 1024 * 1024 // 8)            # 64 MiB, touched
+    during = memory.peak_rss_bytes()
+    assert during - base_peak > 48 * 1024 * 1024
+    del big
+    assert memory.rss_bytes() < during - 48 * 1024 * 1024   # freed back to the OS
+    # The peak stays until reset (within the kernel's batched per-thread RSS counting).
+    assert memory.peak_rss_bytes() >= during - 2 * 1024 * 1024
+    assert memory.reset_peak_rss()
+    after = memory.peak_rss_bytes()
+    assert after < during - 48 * 1024 * 1024
+    assert abs(after - start) < 16 * 1024 * 1024
+
+
+def _run(code: str, env: dict | None = None) -> dict:
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, **(env or {})}, cwd=os.getcwd())
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_apply_placement_before_torch_overrides_inherited_env():
+    cpu = min(os.sched_getaffinity(0))
+    res = _run(f"""
+        import json, os, sys
+        from hrvs_ray.probes.affinity import apply_placement, check_torch_threads
+        from hrvs_ray.probes.topology import ScopePlacement
+        assert "torch" not in sys.modules
+        a = apply_placement(ScopePlacement("cores:1", ({cpu},), 1, (), 0))
+        import torch
+        torch.set_num_threads(a.threads)
+        n = check_torch_threads(a.threads)
+        print(json.dumps(dict(cpus=a.cpus, threads=a.threads, numa=a.numa_binding, warnings=a.warnings,
+                              torch_threads=n, env=[os.environ[v] for v in
+                              ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")],
+                              all_tasks=[sorted(os.sched_getaffinity(int(t))) for t in os.listdir("/proc/self/task")])))
+        """, env={"OMP_NUM_THREADS": "7", "MKL_NUM_THREADS": "7"})
+    assert res["cpus"] == [cpu] and res["threads"] == 1 and res["torch_threads"] == 1
+    assert res["env"] == ["1", "1", "1"] and res["warnings"] == []
+    assert res["numa"] == "not bound: no NUMA node is known for these CPUs"
+    assert all(mask == [cpu] for mask in res["all_tasks"])   # torch's threads inherited the mask
+
+
+def test_apply_placement_node_scope_of_this_machine():
+    res = _run("""
+        import json
+        from hrvs_ray.probes.affinity import apply_placement
+        from hrvs_ray.probes.topology import read_topology, resolve_scope
+        p = resolve_scope(read_topology("/"), "node")
+        a = apply_placement(p)
+        print(json.dumps(dict(want=p.cpus, got=a.cpus, nodes=p.numa_nodes, numa=a.numa_binding)))
+        """)
+    assert res["got"] == res["want"]
+    n_nodes = sum(1 for d in os.listdir("/sys/devices/system/node") if d[4:].isdigit() and d.startswith("node"))
+    if n_nodes == 1:
+        assert res["numa"] == "not needed: 1 NUMA node"
+    else:
+        assert res["numa"].startswith(("bind:", "not bound: set_mempolicy failed"))
+
+
+def test_torch_imported_first_is_flagged():
+    res = _run("""
+        import json, os, torch
+        from hrvs_ray.probes.affinity import apply_placement
+        from hrvs_ray.probes.topology import ScopePlacement
+        cpus = tuple(sorted(os.sched_getaffinity(0)))
+        a = apply_placement(ScopePlacement("node", cpus, len(cpus), (), None))
+        print(json.dumps(dict(warnings=a.warnings)))
+        """)
+    assert res["warnings"] and "torch was imported before" in res["warnings"][0]
+
+
+def test_bind_memory_syscall_for_real():
+    """The set_mempolicy path itself, on node 0 of this machine, in a child (policy is per thread)."""
+    res = _run("""
+        import json
+        from hrvs_ray.probes.affinity import bind_memory
+        print(json.dumps([bind_memory((0,)), bind_memory(()), bind_memory((4095,))]))
+        """)
+    if res[0].startswith("not bound: set_mempolicy failed: EPERM"):
+        pytest.skip("set_mempolicy blocked here (seccomp): " + res[0])
+    assert res[0] == "bind:0" and res[1] == "default"
+    assert res[2].startswith("not bound: set_mempolicy failed: EINVAL")     # a node that does not exist
+
+
+def test_unreachable_cpu_is_a_clear_error():
+    res = _run("""
+        import json
+        from hrvs_ray.probes.affinity import apply_placement, PlacementError
+        from hrvs_ray.probes.topology import ScopePlacement
+        try:
+            apply_placement(ScopePlacement("cores:1", (4000,), 1, (), 0))
+        except PlacementError as e:
+            print(json.dumps(str(e)))
+        """)
+    assert "cannot pin to CPUs [4000]" in res
+
+
+def test_probes_that_run_before_torch_do_not_import_it():
+    res = _run("""
+        import json, sys
+        import hrvs_ray.probes.topology, hrvs_ray.probes.affinity, hrvs_ray.probes.memory
+        import hrvs_ray.probes.counters, hrvs_ray.probes.nodeinfo, hrvs_ray.probes.flops
+        hrvs_ray.probes.nodeinfo.collect_node_info("/")
+        print(json.dumps(sorted(m for m in ("torch", "ray") if m in sys.modules)))
+        """)
+    assert res == []
