@@ -16,7 +16,7 @@ import yaml
 
 RESIZE_KINDS = ("fixed", "shorter_side", "none")
 SCOPE_RE = re.compile(r"^(cores:[1-9][0-9]*|socket|node)$")
-EVENT_RE = re.compile(r"^(generic|none|raw:0x[0-9a-fA-F]+)$")
+EVENT_RE = re.compile(r"^(generic|ll-read|none|raw:0x[0-9a-fA-F]+)$")
 
 
 class SweepError(ValueError):
@@ -222,7 +222,7 @@ def _scope_check(v: str) -> str | None:
 
 
 def _event_check(v: str) -> str | None:
-    return None if EVENT_RE.match(v) else "must be 'generic', 'none' or 'raw:0x<hex>'"
+    return None if EVENT_RE.match(v) else "must be 'generic', 'll-read', 'none' or 'raw:0x<hex>'"
 
 
 def _scopes(v: _V, value: Any, key: str) -> tuple[str, ...]:

@@ -1,0 +1,1 @@
+"""Ray side: node probes, node-scope cell actors, and the sweep driver."""

@@ -1,0 +1,1 @@
+"""Torch side: the model, the padding collate and one deterministic training cell."""

@@ -1,0 +1,137 @@
+"""Several Ray nodes on one machine (ray.cluster_utils.Cluster), labelled as clusters:
+placement, resume after a killed driver, a killed actor, a node removed mid-sweep."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from hrvs_ray.store import read_results
+from conftest import tiny_sweep_dict
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def ray_cluster():
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "labels": {"cluster": "alpha"},
+                                                      "include_dashboard": False})
+    yield c
+    c.shutdown()
+
+
+def start_driver(sweep: Path, out: Path, address: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "hrvs_ray.cli", "sweep", str(sweep), "--out", str(out),
+                             "--address", address, "--no-progress", "--no-report"],
+                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def cell_processes() -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "CellRunner.run" in cmd:
+            found.append(p)
+    return found
+
+
+def wait_for(pred, timeout: float, what: str):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_cells_land_on_their_clusters_nodes(ray_cluster, tmp_path, write_sweep):
+    beta = ray_cluster.add_node(num_cpus=1, labels={"cluster": "beta"})
+    ray_cluster.wait_for_nodes()
+    sweep = write_sweep(tiny_sweep_dict(tmp_path, name="two"))
+    p = start_driver(sweep, tmp_path / "r", ray_cluster.address, tmp_path)
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out
+    res = read_results(tmp_path / "r")
+    cells = res.cells.to_pandas()
+    assert sorted(cells["cluster"].unique()) == ["alpha", "beta"] and (cells["status"] == "ok").all()
+    for _, c in cells.iterrows():
+        assert (c["ray_node_id"] == beta.node_id) == (c["cluster"] == "beta")
+    steps = res.steps.to_pandas()
+    assert set(steps["cluster"]) == {"alpha", "beta"}
+    assert set(res.nodes.column("cluster").to_pylist()) == {"alpha", "beta"}
+    # the same configuration saw the same batches on both clusters
+    fp = steps.groupby(["input_set", "run", "step"])["batch_fingerprint"].nunique()
+    assert (fp == 1).all()
+
+
+def test_driver_killed_mid_sweep_resumes_without_duplicates(ray_cluster, tmp_path, write_sweep):
+    sweep = write_sweep(tiny_sweep_dict(tmp_path, name="resume", training={"warmup_steps": 1, "steps": 2, "runs": 2}))
+    out = tmp_path / "r"
+    p = start_driver(sweep, out, ray_cluster.address, tmp_path)
+    cells_file = out / "cells.parquet"
+    wait_for(lambda: cells_file.is_file() and len(read_results(out).cells) >= 1, 300, "a finished cell")
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=30)
+    before = read_results(out).cells.to_pandas()
+    assert 1 <= len(before) < 6
+    p = start_driver(sweep, out, ray_cluster.address, tmp_path)
+    log, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, log
+    after = read_results(out).cells.to_pandas()
+    assert len(after) == 6 and after["cell_id"].is_unique and (after["status"] == "ok").all()
+    kept = after.set_index("cell_id").loc[before["cell_id"], "finished_at"]
+    assert list(kept) == list(before["finished_at"])          # finished cells were not re-run
+    assert f"{len(before)} already done" in log
+    assert read_results(out).steps.num_rows == 6 * 3
+
+
+def test_killed_actor_is_retried_on_another_node_of_its_cluster(ray_cluster, tmp_path, write_sweep):
+    ray_cluster.add_node(num_cpus=1, labels={"cluster": "alpha"})
+    ray_cluster.wait_for_nodes()
+    sweep = write_sweep(tiny_sweep_dict(tmp_path, name="kill"))
+    p = start_driver(sweep, tmp_path / "r", ray_cluster.address, tmp_path)
+    victim = wait_for(cell_processes, 300, "a running cell")[0]
+    victim.kill()
+    log, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, log
+    assert "retrying on another node" in log
+    cells = read_results(tmp_path / "r").cells.to_pandas()
+    assert (cells["status"] == "ok").all() and cells["attempts"].max() == 2
+
+
+def test_killed_actor_without_spare_node_fails_the_cell_and_the_sweep_goes_on(ray_cluster, tmp_path, write_sweep):
+    sweep = write_sweep(tiny_sweep_dict(tmp_path, name="kill1"))
+    p = start_driver(sweep, tmp_path / "r", ray_cluster.address, tmp_path)
+    wait_for(cell_processes, 300, "a running cell")[0].kill()
+    log, _ = p.communicate(timeout=600)
+    assert p.returncode == 1, log
+    cells = read_results(tmp_path / "r").cells.to_pandas()
+    failed = cells[cells["status"] == "failed"]
+    assert len(failed) == 1 and "process died" in failed["error"].iloc[0]
+    assert (cells["status"] == "ok").sum() == 2
+    assert "FAILED" in log
+
+
+def test_node_removed_mid_sweep_does_not_hang_the_driver(ray_cluster, tmp_path, write_sweep):
+    extra = ray_cluster.add_node(num_cpus=1, labels={"cluster": "alpha"})
+    ray_cluster.wait_for_nodes()
+    sweep = write_sweep(tiny_sweep_dict(tmp_path, name="lose", training={"warmup_steps": 1, "steps": 2, "runs": 2}))
+    p = start_driver(sweep, tmp_path / "r", ray_cluster.address, tmp_path)
+    wait_for(lambda: (tmp_path / "r" / "nodes.parquet").is_file() and cell_processes(), 300, "cells running")
+    ray_cluster.remove_node(extra)
+    log, _ = p.communicate(timeout=600)
+    cells = read_results(tmp_path / "r").cells.to_pandas()
+    assert len(cells) == 6 and cells["cell_id"].is_unique, log
+    # every cell finished (retried on the head node) or failed with a node-lost cause
+    bad = cells[cells["status"] != "ok"]
+    assert all(("node lost" in e) or ("process died" in e) for e in bad["error"]), log
+    assert p.returncode == (1 if len(bad) else 0)

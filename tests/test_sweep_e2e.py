@@ -1,0 +1,95 @@
+"""Real end-to-end runs: local Ray, real training on tiny synthetic data, real parquet."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hrvs_ray.store import read_results
+from conftest import REPO, tiny_sweep_dict
+
+pytestmark = pytest.mark.slow
+
+
+def hrvs(*args: str, cwd: Path, timeout: float = 420) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hrvs_ray.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout)
+
+
+def test_sweep_runs_every_cell_writes_parquet_and_resumes(tmp_path, write_sweep):
+    sweep = write_sweep(tiny_sweep_dict(tmp_path, name="e2e"))
+    out = tmp_path / "results"
+    r = hrvs("sweep", str(sweep), "--out", str(out), "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "s/MP" in r.stdout and "s/inf-MP" in r.stdout
+    res = read_results(out)
+    cells = res.cells.to_pandas()
+    assert sorted(cells["status"]) == ["ok"] * 3
+    steps = res.steps.to_pandas()
+    assert len(steps) == 3 * 3
+    assert steps.groupby("cell_id")["warmup"].sum().eq(1).all()
+    assert (steps["seconds"] > 0).all() and (steps["data_seconds"] > 0).all()
+    assert (steps["peak_rss_bytes"] >= steps["rss_start_bytes"]).all()
+    assert steps["batch_fingerprint"].str.len().eq(32).all()
+    assert (steps["total_px"] == steps["informative_px"] + steps["padding_px"]).all()
+    assert steps.loc[steps["input_set"] == "LR&FS", "padding_px"].eq(0).all()
+    assert (steps["flops"] > 0).all()
+    affinity = sorted(os.sched_getaffinity(0))
+    for _, c in cells.iterrows():
+        assert sorted(c["cpus"]) == affinity and c["threads"] == len(affinity)
+    assert res.nodes.num_rows == 1
+    assert (tmp_path / "reports" / "e2e.html").is_file()
+    csv = tmp_path / "ds" / "MAMe_dataset.csv"
+    mtime = csv.stat().st_mtime_ns
+
+    again = hrvs("sweep", str(sweep), "--out", str(out), "--no-progress", "--no-report", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "3 already done, 0 ran ok" in again.stdout
+    assert csv.stat().st_mtime_ns == mtime            # dataset generated once
+    assert read_results(out).steps.num_rows == 9      # no duplicates
+
+
+def test_missing_mame_dataset_says_how_to_get_it(tmp_path, write_sweep):
+    d = tiny_sweep_dict(tmp_path)
+    d["dataset"] = {"kind": "mame", "path": str(tmp_path / "nowhere")}
+    r = hrvs("sweep", str(write_sweep(d)), "--out", str(tmp_path / "r"), cwd=tmp_path, timeout=60)
+    assert r.returncode == 2
+    assert "MAMe" in r.stderr and "synth" in r.stderr and str(tmp_path / "nowhere") in r.stderr
+
+
+DETERMINISM = r"""
+import json, sys
+from hrvs_ray.config import load_sweep
+from hrvs_ray.cluster.actors import CellRunner
+from hrvs_ray.plan import plan_cells
+from hrvs_ray.probes.topology import read_topology, resolve_scope
+sweep = load_sweep(sys.argv[1])
+cell = [c for c in plan_cells(sweep, ["local"]) if c.input_set.name == sys.argv[2]][0]
+runner = CellRunner(resolve_scope(read_topology("/"), "node"), "generic")
+out = runner.run(cell.to_json(), sweep.dataset, "local")
+t = out["steps"]
+print(json.dumps({"status": out["record"]["status"], "error": out["record"].get("error"),
+                  "threads": out["record"]["threads"], "fp": t.column("batch_fingerprint").to_pylist(),
+                  "loss": [float(x).hex() for x in t.column("loss").to_pylist()]}))
+"""
+
+
+@pytest.mark.parametrize("input_set", ["MR&VS", "HR&VS"])
+def test_same_cell_twice_gives_identical_batches_and_bitwise_losses(tmp_path, write_sweep, input_set):
+    sweep = write_sweep(tiny_sweep_dict(tmp_path, training={"warmup_steps": 1, "steps": 3, "runs": 1, "seed": 3}))
+    runs = []
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-c", DETERMINISM, str(sweep), input_set], capture_output=True,
+                           text=True, cwd=tmp_path, timeout=300)
+        assert r.returncode == 0, r.stderr
+        runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    a, b = runs
+    assert a["status"] == "ok", a["error"]
+    assert len(a["fp"]) == 4 and len(set(a["fp"])) == 4
+    assert a["fp"] == b["fp"]
+    assert a["loss"] == b["loss"]          # hex of the float64: bitwise equality
+    assert a["threads"] == b["threads"]
