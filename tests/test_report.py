@@ -10,6 +10,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -20,7 +21,7 @@ from hrvs_ray.report import build_report  # noqa: E402
 from hrvs_ray.report.figures import PALETTE, colours  # noqa: E402
 from hrvs_ray.report.load import load, scope_label  # noqa: E402
 from hrvs_ray.report.tables import table1  # noqa: E402
-from hrvs_ray.store import ResultsError  # noqa: E402
+from hrvs_ray.store import ResultStore, ResultsError  # noqa: E402
 
 HOSTILE = "<script>alert(1)</script>"
 HOSTILE_ESC = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -113,7 +114,8 @@ def test_minimal_single_cluster_scope_run_without_counters(tmp_path: Path) -> No
                        steps=3, no_counters=["solo"])
     text = build_report([res], tmp_path / "r.html").read_text()
     assert "n/a (1 run)" in text
-    assert "hardware counters unavailable: " + NO_PMU in svg_text(text)
+    assert f"Hardware counters (paper Figs. 8–10): unavailable on every node of this scope — {NO_PMU}" in text
+    assert text.count("<svg") == 1  # the timing figure only
     assert not re.search(r">\s*nan\s*<", text, flags=re.I)
     assert '<h3 id="scope-socket">socket</h3>' in text
 
@@ -257,3 +259,95 @@ def test_run_to_run_variability_above_6_percent_flagged(tmp_path: Path) -> None:
     text = build_report([tmp_path / "r"], tmp_path / "r.html").read_text()
     flagged = re.findall(r'<td class="flag">([\d.]+)% &gt; 6%</td>', text)
     assert len(flagged) == 1 and 15 < float(flagged[0]) < 35
+
+
+# ---- counters: a note instead of empty axes; all text stays inside its axes / figure ----
+
+def _no_pmu_scope(tmp_path: Path, status: str) -> Path:
+    """Two clusters, one scope, no counter read anywhere, ``status`` recorded as the reason."""
+    from report_results import node_row, step_rows
+    store = ResultStore.open(tmp_path / "r", "s", "fp", {})
+    for cluster in ("c1", "c2"):
+        store.write_node(node_row(cluster, f"{cluster}-n0"))
+        t = step_rows("s", f"{cluster}0", cluster, f"{cluster}-n0", "node", "HR&VS", 0, 3, counters=False)
+        t = t.set_column(t.schema.get_field_index("counter_status"), "counter_status",
+                         pa.array([status] * t.num_rows, pa.string()))
+        store.write_cell({"sweep": "s", "cell_id": f"{cluster}0", "cluster": cluster, "node": f"{cluster}-n0",
+                          "scope": "node", "input_set": "HR&VS", "run": 0, "status": "ok"}, t)
+    return tmp_path / "r"
+
+
+def test_no_counter_scope_gives_html_note_not_empty_figure(tmp_path: Path) -> None:
+    text = build_report([_no_pmu_scope(tmp_path, NASTY + " no PMU")], tmp_path / "r.html").read_text()
+    note = ("Hardware counters (paper Figs. 8–10): unavailable on every node of this scope — "
+            "OOM &lt;b&gt;&amp;&quot; no PMU")
+    assert f'<p class="note fig-note">{note}</p>' in text  # escaped: the status comes from the data
+    assert text.count("<svg") == 1  # the timing figure; no SVG of four empty counter axes
+    shown = svg_text(text)
+    assert "Seconds per megapixel" in shown
+    assert "Instructions per" not in shown and "hardware counters unavailable" not in shown
+
+
+def test_partial_counters_keep_the_per_panel_note(report: str) -> None:
+    # gen-a lacks counters but the other cluster has them: the counter figures are drawn
+    # and gen-a's slot carries the reason; no whole-scope note.
+    assert "unavailable on every node" not in report and report.count("<svg") == 4
+    shown = svg_text(report)
+    assert shown.count("no counters: " + NO_PMU) == 2 * 4  # 2 scopes x 4 counter panels
+    assert "Instructions per informative megapixel" in shown
+
+
+def _extents_fit(fig) -> list[str]:
+    """Titles inside the figure, and notes (with their boxes) inside their own axes, measured
+    on the real Agg renderer with the report's font settings."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    FigureCanvasAgg(fig).draw()
+    r = fig.canvas.get_renderer()
+    fw = fig.bbox.width
+    bad = []
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        title = ax.title.get_window_extent(r)
+        if title.x0 < 0 or title.x1 > fw:
+            bad.append(f"title {ax.title.get_text()!r} spans {title.x0:.0f}..{title.x1:.0f} of {fw:.0f}")
+        box = ax.bbox
+        for t in ax.texts:
+            e = t.get_bbox_patch().get_window_extent(r) if t.get_bbox_patch() else t.get_window_extent(r)
+            if e.x0 < box.x0 - 1 or e.x1 > box.x1 + 1:
+                bad.append(f"note {t.get_text()!r} spans {e.x0:.0f}..{e.x1:.0f}, axes {box.x0:.0f}..{box.x1:.0f}")
+    return bad
+
+
+@pytest.mark.parametrize("clusters", [["amd"], ["amd", "intel", "arm-with-a-longer-name"]])
+def test_titles_and_notes_fit(tmp_path: Path, clusters: list[str]) -> None:
+    import matplotlib
+    from report_results import node_row, step_rows
+    from hrvs_ray.report import figures
+    from hrvs_ray.report.tables import timed
+    # Counters read except the LLC event (a whole panel without data) for every cluster but
+    # the last, which read none (a per-cluster note): both kinds of note, narrowest figure too.
+    store = ResultStore.open(tmp_path / "r", "s", "fp", {})
+    for ci, cluster in enumerate(clusters):
+        store.write_node(node_row(cluster, f"{cluster}-n0"))
+        for name in ("LR&FS", "HR&VS"):
+            cid = f"{cluster}{name[:2]}"
+            none = ci == len(clusters) - 1 and len(clusters) > 1
+            t = step_rows("s", cid, cluster, f"{cluster}-n0", "node", name, 0, 3, counters=not none)
+            t = t.set_column(t.schema.get_field_index("llc_misses"), "llc_misses", pa.nulls(t.num_rows, pa.int64()))
+            t = t.set_column(t.schema.get_field_index("counter_status"), "counter_status", pa.array(
+                ["unsupported: no PMU (ENOENT) — this machine/VM exposes no hardware counters" if none else
+                 "partial: the LLC event was refused by the kernel (EOPNOTSUPP) on this CPU model"] * t.num_rows))
+            store.write_cell({"sweep": "s", "cell_id": cid, "cluster": cluster, "node": f"{cluster}-n0",
+                              "scope": "node", "input_set": name, "run": 0, "status": "ok"}, t)
+    m = load([tmp_path / "r"])
+    d = timed(m.steps)
+    cmap = colours(m.input_sets)
+    with matplotlib.rc_context(figures.RC):
+        for metrics in (figures.TIME_METRICS, figures.COUNTER_METRICS):
+            fig = figures.draw(d, metrics, 2, sorted(clusters), m.input_sets, cmap)
+            assert _extents_fit(fig) == []
+            texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+            if metrics is figures.COUNTER_METRICS:
+                assert any(t.startswith("hardware counters unavailable") for t in texts)
+                assert any(t.startswith("no counters") for t in texts) == (len(clusters) > 1)

@@ -26,31 +26,38 @@ from .tables import timed, uniq
 PALETTE = ("#E69F00", "#0072B2", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 RUN_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LOG_SPAN = 10 ** 1.5  # switch to a log axis when max/min exceeds ~1.5 decades
+# Text is wrapped by an estimate, not a measurement (measuring needs an extra draw per figure):
+# DejaVu Sans averages ~0.55 em per character; 0.6 errs towards wrapping a little early.
+EM_PER_CHAR = 0.6
+AXES_MARGIN_IN = 0.9  # y tick labels + y label + spacing that constrained layout takes per column
 
 
 @dataclass(frozen=True)
 class Metric:
     column: str
     title: str
+    ref: str  # the paper's figure(s); kept whole on its own line when the title must wrap
     ylabel: str
     counter: bool  # derived from hardware counters (may be unavailable)
     inputs: tuple[str, ...] = ("seconds",)
 
 
 TIME_METRICS = (
-    Metric("s_per_mp", "Seconds per megapixel, all pixels (paper Figs. 2–4)", "seconds / MP (all pixels)", False),
-    Metric("s_per_informative_mp", "Seconds per informative megapixel (paper Figs. 5–7)",
+    Metric("s_per_mp", "Seconds per megapixel, all pixels", "(paper Figs. 2–4)", "seconds / MP (all pixels)", False),
+    Metric("s_per_informative_mp", "Seconds per informative megapixel", "(paper Figs. 5–7)",
            "seconds / informative MP", False),
 )
 COUNTER_METRICS = (
-    Metric("instructions_per_mp", "Instructions per megapixel, all pixels (paper Fig. 8)",
+    Metric("instructions_per_mp", "Instructions per megapixel, all pixels", "(paper Fig. 8)",
            "instructions / MP (all pixels)", True, ("instructions",)),
-    Metric("instructions_per_informative_mp", "Instructions per informative megapixel (paper Fig. 8)",
+    Metric("instructions_per_informative_mp", "Instructions per informative megapixel", "(paper Fig. 8)",
            "instructions / informative MP", True, ("instructions",)),
-    Metric("ipc", "Instructions per cycle (paper Fig. 9)", "IPC (instructions / cycle)", True, ("instructions", "cycles")),
-    Metric("mpki", "LLC misses per 1000 instructions (paper Fig. 10)", "LLC misses / 1000 instructions", True,
+    Metric("ipc", "Instructions per cycle", "(paper Fig. 9)", "IPC (instructions / cycle)", True,
+           ("instructions", "cycles")),
+    Metric("mpki", "LLC misses per 1000 instructions", "(paper Fig. 10)", "LLC misses / 1000 instructions", True,
            ("llc_misses", "instructions")),
 )
+COUNTERS_TITLE = "Hardware counters (paper Figs. 8–10)"
 
 RC = {"svg.fonttype": "none", "text.parse_math": False, "text.usetex": False, "font.size": 9,
       "axes.titlesize": 9.5, "svg.image_inline": True}
@@ -67,9 +74,27 @@ def colours(input_sets: list[str]) -> dict[str, str]:
 
 @dataclass
 class FigureSVG:
+    """One figure; ``svg`` is empty when there was nothing to draw and ``note`` (plain text,
+    escaped by html.py) says why in its place."""
     title: str
     svg: str
     alt: str
+    note: str = ""
+
+
+def chars_fitting(width_in: float, fontsize: float) -> int:
+    """About how many characters of ``fontsize`` points fit in ``width_in`` inches."""
+    return max(10, int(width_in * 72 / (EM_PER_CHAR * fontsize)))
+
+
+def wrap_title(metric: Metric, width_in: float, fontsize: float) -> str:
+    """The title on one line when it fits the axes, else wrapped with the paper reference
+    on a line of its own (a left-aligned title wider than its axes runs off the figure)."""
+    n = chars_fitting(width_in, fontsize)
+    whole = f"{metric.title} {metric.ref}"
+    if len(whole) <= n:
+        return whole
+    return textwrap.fill(metric.title, n) + "\n" + metric.ref
 
 
 def _svg(fig: Figure, prefix: str) -> str:
@@ -92,12 +117,16 @@ def _unavailable(d: pd.DataFrame, metric: Metric) -> str:
 
 
 def _panel(ax, d: pd.DataFrame, metric: Metric, clusters: list[str], sets: list[str],
-           cmap: dict[str, str]) -> None:
-    ax.set_title(metric.title, loc="left")
+           cmap: dict[str, str], axes_in: float) -> None:
+    """One metric on one axes; ``axes_in`` is the axes' expected width in inches, which all
+    text inside it is wrapped to."""
+    ax.set_title(wrap_title(metric, axes_in, RC["axes.titlesize"]), loc="left")
     vals = pd.to_numeric(d[metric.column], errors="coerce") if len(d) else pd.Series(dtype="float64")
     if metric.counter and vals.notna().sum() == 0:
         msg = "hardware counters unavailable: " + (_unavailable(d, metric) if len(d) else "no timed steps")
-        ax.text(0.5, 0.5, textwrap.fill(msg, 60), ha="center", va="center", transform=ax.transAxes,
+        # -4: the rounded box's padding on both sides
+        ax.text(0.5, 0.5, textwrap.fill(msg, chars_fitting(axes_in, RC["font.size"]) - 4), ha="center",
+                va="center", transform=ax.transAxes,
                 bbox={"boxstyle": "round", "facecolor": "#f3f3f3", "edgecolor": "#999999"})
         ax.set_xticks([])
         ax.set_yticks([])
@@ -114,7 +143,8 @@ def _panel(ax, d: pd.DataFrame, metric: Metric, clusters: list[str], sets: list[
         dc = d[d["cluster"] == cluster]
         cvals = pd.to_numeric(dc[metric.column], errors="coerce")
         if metric.counter and len(dc) and cvals.notna().sum() == 0:
-            ax.text(ci * width + (len(sets) - 1) / 2, 0.5, textwrap.fill("no counters: " + _unavailable(dc, metric), 22),
+            slot = chars_fitting(axes_in / len(clusters), 7) - 1  # this cluster's share of the axes
+            ax.text(ci * width + (len(sets) - 1) / 2, 0.5, textwrap.fill("no counters: " + _unavailable(dc, metric), slot),
                     ha="center", va="center", fontsize=7, color="#555555",
                     transform=ax.get_xaxis_transform())
             continue
@@ -158,25 +188,34 @@ def _legend(fig: Figure, sets: list[str], runs: list, cmap: dict[str, str]) -> N
                bbox_to_anchor=(0.5, 1.0))
 
 
-def _figure(d: pd.DataFrame, metrics: tuple[Metric, ...], ncols: int, clusters: list[str],
-            sets: list[str], cmap: dict[str, str], salt: str) -> str:
+def draw(d: pd.DataFrame, metrics: tuple[Metric, ...], ncols: int, clusters: list[str],
+         sets: list[str], cmap: dict[str, str]) -> Figure:
+    """The figure itself (call inside ``matplotlib.rc_context(RC)``); _figure turns it into SVG."""
     nrows = -(-len(metrics) // ncols)
     width = min(16.0, max(8.0, 1.1 * len(clusters) * (len(sets) + 1) * ncols / 2.2))
     fig = Figure(figsize=(width, 3.4 * nrows + 0.5), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    axes_in = width / ncols - AXES_MARGIN_IN
     for ax, metric in zip(axes, metrics):
-        _panel(ax, d, metric, clusters, sets, cmap)
+        _panel(ax, d, metric, clusters, sets, cmap, axes_in)
     for ax in axes[len(metrics):]:
         ax.set_visible(False)
     _legend(fig, sets, sorted(d["run"].dropna().unique()), cmap)
     fig.get_layout_engine().set(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    return fig
+
+
+def _figure(d: pd.DataFrame, metrics: tuple[Metric, ...], ncols: int, clusters: list[str],
+            sets: list[str], cmap: dict[str, str], salt: str) -> str:
+    fig = draw(d, metrics, ncols, clusters, sets, cmap)
     # A fixed salt keeps the SVG byte-identical for identical data (matplotlib's default is random).
     with matplotlib.rc_context({"svg.hashsalt": salt}):
         return _svg(fig, re.sub(r"[^A-Za-z0-9-]", "-", salt))
 
 
 def scope_figures(m: Merged) -> dict[str, list[FigureSVG]]:
-    """Per scope (in the data's own scope strings): the timing figure and the counters figure."""
+    """Per scope (in the data's own scope strings): the timing figure and the counters figure,
+    or, where no cluster of the scope read a single counter, a note in the counters' place."""
     t = timed(m.steps)
     sets = m.input_sets
     cmap = colours(sets)
@@ -186,12 +225,22 @@ def scope_figures(m: Merged) -> dict[str, list[FigureSVG]]:
             d = t[t["scope"] == scope]
             clusters = sorted(set(d["cluster"].dropna())) or ["(no timed steps)"]
             label = scope_label(scope)
-            out[scope] = [
-                FigureSVG(f"Time per megapixel — {label}",
-                          _figure(d, TIME_METRICS, 2, clusters, sets, cmap, f"hrvs-{scope}-time"),
-                          f"Seconds per MP and per informative MP at scope {label}, by cluster and input set"),
-                FigureSVG(f"Hardware counters — {label}",
-                          _figure(d, COUNTER_METRICS, 2, clusters, sets, cmap, f"hrvs-{scope}-counters"),
-                          f"Instructions per MP, IPC and LLC MPKI at scope {label}, by cluster and input set"),
-            ]
+            time_fig = FigureSVG(f"Time per megapixel — {label}",
+                                 _figure(d, TIME_METRICS, 2, clusters, sets, cmap, f"hrvs-{scope}-time"),
+                                 f"Seconds per MP and per informative MP at scope {label}, by cluster and input set")
+            title, alt = f"Hardware counters — {label}", f"Instructions per MP, IPC and LLC MPKI at scope {label}"
+            if _no_counters(d):
+                # Four empty axes say nothing a sentence does not; the sentence also fits any width.
+                why = uniq(d["counter_status"].fillna("no status recorded"), "; ") if len(d) else "no timed steps"
+                counters = FigureSVG(title, "", alt, note=f"{COUNTERS_TITLE}: unavailable on every node of this "
+                                                         f"scope — {why}")
+            else:
+                counters = FigureSVG(title, _figure(d, COUNTER_METRICS, 2, clusters, sets, cmap,
+                                                    f"hrvs-{scope}-counters"), alt + ", by cluster and input set")
+            out[scope] = [time_fig, counters]
     return out
+
+
+def _no_counters(d: pd.DataFrame) -> bool:
+    """True when not one step of any cluster in ``d`` has a value for any counter panel."""
+    return not any(pd.to_numeric(d[m.column], errors="coerce").notna().any() for m in COUNTER_METRICS)

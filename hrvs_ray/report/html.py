@@ -51,6 +51,8 @@ def table(t: Table, heading: str | None = "h3") -> str:
 
 
 def figure(f: FigureSVG) -> str:
+    if not f.svg:  # nothing was drawn: the note (which may quote data, e.g. a counter status) stands in
+        return f'<p class="note fig-note">{esc(f.note)}</p>'
     return (f'<figure role="img" aria-label="{esc(f.alt)}">\n{f.svg}\n'
             f"<figcaption>{esc(f.title)}. Boxes: quartiles and 1.5×IQR whiskers of all timed steps; "
             f"points: every timed step, marker shape by run.</figcaption></figure>")
