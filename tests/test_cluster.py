@@ -73,14 +73,17 @@ def test_cells_land_on_their_clusters_nodes(ray_cluster, tmp_path, write_sweep):
     assert (fp == 1).all()
 
 
-def test_driver_killed_mid_sweep_resumes_without_duplicates(ray_cluster, tmp_path, write_sweep):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
+def test_driver_killed_mid_sweep_resumes_without_duplicates(ray_cluster, tmp_path, write_sweep, sig):
     sweep = write_sweep(tiny_sweep_dict(tmp_path, name="resume", training={"warmup_steps": 1, "steps": 2, "runs": 2}))
     out = tmp_path / "r"
     p = start_driver(sweep, out, ray_cluster.address, tmp_path)
     cells_file = out / "cells.parquet"
     wait_for(lambda: cells_file.is_file() and len(read_results(out).cells) >= 1, 300, "a finished cell")
-    p.send_signal(signal.SIGKILL)
-    p.wait(timeout=30)
+    p.send_signal(sig)
+    log, _ = p.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert p.returncode == 130 and "run the same command again to resume" in log, log
     before = read_results(out).cells.to_pandas()
     assert 1 <= len(before) < 6
     p = start_driver(sweep, out, ray_cluster.address, tmp_path)

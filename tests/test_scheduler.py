@@ -50,3 +50,30 @@ def test_cluster_assignment_by_label_then_cpu_model(tmp_path):
     notes = assign_clusters(nodes, sweep)
     assert [n.cluster for n in nodes] == ["mn4", "amd", None]
     assert "matches no cluster" in notes[0]
+
+
+def test_cell_too_big_for_node_memory_is_skipped_with_estimate(tmp_path):
+    from hrvs_ray.cluster.driver import feasibility
+    from hrvs_ray.probes.topology import ScopePlacement
+
+    sweep = parse_sweep(tiny_sweep_dict(tmp_path))
+    cell = plan_cells(sweep, ["a"])[0]
+    place = ScopePlacement("node", (0, 1), 2, (0,), 0)
+    small = NodeView("id1", "h", {}, 2, 4_000_000_000, {}, {"node": place}, name="small", cluster="a")
+    big = NodeView("id2", "g", {}, 2, 64_000_000_000, {}, {"node": place}, name="big", cluster="a")
+    ok, why = feasibility(sweep, cell, [small, big], peak=10_000_000_000)
+    assert ok == {"id2"}
+    ok, why = feasibility(sweep, cell, [small], peak=10_000_000_000)
+    assert not ok and "estimated peak memory 10.0 GB exceeds 90% of the node's 4.0 GB" in why
+
+
+def test_failure_causes_are_classified_from_rays_exceptions():
+    import ray.exceptions as rex
+
+    from hrvs_ray.cluster.driver import classify
+
+    assert classify(rex.OutOfMemoryError("Task was killed due to the node running low on memory")) \
+        .startswith("out of memory")
+    assert classify(rex.NodeDiedError("node x died")).startswith("node lost")
+    assert classify(rex.ActorDiedError()).startswith("process died")
+    assert classify(ValueError("bad")) == "ValueError: bad"

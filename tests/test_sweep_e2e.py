@@ -21,14 +21,18 @@ def hrvs(*args: str, cwd: Path, timeout: float = 420) -> subprocess.CompletedPro
 
 
 def test_sweep_runs_every_cell_writes_parquet_and_resumes(tmp_path, write_sweep):
-    sweep = write_sweep(tiny_sweep_dict(tmp_path, name="e2e"))
+    # cores:4096 exists on no machine: its cells must be skipped with the reason, not failed
+    sweep = write_sweep(tiny_sweep_dict(tmp_path, name="e2e", scopes=["cores:4096", "node"]))
     out = tmp_path / "results"
     r = hrvs("sweep", str(sweep), "--out", str(out), "--no-progress", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "s/MP" in r.stdout and "s/inf-MP" in r.stdout
     res = read_results(out)
     cells = res.cells.to_pandas()
-    assert sorted(cells["status"]) == ["ok"] * 3
+    skipped = cells[cells["status"] == "skipped"]
+    assert len(skipped) == 3 and skipped["error"].str.contains("cores:4096 needs 4096 physical cores").all()
+    cells = cells[cells["status"] == "ok"]
+    assert len(cells) == 3
     steps = res.steps.to_pandas()
     assert len(steps) == 3 * 3
     assert steps.groupby("cell_id")["warmup"].sum().eq(1).all()
@@ -42,13 +46,15 @@ def test_sweep_runs_every_cell_writes_parquet_and_resumes(tmp_path, write_sweep)
     for _, c in cells.iterrows():
         assert sorted(c["cpus"]) == affinity and c["threads"] == len(affinity)
     assert res.nodes.num_rows == 1
-    assert (tmp_path / "reports" / "e2e.html").is_file()
+    html = (tmp_path / "reports" / "e2e.html").read_text()
+    assert "LR&amp;FS" in html and "HR&amp;VS" in html and "Table 1" in html and "<script" not in html
+    assert "cores:4096 needs 4096 physical cores" in html      # skipped cells listed with reasons
     csv = tmp_path / "ds" / "MAMe_dataset.csv"
     mtime = csv.stat().st_mtime_ns
 
     again = hrvs("sweep", str(sweep), "--out", str(out), "--no-progress", "--no-report", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert "3 already done, 0 ran ok" in again.stdout
+    assert "6 cells: 3 already done, 0 ran ok, 0 failed, 3 skipped" in again.stdout
     assert csv.stat().st_mtime_ns == mtime            # dataset generated once
     assert read_results(out).steps.num_rows == 9      # no duplicates
 

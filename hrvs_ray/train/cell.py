@@ -87,7 +87,9 @@ def run_cell(spec: CellSpec, dataset_spec: DatasetSpec, node: str, cores: int, c
         _sync(device)
         seconds = time.perf_counter() - t1
         sample = counters.end()
-        peak = memory.peak_rss_bytes()
+        # VmHWM is folded from per-thread RSS counters lazily (up to ~200 KiB behind), so
+        # the step's peak is at least what RSS was when it started or is now.
+        peak = max(memory.peak_rss_bytes(), rss_start, memory.rss_bytes())
         device_peak = int(torch.cuda.max_memory_allocated()) if device == "cuda" else None
 
         rows.append({
