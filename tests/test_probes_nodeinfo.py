@@ -54,7 +54,11 @@ def test_opteron_row(machine):
     info = collect_node_info(machine("64amd64-4s2n4ca2co"))
     assert info["vendor"] == "AMD" and info["cpu_model"] == "AMD Opteron(TM) Processor 6276"
     assert (info["sockets"], info["cores_per_socket"], info["numa_nodes"]) == (4, 8, 8)
-    assert info["base_mhz"] is None and info["peak_gflops_fp32"] is None   # model name has no clock
+    # the model name carries no clock: base stays unknown, the peak falls back to cpuinfo's
+    # reported clock (2300 MHz here) and says so
+    assert info["base_mhz"] is None
+    assert info["peak_gflops_fp32"] == pytest.approx(32 * 2.3 * 16, rel=0.01)
+    assert "cpuinfo 'cpu MHz'" in json.loads(info["info_json"])["peak_assumption"]
     assert "unknown" in format_node_info(info)
 
 

@@ -129,7 +129,16 @@ def collect_node_info(root: str | Path = "/", llc_event: str = "generic") -> dic
     per_socket = [len(topo.cores_of(s)) for s in topo.sockets]
     mhz = base_mhz(root, topo)
     fpc = flops_per_cycle_fp32(isa, vendor, model or "")
-    peak = len(topo.cores) * mhz / 1000 * fpc if mhz else None
+    clock, clock_source = mhz, "base clock"
+    if clock is None:
+        # VMs often expose no base frequency; the reported clock is then the best estimate
+        # for a peak, and the assumption says so (base_mhz itself stays unknown).
+        try:
+            clock = float(topo.cpuinfo.get("cpu MHz", "")) or None
+            clock_source = "cpuinfo 'cpu MHz' (reported clock; no base frequency exposed)"
+        except ValueError:
+            clock = None
+    peak = len(topo.cores) * clock / 1000 * fpc if clock else None
     sizes, caches = _cache_summary(topo)
     counters = None
     if live:
@@ -153,7 +162,7 @@ def collect_node_info(root: str | Path = "/", llc_event: str = "generic") -> dic
                         for s in topo.sockets},
         numa={str(n): format_cpulist(cpus) for n, cpus in topo.numa.items()},
         caches=caches, flops_per_cycle_fp32=fpc,
-        peak_assumption=f"{len(topo.cores)} cores x base clock x {fpc} FP32 FLOPs/cycle (widest ISA, "
+        peak_assumption=f"{len(topo.cores)} cores x {clock_source} x {fpc} FP32 FLOPs/cycle (widest ISA, "
                         f"2 FMA pipes unless known otherwise); turbo ignored")
     info["info_json"] = json.dumps(detail, sort_keys=True)
     return info
