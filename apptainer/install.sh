@@ -49,11 +49,9 @@ tar -C "$repo" --exclude=__pycache__ --exclude='*.pyc' -cf - "${items[@]}" | tar
 # pyproject names README.md as the long description; a tree without it must still build.
 [[ -e $stage/README.md ]] || echo "hrvs-ray" >"$stage/README.md"
 
-# A regular (not editable) install: package data (shape table, report template) must ship.
-"$vpy" -m pip install --quiet --no-deps --force-reinstall "$stage"
-
-# Record which source revision was installed, for the provenance of every result cell
-# (hrvs_ray/provenance.py reads it when the code no longer sits in a git checkout).
+# Record which source revision is installed, for the provenance of every result cell
+# (hrvs_ray/provenance.py reads it when the code no longer sits in a git checkout). It is
+# written into the staged package so it ships in the wheel and leaves with an uninstall.
 revision=${HRVS_RAY_GIT_REVISION:-}
 if [[ -z $revision ]] && command -v git >/dev/null && git -C "$repo" rev-parse --git-dir >/dev/null 2>&1; then
   if revision=$(git -C "$repo" rev-parse HEAD 2>/dev/null); then
@@ -62,14 +60,7 @@ if [[ -z $revision ]] && command -v git >/dev/null && git -C "$repo" rev-parse -
     revision=""  # a repository without commits yet
   fi
 fi
-# -I: ignore the current directory, or a run from the repo root would find the source tree.
-pkg_dir=$("$vpy" -I -c 'import hrvs_ray, pathlib; print(pathlib.Path(hrvs_ray.__file__).resolve().parent)')
-prefix_abs=$(cd -- "$prefix" && pwd -P)
-if [[ $pkg_dir != "$prefix_abs"/* ]]; then
-  echo "error: hrvs_ray imports from $pkg_dir, not from $prefix" >&2
-  exit 1
-fi
-"$vpy" -I - "$pkg_dir/_build_info.json" "$revision" <<'PY'
+"$vpy" -I - "$stage/hrvs_ray/_build_info.json" "$revision" <<'PY'
 import datetime, json, sys
 path, revision = sys.argv[1], sys.argv[2] or None
 info = {"git_revision": revision,
@@ -78,5 +69,16 @@ with open(path, "w") as f:
     json.dump(info, f)
 PY
 
+# A regular (not editable) install: package data (shape table, report template) must ship.
+"$vpy" -m pip install --quiet --no-deps --force-reinstall "$stage"
+
+# -I: ignore the current directory, or a run from the repo root would find the source tree.
+pkg_dir=$("$vpy" -I -c 'import hrvs_ray, pathlib; print(pathlib.Path(hrvs_ray.__file__).resolve().parent)')
+prefix_abs=$(cd -- "$prefix" && pwd -P)
+if [[ $pkg_dir != "$prefix_abs"/* ]]; then
+  echo "error: hrvs_ray imports from $pkg_dir, not from $prefix" >&2
+  exit 1
+fi
+[[ -f $pkg_dir/_build_info.json ]] || { echo "error: $pkg_dir/_build_info.json did not ship" >&2; exit 1; }
 "$vpy" -m pip check
 echo "hrvs-ray installed in $prefix (revision: ${revision:-unknown})"

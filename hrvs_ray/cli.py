@@ -72,12 +72,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     sweep = load_sweep(args.sweep)
     out = Path(args.out) if args.out else Path("results") / sweep.name
-    from .cluster.driver import run_sweep
+    from .cluster.driver import NoUsableNodes, run_sweep
 
     try:
         summary = run_sweep(sweep, out, address=args.address, fresh=args.fresh, progress=not args.no_progress)
-    except (DatasetError, ResultsError) as e:
+    except (DatasetError, ResultsError, NoUsableNodes) as e:
         _err(str(e))
+        return EXIT_BAD_INPUT
+    except ConnectionError as e:
+        _err(f"cannot reach the Ray cluster at {args.address!r}: {e}")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         _err(f"interrupted; every finished cell is saved in {out}; run the same command again to resume")

@@ -138,3 +138,13 @@ def test_node_removed_mid_sweep_does_not_hang_the_driver(ray_cluster, tmp_path, 
     bad = cells[cells["status"] != "ok"]
     assert all(("node lost" in e) or ("process died" in e) for e in bad["error"]), log
     assert p.returncode == (1 if len(bad) else 0)
+
+
+def test_local_default_never_joins_a_stray_cluster(ray_cluster, tmp_path, write_sweep):
+    sweep = write_sweep(tiny_sweep_dict(tmp_path, name="local", input_sets={
+        "LR&FS": {"resize": "fixed", "size": [32, 32], "batch_size": 4}}))
+    r = subprocess.run([sys.executable, "-m", "hrvs_ray.cli", "sweep", str(sweep), "--out", str(tmp_path / "r"),
+                        "--no-progress", "--no-report"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    cells = read_results(tmp_path / "r").cells.to_pandas()
+    assert "alpha" not in set(cells["cluster"])     # a fresh loopback Ray, not the labelled one

@@ -72,3 +72,14 @@ def test_cells_are_the_cartesian_product_with_stable_ids(tmp_path):
     c = cells[0]
     assert c.cell_id.startswith("alpha.cores-2.lr-fs.r0.")
     assert CellSpec.from_json(c.to_json()) == c
+
+
+def test_llc_event_and_scopes_can_differ_per_cluster(tmp_path):
+    d = tiny_sweep_dict(tmp_path, scopes=["node"], counters={"llc": "generic"},
+                        clusters=[{"name": "mn4", "scopes": ["cores:4", "node"], "counters": {"llc": "raw:0x20d1"}},
+                                  {"name": "amd", "cpu_model": "EPYC"}])
+    cells = plan_cells(parse_sweep(d), ["mn4", "amd"])
+    mn4 = [c for c in cells if c.cluster == "mn4"]
+    amd = [c for c in cells if c.cluster == "amd"]
+    assert {c.counters.llc for c in mn4} == {"raw:0x20d1"} and {c.scope for c in mn4} == {"cores:4", "node"}
+    assert {c.counters.llc for c in amd} == {"generic"} and {c.scope for c in amd} == {"node"}

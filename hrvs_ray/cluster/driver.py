@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..config import Sweep
 from ..data.batching import batch_indices
@@ -28,6 +28,10 @@ log = logging.getLogger("hrvs_ray")
 PROBE_TIMEOUT_S = 180.0
 POLL_S = 2.0
 NODE_CHECK_S = 5.0
+
+
+class NoUsableNodes(RuntimeError):
+    """The Ray cluster has no node this sweep may use (none alive, or none matches its clusters)."""
 
 
 @dataclass
@@ -49,7 +53,8 @@ def connect(address: str | None) -> None:
 
     if address is None:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        ray.init(include_dashboard=False, log_to_driver=False, num_cpus=os.cpu_count(),
+        # "local" always starts a fresh Ray: never join a stray cluster left on this host.
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, num_cpus=os.cpu_count(),
                  logging_level=logging.WARNING, configure_logging=True)
     else:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
@@ -136,151 +141,201 @@ def base_record(cell: CellSpec, node: NodeView | None) -> dict[str, Any]:
 
 
 def run_sweep(sweep: Sweep, out: Path, address: str | None = None, fresh: bool = False,
-              progress: bool = True, echo: Callable[[str], None] = print) -> SweepSummary:
+              progress: bool = True) -> SweepSummary:
     """Run every missing cell of ``sweep`` into ``out``; return what happened."""
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    from .actors import CellRunner
 
     t_start = time.perf_counter()
     summary = SweepSummary()
     store = ResultStore.open(out, sweep.name, sweep.fingerprint(), sweep.to_dict(), fresh=fresh)
     dataset = open_dataset(sweep.dataset)   # generates the synthetic dataset once, checks MAMe
-    heights, widths = dataset.table.heights, dataset.table.widths
 
     connect(address)
     try:
-        all_scopes = set(sweep.scopes) | {s for c in sweep.clusters for s in (c.scopes or ())}
-        nodes = discover_nodes(all_scopes)
-        summary.notes += assign_clusters(nodes, sweep)
-        nodes = [n for n in nodes if n.cluster]
-        if not nodes:
-            raise RuntimeError("no usable node in the Ray cluster: " + "; ".join(summary.notes or ["none alive"]))
-        by_id = {n.ray_node_id: n for n in nodes}
-        for n in nodes:
-            store.write_node({**n.info, "node": n.name, "cluster": n.cluster, "hostname": n.hostname,
-                              "ray_node_id": n.ray_node_id, "collected_at": datetime.now(timezone.utc)})
-        clusters = sorted({n.cluster for n in nodes})
-        for c in sweep.clusters:
-            if c.name not in clusters:
-                summary.notes.append(f"cluster {c.name}: no node in this Ray cluster; its cells were not run")
-
-        cells = plan_cells(sweep, clusters)
-        done = store.finished()
-        summary.total = len(cells)
-        pending = []
-        for cell in cells:
-            if done.get(cell.cell_id) == "ok":
-                summary.already_done += 1
-                continue
-            peak = cell_peak_bytes(sweep, cell, heights, widths)
-            feasible, why = feasibility(sweep, cell, nodes, peak)
-            if not feasible:
-                now = datetime.now(timezone.utc)
-                store.write_cell({**base_record(cell, None), "status": "skipped", "error": why,
-                                  "attempts": 0, "started_at": now, "finished_at": now}, None)
-                summary.skipped.append((cell.cell_id, why))
-                continue
-            pending.append(Pending(cell, feasible, peak_bytes=peak))
-        sched = Scheduler(pending, sweep.execution.retries)
-        bar = _progress(summary.total, summary.already_done + len(summary.skipped), progress)
-
-        runner = ray.remote(CellRunner)
-        inflight: dict[Any, tuple[Pending, NodeView, Any, float]] = {}
-        idle = set(by_id)
-        last_node_check = 0.0
-
-        def record(p: Pending, node: NodeView | None, rec: dict[str, Any], steps: Any) -> None:
-            rec = {**base_record(p.cell, node), "attempts": len(p.tried), **rec}
-            store.write_cell(rec, steps)
-            if rec["status"] == "ok":
-                summary.ok += 1
-                s_mp = _s_per_mp(steps)
-                line = (f"{p.cell.cluster} {node.name} {p.cell.scope} {p.cell.input_set.name} run {p.cell.run}: "
-                        f"ok, {s_mp:.3f} s/MP")
-            else:
-                summary.failed.append((p.cell.cell_id, (rec.get("error") or "").splitlines()[0]))
-                line = (f"{p.cell.cluster} {node.name if node else '-'} {p.cell.scope} {p.cell.input_set.name} "
-                        f"run {p.cell.run}: FAILED: {(rec.get('error') or '').splitlines()[0]}")
-            bar.update(1)
-            bar.set_postfix(failed=len(summary.failed))
-            bar.write(line)
-
-        def crashed(p: Pending, node: NodeView | None, cause: str) -> None:
-            if node and node.memory_bytes and p.peak_bytes > 0.8 * node.memory_bytes and "process died" in cause:
-                cause += (f" (the plan estimated {p.peak_bytes / 1e9:.1f} GB of the node's "
-                          f"{node.memory_bytes / 1e9:.1f} GB: likely killed for out of memory)")
-            if sched.after_crash(p):
-                bar.write(f"{p.cell.cell_id}: {cause} on {node.name}; retrying on another node of {p.cell.cluster}")
-                return
-            now = datetime.now(timezone.utc)
-            record(p, node, {"status": "failed", "error": cause, "started_at": now, "finished_at": now}, None)
-
-        try:
-            while len(sched) or inflight:
-                for nid in sorted(idle):
-                    p = sched.next_for(nid)
-                    if p is None:
-                        continue
-                    node = by_id[nid]
-                    placement = node.placements[p.cell.scope]
-                    cpus = node.cpus if sweep.execution.exclusive else placement.threads
-                    actor = runner.options(
-                        num_cpus=cpus, max_restarts=0, max_task_retries=0,
-                        scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False),
-                    ).remote(placement, p.cell.counters.llc)
-                    ref = actor.run.remote(p.cell.to_json(), sweep.dataset, node.name)
-                    inflight[ref] = (p, node, actor, time.monotonic())
-                    idle.discard(nid)
-                if not inflight:
-                    if len(sched):
-                        for p in list(sched.queue):
-                            sched.queue.remove(p)
-                            crashed(p, by_id[p.tried[-1]] if p.tried else None,
-                                    "node lost: no live node of its cluster is left")
-                    break
-                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=POLL_S)
-                for ref in ready:
-                    p, node, actor, _t = inflight.pop(ref)
-                    try:
-                        got = ray.get(ref, timeout=60)
-                        record(p, node, got["record"], got["steps"])
-                    except Exception as e:  # process death, OOM kill, node loss
-                        cause = classify(e)
-                        if not _alive(node.ray_node_id):
-                            cause = f"node lost: {node.name} left the cluster mid-cell ({cause})"
-                        crashed(p, node, cause)
-                    _kill(actor)
-                    if node.ray_node_id not in sched.dead:
-                        idle.add(node.ray_node_id)
-                now = time.monotonic()
-                for ref, (p, node, actor, t0) in list(inflight.items()):
-                    if now - t0 > sweep.execution.cell_timeout_s:
-                        inflight.pop(ref)
-                        _kill(actor)
-                        crashed(p, node, f"timeout: cell ran over {sweep.execution.cell_timeout_s:.0f} s")
-                        idle.add(node.ray_node_id)
-                if now - last_node_check > NODE_CHECK_S:
-                    last_node_check = now
-                    alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
-                    for nid in set(by_id) - alive - sched.dead:
-                        bar.write(f"node {by_id[nid].name} left the cluster")
-                        idle.discard(nid)
-                        for p in sched.node_lost(nid):
-                            crashed(p, by_id[nid], "node lost: no live node of its cluster is left")
-                        for ref, (p, node, actor, t0) in list(inflight.items()):
-                            if node.ray_node_id == nid:
-                                inflight.pop(ref)
-                                crashed(p, node, f"node lost: {node.name} left the cluster mid-cell")
-        finally:
-            for _p, _n, actor, _t in inflight.values():
-                _kill(actor)
-            bar.close()
+        nodes = usable_nodes(sweep, store, summary)
+        pending = pending_cells(sweep, store, nodes, dataset.table.heights, dataset.table.widths, summary)
+        loop = CellLoop(sweep, store, nodes, Scheduler(pending, sweep.execution.retries), summary,
+                        _progress(summary.total, summary.already_done + len(summary.skipped), progress))
+        loop.run()
     finally:
         ray.shutdown()
     summary.wall_seconds = time.perf_counter() - t_start
     return summary
+
+
+def usable_nodes(sweep: Sweep, store: ResultStore, summary: SweepSummary) -> list[NodeView]:
+    """Probe the Ray cluster's nodes, give each its cluster, record them in ``nodes``."""
+    all_scopes = set(sweep.scopes) | {s for c in sweep.clusters for s in (c.scopes or ())}
+    nodes = discover_nodes(all_scopes)
+    summary.notes += assign_clusters(nodes, sweep)
+    nodes = [n for n in nodes if n.cluster]
+    if not nodes:
+        raise NoUsableNodes("no usable node in the Ray cluster: " + "; ".join(summary.notes or ["none alive"]))
+    for n in nodes:
+        store.write_node({**n.info, "node": n.name, "cluster": n.cluster, "hostname": n.hostname,
+                          "ray_node_id": n.ray_node_id, "collected_at": datetime.now(timezone.utc)})
+    present = {n.cluster for n in nodes}
+    summary.notes += [f"cluster {c.name}: no node in this Ray cluster; its cells were not run"
+                      for c in sweep.clusters if c.name not in present]
+    return nodes
+
+
+def pending_cells(sweep: Sweep, store: ResultStore, nodes: list[NodeView], heights: Any, widths: Any,
+                  summary: SweepSummary) -> list[Pending]:
+    """Cells still to run. Finished ones are left alone; ones no node can run (scope or
+    memory) are recorded as skipped, with the reason, before anything starts."""
+    cells = plan_cells(sweep, sorted({n.cluster for n in nodes}))
+    done = store.finished()
+    summary.total = len(cells)
+    pending = []
+    for cell in cells:
+        if done.get(cell.cell_id) == "ok":
+            summary.already_done += 1
+            continue
+        peak = cell_peak_bytes(sweep, cell, heights, widths)
+        feasible, why = feasibility(sweep, cell, nodes, peak)
+        if feasible:
+            pending.append(Pending(cell, feasible, peak_bytes=peak))
+            continue
+        now = datetime.now(timezone.utc)
+        store.write_cell({**base_record(cell, None), "status": "skipped", "error": why,
+                          "attempts": 0, "started_at": now, "finished_at": now}, None)
+        summary.skipped.append((cell.cell_id, why))
+    return pending
+
+
+@dataclass
+class Running:
+    pending: Pending
+    node: NodeView
+    actor: Any
+    started: float
+
+
+class CellLoop:
+    """Dispatch cells to idle nodes (one at a time per node), collect them, react to
+    crashes, timeouts and lost nodes. Each finished cell is written before the next wait."""
+
+    def __init__(self, sweep: Sweep, store: ResultStore, nodes: list[NodeView], sched: Scheduler,
+                 summary: SweepSummary, bar: Any) -> None:
+        import ray
+
+        from .actors import CellRunner
+
+        self.sweep, self.store, self.sched, self.summary, self.bar = sweep, store, sched, summary, bar
+        self.by_id = {n.ray_node_id: n for n in nodes}
+        self.idle = set(self.by_id)
+        self.inflight: dict[Any, Running] = {}
+        self.runner = ray.remote(CellRunner)
+        self.last_node_check = 0.0
+
+    def run(self) -> None:
+        try:
+            while len(self.sched) or self.inflight:
+                self.launch()
+                if not self.inflight:
+                    for p in list(self.sched.queue):   # queued, but no live node may take them
+                        self.sched.queue.remove(p)
+                        self.crashed(p, None, "node lost: no live node of its cluster is left")
+                    break
+                self.collect()
+                self.check_timeouts()
+                self.check_nodes()
+        finally:
+            for r in self.inflight.values():
+                _kill(r.actor)
+            self.bar.close()
+
+    def launch(self) -> None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        for nid in sorted(self.idle):
+            p = self.sched.next_for(nid)
+            if p is None:
+                continue
+            node = self.by_id[nid]
+            placement = node.placements[p.cell.scope]
+            # exclusive: the actor books every CPU of the node, so Ray places nothing beside it
+            cpus = node.cpus if self.sweep.execution.exclusive else placement.threads
+            actor = self.runner.options(
+                num_cpus=cpus, max_restarts=0, max_task_retries=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False),
+            ).remote(placement, p.cell.counters.llc)
+            ref = actor.run.remote(p.cell.to_json(), self.sweep.dataset, node.name)
+            self.inflight[ref] = Running(p, node, actor, time.monotonic())
+            self.idle.discard(nid)
+
+    def collect(self) -> None:
+        import ray
+
+        ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=POLL_S)
+        for ref in ready:
+            r = self.inflight.pop(ref)
+            try:
+                got = ray.get(ref, timeout=60)
+                self.record(r.pending, r.node, got["record"], got["steps"])
+            except Exception as e:  # process death, OOM kill, node loss
+                cause = classify(e)
+                if not _alive(r.node.ray_node_id):
+                    cause = f"node lost: {r.node.name} left the cluster mid-cell ({cause})"
+                self.crashed(r.pending, r.node, cause)
+            _kill(r.actor)
+            if r.node.ray_node_id not in self.sched.dead:
+                self.idle.add(r.node.ray_node_id)
+
+    def check_timeouts(self) -> None:
+        limit = self.sweep.execution.cell_timeout_s
+        now = time.monotonic()
+        for ref, r in list(self.inflight.items()):
+            if now - r.started > limit:
+                self.inflight.pop(ref)
+                _kill(r.actor)
+                self.crashed(r.pending, r.node, f"timeout: cell ran over {limit:.0f} s")
+                self.idle.add(r.node.ray_node_id)
+
+    def check_nodes(self) -> None:
+        import ray
+
+        now = time.monotonic()
+        if now - self.last_node_check < NODE_CHECK_S:
+            return
+        self.last_node_check = now
+        alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+        for nid in set(self.by_id) - alive - self.sched.dead:
+            self.bar.write(f"node {self.by_id[nid].name} left the cluster")
+            self.idle.discard(nid)
+            for p in self.sched.node_lost(nid):
+                self.crashed(p, self.by_id[nid], "node lost: no live node of its cluster is left")
+            for ref, r in list(self.inflight.items()):
+                if r.node.ray_node_id == nid:
+                    self.inflight.pop(ref)
+                    self.crashed(r.pending, r.node, f"node lost: {r.node.name} left the cluster mid-cell")
+
+    def record(self, p: Pending, node: NodeView | None, rec: dict[str, Any], steps: Any) -> None:
+        rec = {**base_record(p.cell, node), "attempts": len(p.tried), **rec}
+        self.store.write_cell(rec, steps)
+        where = f"{p.cell.cluster} {node.name if node else '-'} {p.cell.scope} {p.cell.input_set.name} run {p.cell.run}"
+        if rec["status"] == "ok":
+            self.summary.ok += 1
+            line = f"{where}: ok, {_s_per_mp(steps):.3f} s/MP"
+        else:
+            first = (rec.get("error") or "").splitlines()[0] if rec.get("error") else ""
+            self.summary.failed.append((p.cell.cell_id, first))
+            line = f"{where}: FAILED: {first}"
+        self.bar.update(1)
+        self.bar.set_postfix(failed=len(self.summary.failed))
+        self.bar.write(line)
+
+    def crashed(self, p: Pending, node: NodeView | None, cause: str) -> None:
+        if node and node.memory_bytes and p.peak_bytes > 0.8 * node.memory_bytes and "process died" in cause:
+            cause += (f" (the plan estimated {p.peak_bytes / 1e9:.1f} GB of the node's "
+                      f"{node.memory_bytes / 1e9:.1f} GB: likely killed for out of memory)")
+        if self.sched.after_crash(p):
+            self.bar.write(f"{p.cell.cell_id}: {cause} on {node.name if node else '-'}; "
+                           f"retrying on another node of {p.cell.cluster}")
+            return
+        now = datetime.now(timezone.utc)
+        self.record(p, node, {"status": "failed", "error": cause, "started_at": now, "finished_at": now}, None)
 
 
 def _alive(node_id: str) -> bool:
