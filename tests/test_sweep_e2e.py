@@ -99,3 +99,22 @@ def test_same_cell_twice_gives_identical_batches_and_bitwise_losses(tmp_path, wr
     assert a["fp"] == b["fp"]
     assert a["loss"] == b["loss"]          # hex of the float64: bitwise equality
     assert a["threads"] == b["threads"]
+
+
+def test_corrupt_image_fails_its_cells_naming_the_file_and_the_sweep_goes_on(tmp_path, write_sweep):
+    d = tiny_sweep_dict(tmp_path, name="corrupt", input_sets={
+        "HR&VS": {"resize": "none", "batch_size": 2}, "MR&VS": {"resize": "shorter_side", "size": 32, "batch_size": 2}})
+    sweep = write_sweep(d)
+    r = hrvs("data", "synth", "--out", str(tmp_path / "ds"), "--count", "24", "--scale", "0.02", "--seed", "1",
+             "--quality", "85", cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    victims = sorted((tmp_path / "ds" / "data").glob("*.jpg"))
+    for jpg in victims:                                  # every image truncated: every cell must say which
+        jpg.write_bytes(jpg.read_bytes()[:200])
+    r = hrvs("sweep", str(sweep), "--out", str(tmp_path / "r"), "--no-progress", "--no-report", cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    cells = read_results(tmp_path / "r").cells.to_pandas()
+    assert len(cells) == 2 and (cells["status"] == "failed").all()
+    for err in cells["error"]:
+        assert "DatasetError" in err and any(v.name in err for v in victims)
+    assert "FAILED" in r.stdout
