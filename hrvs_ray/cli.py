@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -20,13 +21,14 @@ def _err(msg: str) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from .config import load_sweep
-    from .plan import batch_table, planning_shapes
+    from .plan import batch_table, check_batch_sizes, planning_shapes
 
     sweep = load_sweep(args.sweep)
     if args.batches <= 0:
         _err("--batches must be > 0")
         return EXIT_BAD_INPUT
     shapes, source = planning_shapes(sweep)
+    check_batch_sizes(sweep, len(shapes), source)
     table = batch_table(sweep, args.batches, shapes)
     if args.format == "json":
         print(json.dumps(table, indent=2))
@@ -71,6 +73,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .store import ResultsError
 
     sweep = load_sweep(args.sweep)
+    if args.data:
+        sweep = replace(sweep, dataset=replace(sweep.dataset, path=args.data))
     out = Path(args.out) if args.out else Path("results") / sweep.name
     from .cluster.driver import NoUsableNodes, run_sweep
 
@@ -156,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("sweep")
     s.add_argument("--out", help="results folder (default results/<name>)")
     s.add_argument("--address", help="join a running Ray cluster: 'auto' or HOST:PORT (default: local Ray on loopback)")
+    s.add_argument("--data", metavar="DIR", help="dataset folder, overriding the sweep's dataset.path "
+                   "(e.g. where a job bound MAMe); it must be visible at the same path on every node")
     s.add_argument("--fresh", action="store_true", help="discard this sweep's earlier results and start over")
     s.add_argument("--no-report", action="store_true", help="do not render reports/<name>.html at the end")
     s.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")

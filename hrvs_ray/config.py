@@ -138,6 +138,10 @@ class Sweep:
         so a results folder can refuse rows of a different sweep definition."""
         d = self.to_dict()
         d.pop("execution")
+        # where the dataset and cache live does not change what is measured (the dataset's
+        # content is identified by its metadata hash in the cache key)
+        d["dataset"].pop("path")
+        d["dataset"].pop("cache")
         blob = json.dumps(d, sort_keys=True, default=list).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .config import CounterSpec, InputSetSpec, ModelSpec, OptimizerSpec, Sweep
+from .config import CounterSpec, InputSetSpec, ModelSpec, OptimizerSpec, Sweep, SweepError
 from .data.batching import batch_indices, pixel_stats
 from .data.shapes import METADATA_CSV, ShapeTable, read_metadata_csv, shipped_shape_table, transformed_arrays
 
@@ -119,11 +119,21 @@ def planning_shapes(sweep: Sweep) -> tuple[ShapeTable, str]:
     return table, "shipped MAMe shape table (dataset not on disk)"
 
 
+def check_batch_sizes(sweep: Sweep, n_images: int, where: str) -> None:
+    """Every input set's batch must fit in the images available (else no batch can be drawn)."""
+    for iset in sweep.input_sets:
+        if iset.batch_size > n_images:
+            raise SweepError(sweep.source or "<sweep>", f"input_sets.{iset.name}.batch_size",
+                             f"{iset.batch_size} exceeds the {n_images} images of subset "
+                             f"{sweep.dataset.subset!r} in {where}")
+
+
 def batch_table(sweep: Sweep, n_batches: int, shapes: ShapeTable | None = None) -> dict[str, dict]:
     """Per input set: batch size and min/avg/max informative, padding and total MP over
     ``n_batches`` seeded batches (run 0), plus the estimated memory per batch in GB."""
     if shapes is None:
-        shapes, _ = planning_shapes(sweep)
+        shapes, source = planning_shapes(sweep)
+        check_batch_sizes(sweep, len(shapes), source)
     out: dict[str, dict] = {}
     for iset in sweep.input_sets:
         h, w = transformed_arrays(iset, shapes.heights, shapes.widths)

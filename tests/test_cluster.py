@@ -34,12 +34,19 @@ def start_driver(sweep: Path, out: Path, address: str, cwd: Path) -> subprocess.
                             cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def cell_processes() -> list[psutil.Process]:
+def cell_processes(node=None) -> list[psutil.Process]:
+    """Running cells (Ray titles the actor process "ray::CellRunner.run"), optionally only
+    those of one simulated node (descendants of its raylet)."""
+    raylet = node.all_processes["raylet"][0].process.pid if node is not None else None
     found = []
     for p in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(p.info["cmdline"] or [])
-        if "CellRunner.run" in cmd:
-            found.append(p)
+        try:
+            if "CellRunner.run" not in " ".join(p.info["cmdline"] or []):
+                continue
+            if raylet is None or raylet in {a.pid for a in p.parents()}:
+                found.append(p)
+        except psutil.Error:
+            continue
     return found
 
 
@@ -100,7 +107,7 @@ def test_driver_killed_mid_sweep_resumes_without_duplicates(ray_cluster, tmp_pat
 def test_killed_actor_is_retried_on_another_node_of_its_cluster(ray_cluster, tmp_path, write_sweep):
     ray_cluster.add_node(num_cpus=1, labels={"cluster": "alpha"})
     ray_cluster.wait_for_nodes()
-    sweep = write_sweep(tiny_sweep_dict(tmp_path, name="kill"))
+    sweep = write_sweep(tiny_sweep_dict(tmp_path, name="kill", training={"warmup_steps": 1, "steps": 8, "runs": 1}))
     p = start_driver(sweep, tmp_path / "r", ray_cluster.address, tmp_path)
     victim = wait_for(cell_processes, 300, "a running cell")[0]
     victim.kill()
@@ -112,7 +119,7 @@ def test_killed_actor_is_retried_on_another_node_of_its_cluster(ray_cluster, tmp
 
 
 def test_killed_actor_without_spare_node_fails_the_cell_and_the_sweep_goes_on(ray_cluster, tmp_path, write_sweep):
-    sweep = write_sweep(tiny_sweep_dict(tmp_path, name="kill1"))
+    sweep = write_sweep(tiny_sweep_dict(tmp_path, name="kill1", training={"warmup_steps": 1, "steps": 8, "runs": 1}))
     p = start_driver(sweep, tmp_path / "r", ray_cluster.address, tmp_path)
     wait_for(cell_processes, 300, "a running cell")[0].kill()
     log, _ = p.communicate(timeout=600)
@@ -127,14 +134,19 @@ def test_killed_actor_without_spare_node_fails_the_cell_and_the_sweep_goes_on(ra
 def test_node_removed_mid_sweep_does_not_hang_the_driver(ray_cluster, tmp_path, write_sweep):
     extra = ray_cluster.add_node(num_cpus=1, labels={"cluster": "alpha"})
     ray_cluster.wait_for_nodes()
-    sweep = write_sweep(tiny_sweep_dict(tmp_path, name="lose", training={"warmup_steps": 1, "steps": 2, "runs": 2}))
+    sweep = write_sweep(tiny_sweep_dict(tmp_path, name="lose", training={"warmup_steps": 1, "steps": 6, "runs": 2},
+                                        execution={"cell_timeout_s": 600, "retries": 1}))
     p = start_driver(sweep, tmp_path / "r", ray_cluster.address, tmp_path)
-    wait_for(lambda: (tmp_path / "r" / "nodes.parquet").is_file() and cell_processes(), 300, "cells running")
+    wait_for(lambda: cell_processes(extra), 300, "a cell running on the node to be removed")
     ray_cluster.remove_node(extra)
+    removed_at = time.monotonic()
     log, _ = p.communicate(timeout=600)
+    assert time.monotonic() - removed_at < 180, log          # far below the 600 s cell timeout
     cells = read_results(tmp_path / "r").cells.to_pandas()
     assert len(cells) == 6 and cells["cell_id"].is_unique, log
-    # every cell finished (retried on the head node) or failed with a node-lost cause
+    # the interrupted cell was retried on the head node, or failed as node lost
+    hit = cells[(cells["attempts"] == 2) | cells["error"].fillna("").str.contains("node lost")]
+    assert len(hit) >= 1, log
     bad = cells[cells["status"] != "ok"]
     assert all(("node lost" in e) or ("process died" in e) for e in bad["error"]), log
     assert p.returncode == (1 if len(bad) else 0)

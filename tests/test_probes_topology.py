@@ -148,3 +148,22 @@ def test_live_machine_is_the_two_core_vm():
     assert resolve_scope(topo, "cores:2").cpus == (0, 1)
     with pytest.raises(ScopeUnavailable, match=r"at most 2 \(socket 0: 2 cores\)"):
         resolve_scope(topo, "cores:4")
+
+
+def test_scopes_respect_the_allowed_cpu_set(machine):
+    """A SLURM allocation or cgroup cpuset: cores:N picks allowed cores, socket/node are
+    refused rather than shrunk."""
+    from hrvs_ray.probes.topology import restrict
+
+    topo = read_topology(machine("32intel64-2p8co2t+8ve"))
+    allowed = {c.cpus[0] for c in topo.cores_of(topo.sockets[1])}     # the 8 cores of socket 1
+    p = resolve_scope(topo, "cores:4", allowed=allowed)
+    assert set(p.cpus) <= allowed and len(p.cpus) == 4 and p.socket == topo.sockets[1]
+    assert resolve_scope(topo, "socket", allowed=allowed | {c for c in topo.online}) == resolve_scope(topo, "socket")
+    with pytest.raises(ScopeUnavailable, match="this process may use only"):
+        resolve_scope(topo, "socket", allowed=allowed)          # socket 0 is the first socket
+    with pytest.raises(ScopeUnavailable, match="not allowed"):
+        resolve_scope(topo, "node", allowed=allowed)
+    with pytest.raises(ScopeUnavailable):
+        resolve_scope(topo, "cores:9", allowed=allowed)
+    assert len(restrict(topo, allowed).cores) == 8

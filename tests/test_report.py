@@ -134,7 +134,11 @@ def test_merge_two_folders_and_fingerprint_mismatch(tmp_path: Path) -> None:
     m = load([a, b, a])  # a folder named twice is read once
     assert len(m.sources) == 2
     assert m.clusters == ["one", "same [s1]", "same [s2]", "two"]
-    text = build_report([a, b], tmp_path / "r.html").read_text()
+    # different sweeps may reuse input-set names for other data: not compared
+    assert "identical batches everywhere compared" in build_report([a, b], tmp_path / "r.html").read_text()
+    # the same sweep on another cluster with other batches: flagged
+    c = make_results(tmp_path / "c", sweep="s1", clusters=["three"], runs=1, steps=3, fingerprint_salt="x")
+    text = build_report([a, c], tmp_path / "r2.html").read_text()
     assert "MISMATCHED batches" in text
     assert "configuration(s) saw different batches" in text
 

@@ -38,6 +38,7 @@ def test_sweep_runs_every_cell_writes_parquet_and_resumes(tmp_path, write_sweep)
     assert steps.groupby("cell_id")["warmup"].sum().eq(1).all()
     assert (steps["seconds"] > 0).all() and (steps["data_seconds"] > 0).all()
     assert (steps["peak_rss_bytes"] >= steps["rss_start_bytes"]).all()
+    assert (steps["peak_rss_scope"] == "step").all()
     assert steps["batch_fingerprint"].str.len().eq(32).all()
     assert (steps["total_px"] == steps["informative_px"] + steps["padding_px"]).all()
     assert steps.loc[steps["input_set"] == "LR&FS", "padding_px"].eq(0).all()
@@ -118,3 +119,39 @@ def test_corrupt_image_fails_its_cells_naming_the_file_and_the_sweep_goes_on(tmp
     for err in cells["error"]:
         assert "DatasetError" in err and any(v.name in err for v in victims)
     assert "FAILED" in r.stdout
+
+
+LOOPBACK = r"""
+import json, psutil, ray          # ray imported first, as a library user would
+from hrvs_ray.cluster.driver import connect
+connect(None)
+addr = ray.nodes()[0]["NodeManagerAddress"]
+ips = set()
+me = psutil.Process()
+for p in [me] + me.children(recursive=True):
+    try:
+        ips |= {c.laddr.ip for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+    except psutil.Error:
+        pass
+ray.shutdown()
+print(json.dumps({"addr": addr, "listen": sorted(ips)}))
+"""
+
+
+def test_local_ray_listens_on_loopback_only(tmp_path):
+    r = subprocess.run([sys.executable, "-c", LOOPBACK], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["addr"] == "127.0.0.1"
+    assert got["listen"] and set(got["listen"]) <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, got
+
+
+def test_batch_larger_than_the_dataset_is_bad_input_and_runs_nothing(tmp_path, write_sweep):
+    d = tiny_sweep_dict(tmp_path)
+    d["input_sets"]["LR&FS"]["batch_size"] = 1000          # the tiny dataset has 24 images
+    p = write_sweep(d)
+    for args in (["plan", str(p)], ["sweep", str(p), "--out", str(tmp_path / "r")]):
+        r = hrvs(*args, cwd=tmp_path, timeout=120)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "input_sets.LR&FS.batch_size: 1000 exceeds the" in r.stderr
+    assert not (tmp_path / "r").exists()

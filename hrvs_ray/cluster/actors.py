@@ -25,10 +25,12 @@ def probe_node(scopes: list[str]) -> dict[str, Any]:
 
     info = collect_node_info("/")
     topo = read_topology("/")
+    # Ray workers inherit the raylet's CPU mask: the node's cgroup cpuset or SLURM allocation.
+    allowed = os.sched_getaffinity(0)
     placements: dict[str, Any] = {}
     for scope in scopes:
         try:
-            placements[scope] = resolve_scope(topo, scope)
+            placements[scope] = resolve_scope(topo, scope, allowed=allowed)
         except ScopeUnavailable as e:
             placements[scope] = str(e)
     return {"info": info, "placements": placements, "hostname": socket.gethostname(), "pid": os.getpid()}

@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from ..config import Sweep
 from ..data.batching import batch_indices
 from ..data.mame import open_dataset
 from ..data.shapes import transformed_arrays
-from ..plan import CellSpec, estimate_step_bytes, plan_cells
+from ..plan import CellSpec, check_batch_sizes, estimate_step_bytes, plan_cells
 from ..store import ResultStore
 from .nodes import NodeView, assign_clusters, name_nodes
 from .scheduler import Pending, Scheduler
@@ -26,6 +26,7 @@ from .scheduler import Pending, Scheduler
 log = logging.getLogger("hrvs_ray")
 
 PROBE_TIMEOUT_S = 180.0
+ACTOR_START_TIMEOUT_S = 600.0   # placement + torch import; a node whose CPUs stay booked fails here
 POLL_S = 2.0
 NODE_CHECK_S = 5.0
 
@@ -49,10 +50,18 @@ def connect(address: str | None) -> None:
     """Local default: Ray on loopback only (Ray treats a loopback node IP as a single-host
     cluster only when told it may not cluster), no dashboard, token authentication as Ray
     2.60 enables it by default. With ``address`` (``auto`` or HOST:PORT) join that cluster."""
+    if address is None:
+        # Ray picks a loopback node IP only where it believes clustering is unsupported; it
+        # reads this switch when imported, so set it before the import (it also reaches the
+        # raylet, GCS and workers we start) and on the constant if Ray is already loaded.
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        if "ray" in sys.modules:
+            import ray._private.ray_constants as rc
+
+            rc.ENABLE_RAY_CLUSTER = False
     import ray
 
     if address is None:
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         # "local" always starts a fresh Ray: never join a stray cluster left on this host.
         ray.init(address="local", include_dashboard=False, log_to_driver=False, num_cpus=os.cpu_count(),
                  logging_level=logging.WARNING, configure_logging=True)
@@ -71,10 +80,16 @@ def discover_nodes(scopes: set[str]) -> list[NodeView]:
     probe = ray.remote(num_cpus=0, max_retries=0)(probe_node)
     refs = {n["NodeID"]: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
             .remote(sorted(scopes)) for n in alive}
+    # one deadline for all probes: k unreachable nodes cost one timeout, not k
+    ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=PROBE_TIMEOUT_S)
+    ready = set(ready)
     nodes = []
     for n in alive:
+        ref = refs[n["NodeID"]]
         try:
-            got = ray.get(refs[n["NodeID"]], timeout=PROBE_TIMEOUT_S)
+            if ref not in ready:
+                raise TimeoutError(f"no answer within {PROBE_TIMEOUT_S:.0f} s")
+            got = ray.get(ref, timeout=10)
         except Exception as e:  # a node that cannot be probed is not used, and we say so
             log.warning("node %s: probe failed (%s); not used", n["NodeID"][:8], e)
             continue
@@ -147,8 +162,13 @@ def run_sweep(sweep: Sweep, out: Path, address: str | None = None, fresh: bool =
 
     t_start = time.perf_counter()
     summary = SweepSummary()
-    store = ResultStore.open(out, sweep.name, sweep.fingerprint(), sweep.to_dict(), fresh=fresh)
+    # Actors on other nodes resolve paths against their own working directory: send absolute
+    # ones (the dataset and cache must be visible at the same path on every node).
+    sweep = replace(sweep, dataset=replace(sweep.dataset, path=str(Path(sweep.dataset.path).resolve()),
+                                           cache=str(Path(sweep.dataset.cache).resolve())))
     dataset = open_dataset(sweep.dataset)   # generates the synthetic dataset once, checks MAMe
+    check_batch_sizes(sweep, len(dataset), str(dataset.root))
+    store = ResultStore.open(out, sweep.name, sweep.fingerprint(), sweep.to_dict(), fresh=fresh)
 
     connect(address)
     try:
@@ -210,6 +230,8 @@ class Running:
     node: NodeView
     actor: Any
     started: float
+    ready_ref: Any = None
+    up: bool = False
 
 
 class CellLoop:
@@ -261,8 +283,9 @@ class CellLoop:
                 num_cpus=cpus, max_restarts=0, max_task_retries=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False),
             ).remote(placement, p.cell.counters.llc)
+            ready_ref = actor.ready.remote()   # actor tasks run in order: ready first, then run
             ref = actor.run.remote(p.cell.to_json(), self.sweep.dataset, node.name)
-            self.inflight[ref] = Running(p, node, actor, time.monotonic())
+            self.inflight[ref] = Running(p, node, actor, time.monotonic(), ready_ref)
             self.idle.discard(nid)
 
     def collect(self) -> None:
@@ -284,13 +307,23 @@ class CellLoop:
                 self.idle.add(r.node.ray_node_id)
 
     def check_timeouts(self) -> None:
+        import ray
+
         limit = self.sweep.execution.cell_timeout_s
         now = time.monotonic()
         for ref, r in list(self.inflight.items()):
-            if now - r.started > limit:
+            if not r.up:
+                r.up = bool(ray.wait([r.ready_ref], timeout=0)[0])
+            cause = None
+            if not r.up and now - r.started > ACTOR_START_TIMEOUT_S:
+                cause = (f"timeout: the cell's process did not start within {ACTOR_START_TIMEOUT_S:.0f} s "
+                         f"(node CPUs still booked, or placement failed)")
+            elif now - r.started > limit:
+                cause = f"timeout: cell ran over {limit:.0f} s"
+            if cause:
                 self.inflight.pop(ref)
                 _kill(r.actor)
-                self.crashed(r.pending, r.node, f"timeout: cell ran over {limit:.0f} s")
+                self.crashed(r.pending, r.node, cause)
                 self.idle.add(r.node.ray_node_id)
 
     def check_nodes(self) -> None:

@@ -19,7 +19,7 @@ Definitions (the answers follow from the files, nothing is guessed):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace, field
 from pathlib import Path
 
 SCOPE_RE = re.compile(r"^(cores:(?P<n>[1-9][0-9]*)|socket|node)$")
@@ -249,8 +249,14 @@ def _socket_summary(topo: Topology) -> str:
     return ", ".join(f"socket {s}: {len(topo.cores_of(s))} cores" for s in topo.sockets)
 
 
-def resolve_scope(topo: Topology, scope: str, smt: bool = False) -> ScopePlacement:
+def resolve_scope(topo: Topology, scope: str, smt: bool = False,
+                  allowed: "set[int] | frozenset[int] | None" = None) -> ScopePlacement:
     """Map ``cores:N`` | ``socket`` | ``node`` to CPUs of this node.
+
+    ``allowed`` is the CPU set this process may use (``os.sched_getaffinity``: a cgroup
+    cpuset, a SLURM allocation). ``cores:N`` picks its cores among those; ``socket`` and
+    ``node`` mean the whole socket / node, so if any of their CPUs is not allowed the scope
+    is unavailable (never silently shrunk).
 
     Deterministic: the lowest socket that can provide the scope; for ``cores:N`` the cores
     of one NUMA node when one node of that socket has enough (lowest node id first), else
@@ -260,6 +266,16 @@ def resolve_scope(topo: Topology, scope: str, smt: bool = False) -> ScopePlaceme
     m = SCOPE_RE.match(scope.strip())
     if not m:
         raise ValueError(f"unknown scope {scope!r}: expected 'cores:N', 'socket' or 'node'")
+    if allowed is not None and not set(topo.online) <= set(allowed):
+        if m.group("n"):
+            return resolve_scope(restrict(topo, allowed), scope, smt)
+        p = resolve_scope(topo, scope, smt)
+        missing = sorted(set(p.cpus) - set(allowed))
+        if missing:
+            raise ScopeUnavailable(f"{scope} needs CPUs {format_cpulist(p.cpus)}; this process may use only "
+                                   f"{format_cpulist(sorted(allowed))} (cgroup/SLURM allocation): "
+                                   f"{format_cpulist(missing)} not allowed")
+        return p
     if not topo.cores:
         raise ScopeUnavailable(f"{scope} needs CPU topology; none readable under {topo.root}")
     if m.group("n"):
@@ -281,3 +297,27 @@ def resolve_scope(topo: Topology, scope: str, smt: bool = False) -> ScopePlaceme
         return _placement(topo, scope, list(topo.cores_of(sock)), smt, sock)
     socket = topo.sockets[0] if len(topo.sockets) == 1 else None
     return _placement(topo, scope, list(topo.cores), smt, socket)
+
+
+def restrict(topo: Topology, allowed: "set[int] | frozenset[int]") -> Topology:
+    """The topology as seen through an allowed CPU set: only allowed CPUs, and only cores
+    with at least one allowed hardware thread."""
+    cores = tuple(Core(c.package, c.core_id, tuple(x for x in c.cpus if x in allowed))
+                  for c in topo.cores if any(x in allowed for x in c.cpus))
+    return replace(topo, online=tuple(c for c in topo.online if c in allowed), cores=cores,
+                   numa={n: tuple(c for c in cpus if c in allowed) for n, cpus in topo.numa.items()})
+
+
+def format_cpulist(cpus: "tuple[int, ...] | list[int]") -> str:
+    """0,1,2,3,8 -> '0-3,8' (the kernel's cpulist format)."""
+    out, run = [], []
+    for c in sorted(cpus):
+        if run and c == run[-1] + 1:
+            run.append(c)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [c]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out)

@@ -9,7 +9,9 @@ from .tables import Cell, Table, num, uniq
 
 # Everything that decides which images land in a batch: the same key must give the same
 # fingerprint wherever it ran (cluster, node, scope), or the comparison is not like for like.
-CONFIG_KEY = ["input_set", "batch_size", "seed", "run", "step"]
+# The sweep name is part of it: two different sweeps may reuse an input-set name for
+# different data or sizes, and are not expected to agree.
+CONFIG_KEY = ["sweep", "input_set", "batch_size", "seed", "run", "step"]
 
 
 def determinism(m: Merged) -> Table:
@@ -31,7 +33,7 @@ def determinism(m: Merged) -> Table:
                     rows.append([cfg["input_set"], str(cfg["batch_size"]), seed, str(cfg["run"]),
                                  str(cfg["step"]), Cell(str(fp), "flag"), where])
     configs = len(s.groupby(CONFIG_KEY, dropna=False)) if len(s) else 0
-    verdict = (f"{configs} batch configurations (input set, batch size, seed, run, step) recorded; "
+    verdict = (f"{configs} batch configurations (sweep, input set, batch size, seed, run, step) recorded; "
                f"{compared} ran in more than one place (cluster / node / scope) and were compared. ")
     verdict += ("All compared configurations saw identical batch fingerprints." if not rows else
                 f"{len({tuple(r[:5]) for r in rows})} configuration(s) saw different batches: listed below.")

@@ -77,7 +77,8 @@ def run_cell(spec: CellSpec, dataset_spec: DatasetSpec, node: str, cores: int, c
         _sync(device)
         data_seconds = time.perf_counter() - t0
 
-        memory.reset_peak_rss()
+        # if the kernel refuses the reset, the peak is the process's so far, and we say so
+        peak_scope = "step" if memory.reset_peak_rss() else "process (clear_refs refused: peak since process start)"
         rss_start = memory.rss_bytes()
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -100,7 +101,7 @@ def run_cell(spec: CellSpec, dataset_spec: DatasetSpec, node: str, cores: int, c
             "batch_height": geom.height, "batch_width": geom.width,
             "informative_px": geom.informative_px, "padding_px": geom.padding_px, "total_px": geom.total_px,
             "seconds": seconds, "data_seconds": data_seconds, "loss": float(loss.item()),
-            "rss_start_bytes": rss_start, "peak_rss_bytes": peak, "device_peak_bytes": device_peak,
+            "rss_start_bytes": rss_start, "peak_rss_bytes": peak, "peak_rss_scope": peak_scope, "device_peak_bytes": device_peak,
             "flops": step_flops(spec.model.arch, spec.model.num_classes, (geom.batch_size, 3, geom.height, geom.width)),
             "precision": spec.model.precision, "memory_format": spec.model.memory_format, "device": device,
             **sample,
