@@ -49,6 +49,7 @@ CELLS_SCHEMA = pa.schema([
     ("status", pa.string()), ("error", pa.string()), ("attempts", pa.int32()),
     ("started_at", pa.timestamp("us", tz="UTC")), ("finished_at", pa.timestamp("us", tz="UTC")),
     ("wall_seconds", pa.float64()), ("prepare_seconds", pa.float64()),
+    ("images_decoded", pa.int64()), ("images_cached", pa.int64()),
     ("threads", pa.int32()), ("cpus", pa.list_(pa.int32())), ("numa_binding", pa.string()),
     ("hostname", pa.string()), ("ray_node_id", pa.string()), ("pid", pa.int64()),
     ("torch_version", pa.string()), ("ray_version", pa.string()), ("hrvs_ray_version", pa.string()),

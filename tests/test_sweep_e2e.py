@@ -47,6 +47,7 @@ def test_sweep_runs_every_cell_writes_parquet_and_resumes(tmp_path, write_sweep)
     for _, c in cells.iterrows():
         assert sorted(c["cpus"]) == affinity and c["threads"] == len(affinity)
     assert res.nodes.num_rows == 1
+    assert cells["images_decoded"].sum() > 0
     html = (tmp_path / "reports" / "e2e.html").read_text()
     assert "LR&amp;FS" in html and "HR&amp;VS" in html and "Table 1" in html and "<script" not in html
     assert "cores:4096 needs 4096 physical cores" in html      # skipped cells listed with reasons

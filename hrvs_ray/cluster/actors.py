@@ -85,7 +85,8 @@ class CellRunner:
         try:
             result = run_cell(spec, dataset, node, len(self.applied.cpus), self.counters)
             steps = result.steps
-            record.update(status="ok", error=None, prepare_seconds=result.prepare_seconds)
+            record.update(status="ok", error=None, prepare_seconds=result.prepare_seconds,
+                          images_decoded=result.images_decoded, images_cached=result.images_cached)
         except Exception as e:  # a cell's own failure is data, not a crash of the sweep
             record.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}")
         record["finished_at"] = datetime.now(timezone.utc)

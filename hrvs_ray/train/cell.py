@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import torch
 
@@ -33,7 +32,8 @@ MODEL_SEED = 0  # purpose tags for derived_seed
 class CellResult:
     steps: pa.Table
     prepare_seconds: float
-    prepared: dict[str, Any]
+    images_decoded: int      # originals decoded for this cell (0 once the input set is cached)
+    images_cached: int
 
 
 def configure_determinism(device: str) -> None:
@@ -107,12 +107,5 @@ def run_cell(spec: CellSpec, dataset_spec: DatasetSpec, node: str, cores: int, c
             **sample,
         })
         del x, y, loss
-    return CellResult(conform(rows, STEPS_SCHEMA), prepare_seconds,
-                      {k: v for k, v in vars(stats).items()} if hasattr(stats, "__dict__") else {"stats": str(stats)})
+    return CellResult(conform(rows, STEPS_SCHEMA), prepare_seconds, stats.decoded, stats.hits)
 
-
-def losses_equal(a: pa.Table, b: pa.Table) -> bool:
-    """Bitwise loss equality (determinism check helper for tests and benchmarks)."""
-    la = np.array(a.column("loss").to_pylist(), dtype=np.float64)
-    lb = np.array(b.column("loss").to_pylist(), dtype=np.float64)
-    return la.shape == lb.shape and bool((la.view(np.int64) == lb.view(np.int64)).all())
