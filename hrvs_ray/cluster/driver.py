@@ -294,17 +294,19 @@ class CellLoop:
         ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=POLL_S)
         for ref in ready:
             r = self.inflight.pop(ref)
+            nid = r.node.ray_node_id
             try:
                 got = ray.get(ref, timeout=60)
                 self.record(r.pending, r.node, got["record"], got["steps"])
             except Exception as e:  # process death, OOM kill, node loss
                 cause = classify(e)
-                if not _alive(r.node.ray_node_id):
+                if not _alive(nid):
                     cause = f"node lost: {r.node.name} left the cluster mid-cell ({cause})"
+                    self.lose_node(nid)     # before the retry, so it cannot land there again
                 self.crashed(r.pending, r.node, cause)
             _kill(r.actor)
-            if r.node.ray_node_id not in self.sched.dead:
-                self.idle.add(r.node.ray_node_id)
+            if nid not in self.sched.dead:
+                self.idle.add(nid)
 
     def check_timeouts(self) -> None:
         import ray
@@ -335,14 +337,18 @@ class CellLoop:
         self.last_node_check = now
         alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
         for nid in set(self.by_id) - alive - self.sched.dead:
-            self.bar.write(f"node {self.by_id[nid].name} left the cluster")
-            self.idle.discard(nid)
-            for p in self.sched.node_lost(nid):
-                self.crashed(p, self.by_id[nid], "node lost: no live node of its cluster is left")
+            self.lose_node(nid)
             for ref, r in list(self.inflight.items()):
                 if r.node.ray_node_id == nid:
                     self.inflight.pop(ref)
                     self.crashed(r.pending, r.node, f"node lost: {r.node.name} left the cluster mid-cell")
+
+    def lose_node(self, nid: str) -> None:
+        """Stop giving work to a node that left; fail the queued cells only it could run."""
+        self.bar.write(f"node {self.by_id[nid].name} left the cluster")
+        self.idle.discard(nid)
+        for p in self.sched.node_lost(nid):
+            self.crashed(p, self.by_id[nid], "node lost: no live node of its cluster is left")
 
     def record(self, p: Pending, node: NodeView | None, rec: dict[str, Any], steps: Any) -> None:
         rec = {**base_record(p.cell, node), "attempts": len(p.tried), **rec}
