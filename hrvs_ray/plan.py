@@ -119,6 +119,13 @@ def planning_shapes(sweep: Sweep) -> tuple[ShapeTable, str]:
     return table, "shipped MAMe shape table (dataset not on disk)"
 
 
+def cell_peak_bytes(cell: CellSpec, heights: np.ndarray, widths: np.ndarray) -> int:
+    """Planned peak memory of a cell's largest step, from original shapes alone."""
+    h, w = transformed_arrays(cell.input_set, heights, widths)
+    idx = batch_indices(len(h), cell.seed, cell.run, cell.input_set.batch_size, cell.n_batches)
+    return estimate_step_bytes(int(pixel_stats(h, w, idx)["total"].max()), cell.model.precision)
+
+
 def check_batch_sizes(sweep: Sweep, n_images: int, where: str) -> None:
     """Every input set's batch must fit in the images available (else no batch can be drawn)."""
     for iset in sweep.input_sets:

@@ -1,7 +1,6 @@
 """Shared fixtures: paths, and tiny sweeps written into tmp folders."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

@@ -2,7 +2,6 @@
 placement, resume after a killed driver, a killed actor, a node removed mid-sweep."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hrvs_ray.store import read_results
-from conftest import REPO, tiny_sweep_dict
+from conftest import tiny_sweep_dict
 
 pytestmark = pytest.mark.slow
 

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Sweep
-from ..data.batching import batch_indices
 from ..data.mame import open_dataset
-from ..data.shapes import transformed_arrays
-from ..plan import CellSpec, check_batch_sizes, estimate_step_bytes, plan_cells
+from ..metrics import derive
+from ..plan import CellSpec, cell_peak_bytes, check_batch_sizes, plan_cells
 from ..store import ResultStore
 from .nodes import NodeView, assign_clusters, name_nodes
 from .scheduler import Pending, Scheduler
@@ -99,14 +98,6 @@ def discover_nodes(scopes: set[str]) -> list[NodeView]:
                               info=got["info"], placements=got["placements"]))
     name_nodes(nodes)
     return nodes
-
-
-def cell_peak_bytes(sweep: Sweep, cell: CellSpec, heights: Any, widths: Any) -> int:
-    """The plan's estimate of the cell's largest step (from metadata, no pixels)."""
-    h, w = transformed_arrays(cell.input_set, heights, widths)
-    idx = batch_indices(len(h), cell.seed, cell.run, cell.input_set.batch_size, cell.n_batches)
-    total = (h[idx].max(axis=1) * w[idx].max(axis=1) * idx.shape[1]).max()
-    return estimate_step_bytes(int(total), sweep.model.precision)
 
 
 def feasibility(sweep: Sweep, cell: CellSpec, nodes: list[NodeView], peak: int) -> tuple[set[str], str]:
@@ -212,7 +203,7 @@ def pending_cells(sweep: Sweep, store: ResultStore, nodes: list[NodeView], heigh
         if done.get(cell.cell_id) == "ok":
             summary.already_done += 1
             continue
-        peak = cell_peak_bytes(sweep, cell, heights, widths)
+        peak = cell_peak_bytes(cell, heights, widths)
         feasible, why = feasibility(sweep, cell, nodes, peak)
         if feasible:
             pending.append(Pending(cell, feasible, peak_bytes=peak))
@@ -396,9 +387,9 @@ def _kill(actor: Any) -> None:
 
 
 def _s_per_mp(steps: Any) -> float:
-    d = steps.to_pandas()
+    d = derive(steps.to_pandas())
     d = d[~d["warmup"]]
-    return float((d["seconds"] / (d["total_px"] / 1e6)).median()) if len(d) else float("nan")
+    return float(d["s_per_mp"].median()) if len(d) else float("nan")
 
 
 class _NoBar:

@@ -284,7 +284,7 @@ def resolve_scope(topo: Topology, scope: str, smt: bool = False,
             cores = list(topo.cores_of(sock))
             if len(cores) < n:
                 continue
-            for node, node_cpus in topo.numa.items():
+            for node_cpus in topo.numa.values():
                 in_node = [c for c in cores if c.first in node_cpus]
                 if len(in_node) >= n:
                     return _placement(topo, scope, in_node[:n], False, sock)
