@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hrvs_ray import __version__
+from hrvs_ray.fsutil import atomic_write_text
 
 PROVENANCE_KEYS = ("container_image", "container_digest", "in_container", "scheduler_job_id",
                    "scheduler_nodelist", "git_revision", "hrvs_ray_version", "python_version")
@@ -90,9 +91,7 @@ def _digest_cached(path: str, size: int, mtime_ns: int, inode: int) -> str | Non
         return None
     if cached is not None:
         try:
-            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(digest)
-            os.replace(tmp, cached)  # atomic: concurrent actors on one node never see half a file
+            atomic_write_text(cached, digest)  # concurrent actors on one node never see half a file
         except OSError:
             pass
     return digest

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 
 import pytest
 
-from hrvs_ray.config import SweepError, load_sweep, parse_sweep
+from hrvs_ray.config import Sweep, SweepError, load_sweep, parse_sweep
 from conftest import REPO, tiny_sweep_dict
 
 
@@ -72,8 +74,38 @@ def test_cli_bad_sweep_exits_2_and_runs_nothing(write_sweep, tmp_path):
     d["input_sets"]["HR&VS"]["batch_size"] = -4
     p = write_sweep(d)
     out = tmp_path / "results"
+    # PYTHONPATH: this checkout, not whatever copy of hrvs_ray the interpreter has installed
     r = subprocess.run([sys.executable, "-m", "hrvs_ray.cli", "sweep", str(p), "--out", str(out)],
-                       capture_output=True, text=True, cwd=tmp_path, timeout=60)
+                       capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
     assert r.returncode == 2
     assert f"{p}: input_sets.HR&VS.batch_size: must be > 0" in r.stderr
     assert not out.exists() and not (tmp_path / "ds").exists()
+
+
+# Computed with the config.py of git HEAD 13c6d0a (before the remedies axes existed), by
+# loading these files with `git show HEAD:hrvs_ray/config.py` in a scratch package: a sweep
+# without a remedies section must keep its fingerprint, or its results folder stops resuming.
+FINGERPRINTS_BEFORE_REMEDIES = {"quick": "12b8a3d7a4341059", "full": "13b53e6f2af4fb45", "smoke": "e82f77c4bb564287"}
+
+
+@pytest.mark.parametrize("name", sorted(FINGERPRINTS_BEFORE_REMEDIES))
+def test_fingerprint_of_shipped_sweeps_is_unchanged(name):
+    assert load_sweep(REPO / "sweeps" / f"{name}.yaml").fingerprint() == FINGERPRINTS_BEFORE_REMEDIES[name]
+
+
+@pytest.mark.parametrize("over", [{}, {"remedies": {"batching": ["pad", "bucket"], "precision": ["float32", "bfloat16"],
+                                                    "window": 8}},
+                                  {"clusters": [{"name": "a", "scopes": ["node"], "counters": {"llc": "none"}},
+                                                {"name": "b", "cpu_model": "Xeon"}]}])
+def test_to_dict_round_trips_through_json(tmp_path, over):
+    s = parse_sweep(tiny_sweep_dict(tmp_path, **over), "x.yaml")
+    back = Sweep.from_dict(json.loads(json.dumps(s.to_dict(), default=list)), "x.yaml")
+    assert back == s and back.fingerprint() == s.fingerprint()
+
+
+def test_a_definition_written_before_remedies_reads_back_with_the_implied_axes(tmp_path):
+    s = parse_sweep(tiny_sweep_dict(tmp_path, model={"precision": "bfloat16"}))
+    d = json.loads(json.dumps(s.to_dict(), default=list))
+    d.pop("remedies")
+    assert Sweep.from_dict(d, s.source) == s and s.remedies.precision == ("bfloat16",)

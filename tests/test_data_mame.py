@@ -13,6 +13,7 @@ from hrvs_ray.data.mame import (DatasetError, load_image, open_dataset, raise_pi
                                 read_labels)
 from hrvs_ray.data.shapes import LABELS_CSV, METADATA_CSV, read_metadata_csv
 from hrvs_ray.data.synthetic import generate
+from conftest import MAME_CSV
 
 SYN = SyntheticSpec(count=16, scale=0.03, seed=1)
 
@@ -99,7 +100,7 @@ def test_labels_file_order_and_fallback(tmp_path, synth_root):
 
 
 def test_real_labels_file_reads_29_mediums():
-    real = Path("/work/shared/data/mame") / LABELS_CSV
+    real = MAME_CSV.parent / LABELS_CSV
     if not real.is_file():
         pytest.skip("real MAMe labels not on this machine")
     names = read_labels(real)
@@ -168,7 +169,7 @@ def test_raise_pixel_limit_never_lowers_nor_unlimits(monkeypatch):
 
 
 def test_real_metadata_limit_covers_the_largest_mame_image(monkeypatch):
-    real = Path("/work/shared/data/mame") / METADATA_CSV
+    real = MAME_CSV.parent / METADATA_CSV
     if not real.is_file():
         pytest.skip("real MAMe metadata not on this machine")
     t = read_metadata_csv(real)
@@ -181,7 +182,7 @@ def test_real_metadata_limit_covers_the_largest_mame_image(monkeypatch):
 
 def test_real_metadata_mediums_all_have_labels(tmp_path):
     """The authors' CSV writes "Woven fabric " with a trailing space; it must still get its label."""
-    real = Path("/work/shared/data/mame")
+    real = MAME_CSV.parent
     if not (real / METADATA_CSV).is_file():
         pytest.skip("real MAMe metadata not on this machine")
     for name in (METADATA_CSV, LABELS_CSV):

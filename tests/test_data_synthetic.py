@@ -1,8 +1,6 @@
 """Synthetic MAMe look-alike: row drawing, layout, photo-likeness, crash-safe regeneration."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,6 +10,7 @@ from hrvs_ray.data.shapes import (LABELS_CSV, MAME_COLUMNS, METADATA_CSV, ShapeT
                                   read_metadata_csv, shipped_shape_table)
 from hrvs_ray.data.synthetic import (MARKER, draw_rows, encode_jpeg, ensure_synthetic, generate,
                                      is_complete, synth_image)
+from conftest import MAME_CSV
 
 TINY = SyntheticSpec(count=12, scale=0.03, seed=3, quality=85)
 
@@ -113,7 +112,7 @@ def test_generate_writes_the_mame_layout(tmp_path):
     labels = (tmp_path / LABELS_CSV).read_text().splitlines()
     real_format = [f"{i},{m}" for i, m in enumerate(sorted({m.strip() for m in shipped_shape_table().mediums}))]
     assert labels == real_format and len(labels) == 29
-    real = Path("/work/shared/data/mame") / LABELS_CSV
+    real = MAME_CSV.parent / LABELS_CSV
     if real.is_file():
         assert (tmp_path / LABELS_CSV).read_text() == real.read_text()
     assert is_complete(tmp_path, TINY)

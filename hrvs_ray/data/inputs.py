@@ -4,8 +4,8 @@ Pillow and numpy, no torch. Decoding a 10 MP JPEG costs ~0.1 s, more than a trai
 step spends on a small image, so every image an input set needs is decoded and resized
 once, stored as ``.npy``, and read back (memory-mapped) by every later cell on any node.
 
-Transforms (the shape arithmetic lives in ``shapes.transformed_shape``, which the planner
-uses too, so a prepared array always has exactly the planned shape):
+Transforms (the shape arithmetic is ``shapes.transformed_arrays``, the one function the
+planner uses too, so a prepared array always has exactly the planned shape):
 
 - ``fixed [H, W]``: resized to H x W, aspect ratio not kept (LR&FS: 256 x 256).
 - ``shorter_side N``: the shorter side becomes exactly N; the longer side becomes
@@ -23,11 +23,10 @@ into place, so processes on several nodes may prepare the same image at once.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import os
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +36,9 @@ import numpy as np
 from PIL import Image
 
 from ..config import InputSetSpec
+from ..fsutil import atomic_write
 from .mame import Dataset, DatasetError, open_rgb
-from .shapes import transformed_shape
+from .shapes import transformed_arrays
 
 FILTER = "bilinear"
 CACHE_FORMAT = 1  # bump when the stored array layout or transform code changes
@@ -69,8 +69,14 @@ class PreparedSet:
 
     def shape(self, image_id: str) -> tuple[int, int]:
         """(height, width) of the prepared image."""
-        h, w = self.dataset.shapes[image_id]
-        return transformed_shape(self.input_set, h, w)
+        return self._shapes[image_id]
+
+    @functools.cached_property
+    def _shapes(self) -> dict[str, tuple[int, int]]:
+        # every image of the dataset at once, through the planner's own arithmetic
+        t = self.dataset.table
+        h, w = transformed_arrays(self.input_set, t.heights, t.widths)
+        return dict(zip(t.ids, zip(h.tolist(), w.tolist())))
 
     def get(self, image_id: str) -> np.ndarray:
         """uint8 (height, width, 3) prepared pixels (read-only when they come from the cache)."""
@@ -133,13 +139,14 @@ class PreparedSet:
         arr = np.asarray(img, dtype=np.uint8)
         self.dir.mkdir(parents=True, exist_ok=True)
         final = self._path(image_id)
-        tmp = self.dir / f".{image_id}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         try:
-            with open(tmp, "wb") as f:
-                np.save(f, arr, allow_pickle=False)
-            os.replace(tmp, final)
+            atomic_write(final, lambda tmp: _save_npy(tmp, arr))
         except OSError as e:
             raise DatasetError(f"cannot write the prepared-image cache {final}: {e}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
         return arr
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    # through a file object: np.save given a name not ending in .npy would append ".npy"
+    with open(path, "wb") as f:
+        np.save(f, arr, allow_pickle=False)

@@ -53,7 +53,7 @@ class Dataset:
         return len(self.table)
 
 
-def _missing_message(root: Path, what: str) -> str:
+def missing_message(root: Path, what: str) -> str:
     return (f"MAMe dataset not found: {what}.\n"
             f"  Looked in: {root.resolve()}\n"
             f"  To use the real data: download the MAMe dataset (metadata CSV and the data/ folder of "
@@ -103,6 +103,25 @@ def raise_pixel_limit(max_pixels: int) -> int:
     return Image.MAX_IMAGE_PIXELS
 
 
+def metadata_path(root: Path) -> Path:
+    """``root/MAMe_dataset.csv``; DatasetError saying where it looked and how to get the
+    data when it or the ``data/`` image folder is not there."""
+    csv_path = root / METADATA_CSV
+    if not csv_path.is_file():
+        raise DatasetError(missing_message(root, f"no {METADATA_CSV}"))
+    if not (root / "data").is_dir():
+        raise DatasetError(missing_message(root, f"{METADATA_CSV} is there but the data/ image folder is not"))
+    return csv_path
+
+
+def read_metadata(csv_path: Path) -> ShapeTable:
+    """The whole metadata CSV in file order; DatasetError naming the file (and row)."""
+    try:
+        return read_metadata_csv(csv_path)
+    except (ValueError, OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DatasetError(f"{csv_path}: cannot read the metadata: {e}") from None
+
+
 def open_dataset(spec: DatasetSpec) -> Dataset:
     """Open (and, for ``kind: synthetic``, first generate if needed) the dataset at ``spec.path``."""
     root = Path(spec.path)
@@ -114,15 +133,8 @@ def open_dataset(spec: DatasetSpec) -> Dataset:
             raise DatasetError(f"cannot write the synthetic dataset in {root}: {e}") from None
     elif spec.kind != "mame":
         raise DatasetError(f"unknown dataset kind {spec.kind!r} (expected 'mame' or 'synthetic')")
-    csv_path = root / METADATA_CSV
-    if not csv_path.is_file():
-        raise DatasetError(_missing_message(root, f"no {METADATA_CSV}"))
-    if not (root / "data").is_dir():
-        raise DatasetError(_missing_message(root, f"{METADATA_CSV} is there but the data/ image folder is not"))
-    try:
-        full = read_metadata_csv(csv_path)
-    except (ValueError, UnicodeDecodeError, csv.Error) as e:
-        raise DatasetError(f"{csv_path}: cannot read the metadata: {e}") from None
+    csv_path = metadata_path(root)
+    full = read_metadata(csv_path)
     table = full.select(spec.subset).sorted()
     if len(table) == 0:
         raise DatasetError(f"{csv_path}: no images in subset {spec.subset!r} "

@@ -102,25 +102,19 @@ def write_shape_table(metadata_csv: Path, out: Path) -> int:
     return len(t)
 
 
-def transformed_shape(spec: InputSetSpec, height: int, width: int) -> tuple[int, int]:
-    """(height, width) after the input set's resize.
-
-    shorter_side: the shorter side becomes exactly N and the longer side is
-    round-half-up(longer * N / shorter), in integer arithmetic so every machine agrees
-    (1000x2000 -> 500x1000; a square stays N x N).
-    """
-    if spec.resize == "fixed":
-        return spec.size[0], spec.size[1]
-    if spec.resize == "shorter_side":
-        n = spec.size[0]
-        if height <= width:
-            return n, (2 * width * n + height) // (2 * height)
-        return (2 * height * n + width) // (2 * width), n
-    return height, width
-
-
 def transformed_arrays(spec: InputSetSpec, heights: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised transformed_shape, for planning thousands of batches at once."""
+    """(heights, widths) after the input set's resize, for many images at once: the one
+    implementation of the resize arithmetic (the planner and the image preparation both
+    use it, so a prepared array always has exactly the planned shape).
+
+    - fixed [H, W]: every image becomes H x W.
+    - shorter_side N: the shorter side becomes exactly N and the longer side is
+      round-half-up(longer * N / shorter), in integer arithmetic so every machine agrees
+      (1000x2000 -> 500x1000, 999x1000 -> 500x501; a square stays N x N).
+    - none: unchanged.
+    """
+    heights = np.asarray(heights, dtype=np.int64)
+    widths = np.asarray(widths, dtype=np.int64)
     if spec.resize == "fixed":
         return np.full_like(heights, spec.size[0]), np.full_like(widths, spec.size[1])
     if spec.resize == "shorter_side":
@@ -130,6 +124,12 @@ def transformed_arrays(spec: InputSetSpec, heights: np.ndarray, widths: np.ndarr
         w = np.where(portrait, n, (2 * widths * n + heights) // (2 * heights))
         return h, w
     return heights.copy(), widths.copy()
+
+
+def transformed_shape(spec: InputSetSpec, height: int, width: int) -> tuple[int, int]:
+    """(height, width) of one image after the resize: ``transformed_arrays`` on one element."""
+    h, w = transformed_arrays(spec, np.array([height]), np.array([width]))
+    return int(h[0]), int(w[0])
 
 
 def label_index(mediums: Sequence[str], labels: Sequence[str] | None = None) -> dict[str, int]:

@@ -21,8 +21,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -30,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from ..config import SyntheticSpec
+from ..fsutil import atomic_write_bytes
 from .shapes import LABELS_CSV, MAME_COLUMNS, METADATA_CSV, ShapeTable, shipped_shape_table
 
 MARKER = ".hrvs-synthetic.json"
@@ -129,15 +128,6 @@ def encode_jpeg(pixels: np.ndarray, quality: int) -> bytes:
 
 # --- the MAMe layout ---------------------------------------------------------------------
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _marker_text(spec: SyntheticSpec) -> str:
     return json.dumps({"generator_version": GENERATOR_VERSION, "spec": asdict(spec)}, sort_keys=True) + "\n"
 
@@ -172,7 +162,7 @@ def generate(root: Path, spec: SyntheticSpec,
     data.mkdir(exist_ok=True)
     for i, (name, h, w) in enumerate(zip(rows.ids, rows.heights.tolist(), rows.widths.tolist())):
         pixels = synth_image(h, w, _rng(spec.seed, _IMAGE_PURPOSE, i))
-        _write_atomic(data / name, encode_jpeg(pixels, spec.quality))
+        atomic_write_bytes(data / name, encode_jpeg(pixels, spec.quality))
         if progress is not None:
             progress(i + 1, len(rows))
     # A smaller count than last time leaves images nobody lists: remove them.
@@ -182,9 +172,9 @@ def generate(root: Path, spec: SyntheticSpec,
             old.unlink(missing_ok=True)
     # All 29 mediums, not just the drawn ones, so class indices match the real dataset;
     # stripped like the authors' labels file ("Woven fabric " has a trailing space in their CSV).
-    _write_atomic(root / LABELS_CSV, labels_csv_text(sorted({m.strip() for m in shipped.mediums})).encode())
-    _write_atomic(root / METADATA_CSV, metadata_csv_text(rows).encode())
-    _write_atomic(root / MARKER, _marker_text(spec).encode())
+    atomic_write_bytes(root / LABELS_CSV, labels_csv_text(sorted({m.strip() for m in shipped.mediums})).encode())
+    atomic_write_bytes(root / METADATA_CSV, metadata_csv_text(rows).encode())
+    atomic_write_bytes(root / MARKER, _marker_text(spec).encode())
 
 
 def is_complete(root: Path, spec: SyntheticSpec) -> bool:

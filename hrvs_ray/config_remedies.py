@@ -1,0 +1,66 @@
+"""The sweep file's ``remedies:`` section (what a user can change to pay less for padding).
+
+Pure: imports neither torch nor ray. Each axis takes one value or a non-empty list without
+duplicates; the sweep runs their cartesian product (``RemediesSpec.combinations``).
+``model.precision`` and ``model.memory_format`` (the older, single-value spelling) set an
+axis that ``remedies`` does not list; given in both places they must agree.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .config_check import Validator, at_least, preview
+from .config_specs import InputSetSpec, ModelSpec
+from .remedies import (BATCHING, CHECKPOINTING, DEFAULT_MICRO_BATCH, DEFAULT_WINDOW, MEMORY_FORMAT, PRECISION,
+                       RemediesSpec)
+
+AXIS_VALUES = {"batching": BATCHING, "precision": PRECISION, "memory_format": MEMORY_FORMAT,
+               "checkpointing": CHECKPOINTING}
+_MODEL_KEYS = ("precision", "memory_format")   # axes the model section may also set
+
+
+def remedy_problem(axis: str, value: str, model: ModelSpec) -> str | None:
+    """Why ``model`` cannot run ``value`` of ``axis``, or None. Every value runs on
+    ``device: cuda`` and on CPU (bfloat16 autocast and channels_last exist for both);
+    activation checkpointing of stages needs a network built of ResNet's four stages."""
+    if axis == "checkpointing" and value == "stages" and not model.arch.startswith("resnet"):
+        return f"'stages' checkpoints ResNet's four stages; model.arch {model.arch!r} has none"
+    return None
+
+
+def parse_remedies(v: Validator, value: Any, model: ModelSpec, model_keys: set[str],
+                   input_sets: tuple[InputSetSpec, ...]) -> RemediesSpec:
+    """``value`` is the raw section ({} when absent); ``model_keys`` the keys the model
+    section spelled out (a default must not conflict with an explicit remedies list)."""
+    k = "remedies"
+    m = v.mapping(value, k, {*AXIS_VALUES, "window", "micro_batch"})
+    axes: dict[str, tuple[str, ...]] = {}
+    for axis, allowed in AXIS_VALUES.items():
+        if axis in m:
+            axes[axis] = v.choices(m[axis], f"{k}.{axis}", allowed)
+            for i, val in enumerate(axes[axis]):
+                problem = remedy_problem(axis, val, model)
+                if problem:
+                    v.fail(f"{k}.{axis}[{i}]" if isinstance(m[axis], list) else f"{k}.{axis}", problem)
+    for axis in _MODEL_KEYS:
+        from_model = (getattr(model, axis),)
+        if axis in axes and axis in model_keys and axes[axis] != from_model:
+            v.fail(f"model.{axis}", f"{preview(from_model[0])} disagrees with {k}.{axis} "
+                                    f"({', '.join(axes[axis])}): set it in {k}.{axis} only "
+                                    f"(model.{axis} is the older, single-value spelling)")
+        axes.setdefault(axis, from_model)
+    batching = axes.get("batching", ("pad",))
+    window = _policy_param(v, m, "window", "bucket", batching, DEFAULT_WINDOW)
+    micro = _policy_param(v, m, "micro_batch", "accumulate", batching, DEFAULT_MICRO_BATCH)
+    if "accumulate" in batching:
+        for s in input_sets:
+            if micro > s.batch_size:
+                v.fail(f"{k}.micro_batch", f"{micro} exceeds the batch_size {s.batch_size} of input set "
+                                           f"{s.name!r} (a micro-batch is part of one batch)")
+    return RemediesSpec(**axes, window=window, micro_batch=micro)
+
+
+def _policy_param(v: Validator, m: dict, name: str, policy: str, batching: tuple[str, ...], default: int) -> int:
+    if name in m and policy not in batching:
+        v.fail(f"remedies.{name}", f"only used with batching: {policy} (batching is {', '.join(batching)})")
+    return v.get(m, "remedies", name, int, default, at_least(1))

@@ -1,0 +1,187 @@
+"""One parser per section of a sweep file; ``config.parse_sweep`` calls them in file order.
+
+Pure: imports neither torch nor ray. Each parser takes the validator and the section's
+raw value and returns its frozen dataclass, or raises ``SweepError`` at the key at fault.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .config_check import (Validator, fraction, in_range, kind, non_negative, not_blank,
+                           one_of, positive, preview)
+from .config_specs import (RESIZE_KINDS, ClusterSpec, CounterSpec, DatasetSpec, ExecutionSpec, InputSetSpec,
+                           ModelSpec, OptimizerSpec, SyntheticSpec, TrainingSpec)
+from .probes.events import EVENT_RE  # the LLC event grammar, shared with the counters
+from .scopes import scope_problem
+
+# results/<name>/ and reports/<name>.html; the report's temporary file adds 27 characters,
+# and a file name may have 255 bytes: 200 leaves room and reads as "a name, not a sentence".
+NAME_MAX = 200
+LABEL_MAX = 64     # input-set and cluster names: they enter cell ids, which are file names
+
+
+def parse_name(v: Validator, value: Any) -> str:
+    return v.value(value, "name", str, _name_problem)
+
+
+def _name_problem(s: str) -> str | None:
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", s):
+        return "must use only letters, digits, '.', '_' and '-' (it names results/<name>/ and reports/<name>.html)"
+    if not s.strip("."):
+        return "must not be only dots (results/. or results/.. is not a folder of its own)"
+    if s.startswith("-"):
+        return "must not start with '-' (it would read as a command-line option)"
+    if len(s) > NAME_MAX:
+        return (f"must be at most {NAME_MAX} characters, since it names results/<name>/ and "
+                f"reports/<name>.html (this one has {len(s)})")
+    return None
+
+
+def _label_problem(s: str) -> str | None:
+    if not s.strip():
+        return "must not be empty"
+    return None if len(s) <= LABEL_MAX else f"must be at most {LABEL_MAX} characters (it is part of file names)"
+
+
+def parse_dataset(v: Validator, value: Any) -> DatasetSpec:
+    k = "dataset"
+    dm = v.mapping(value, k, {"kind", "path", "subset", "synthetic", "cache"}, {"kind", "path"})
+    kind_ = v.get(dm, k, "kind", str, check=one_of("mame", "synthetic"))
+    synth = None
+    if "synthetic" in dm:
+        if kind_ != "synthetic":
+            v.fail("dataset.synthetic", "only allowed with dataset.kind: synthetic")
+        sk = "dataset.synthetic"
+        sm = v.mapping(dm["synthetic"], sk, {"count", "scale", "seed", "quality"})
+        synth = SyntheticSpec(count=v.get(sm, sk, "count", int, 300, positive),
+                              scale=v.get(sm, sk, "scale", float, 0.1, fraction),
+                              seed=v.get(sm, sk, "seed", int, 0, non_negative),
+                              quality=v.get(sm, sk, "quality", int, 90, in_range(1, 100)))
+    elif kind_ == "synthetic":
+        synth = SyntheticSpec()
+    return DatasetSpec(kind=kind_, path=v.get(dm, k, "path", str, check=not_blank),
+                       subset=v.get(dm, k, "subset", str, "train", one_of("train", "val", "test", "all")),
+                       synthetic=synth, cache=v.get(dm, k, "cache", str, ".hrvs-cache", not_blank))
+
+
+def parse_input_sets(v: Validator, value: Any) -> tuple[InputSetSpec, ...]:
+    if not isinstance(value, dict) or not value:
+        v.fail("input_sets", f"must be a non-empty mapping of name -> input set, got {kind(value)}")
+    out: list[InputSetSpec] = []
+    for name, raw in value.items():
+        key = f"input_sets.{name}"
+        v.value(name, key, str, _label_problem)
+        spec = _input_set(v, key, name, raw)
+        if any(s.key == spec.key for s in out):
+            v.fail(key, f"name collides with another input set after slugging ({spec.key!r})")
+        out.append(spec)
+    return tuple(out)
+
+
+def _input_set(v: Validator, key: str, name: str, raw: Any) -> InputSetSpec:
+    im = v.mapping(raw, key, {"resize", "size", "batch_size"}, {"resize", "batch_size"})
+    resize = v.get(im, key, "resize", str, check=one_of(*RESIZE_KINDS))
+    bs = v.get(im, key, "batch_size", int, check=positive)
+    size: tuple[int, ...] = ()
+    if resize == "fixed":
+        if "size" not in im:
+            v.fail(f"{key}.size", "missing required key (fixed resize needs [height, width])")
+        s = im["size"]
+        if isinstance(s, int) and not isinstance(s, bool):
+            s = [s, s]
+        if (not isinstance(s, list) or len(s) != 2
+                or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in s)):
+            v.fail(f"{key}.size", f"must be a positive integer or [height, width] of positive integers, "
+                                  f"got {preview(s)}")
+        size = (s[0], s[1])
+    elif resize == "shorter_side":
+        if "size" not in im:
+            v.fail(f"{key}.size", "missing required key (shorter_side needs the shorter side in px)")
+        size = (v.get(im, key, "size", int, None, positive),)
+    elif "size" in im:
+        v.fail(f"{key}.size", "not allowed with resize: none (images keep their original size)")
+    return InputSetSpec(name=name, resize=resize, batch_size=bs, size=size)
+
+
+def parse_model(v: Validator, value: Any) -> ModelSpec:
+    k = "model"
+    mm = v.mapping(value, k, {"arch", "num_classes", "precision", "memory_format", "device"})
+    return ModelSpec(arch=v.get(mm, k, "arch", str, "resnet18", one_of("resnet18")),
+                     num_classes=v.get(mm, k, "num_classes", int, 29, positive),
+                     precision=v.get(mm, k, "precision", str, "float32", one_of("float32", "bfloat16")),
+                     memory_format=v.get(mm, k, "memory_format", str, "contiguous",
+                                         one_of("contiguous", "channels_last")),
+                     device=v.get(mm, k, "device", str, "cpu", one_of("cpu", "cuda")))
+
+
+def parse_optimizer(v: Validator, value: Any) -> OptimizerSpec:
+    k = "optimizer"
+    om = v.mapping(value, k, {"name", "lr", "betas", "weight_decay"})
+    betas = v.get(om, k, "betas", list, [0.9, 0.999])
+    if (len(betas) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                                   for b in betas)):
+        v.fail("optimizer.betas", f"must be two numbers in [0, 1), got {preview(betas)}")
+    return OptimizerSpec(name=v.get(om, k, "name", str, "adam", one_of("adam")),
+                         lr=v.get(om, k, "lr", float, 1e-4, positive),
+                         betas=(float(betas[0]), float(betas[1])),
+                         weight_decay=v.get(om, k, "weight_decay", float, 0.0, non_negative))
+
+
+def parse_training(v: Validator, value: Any) -> TrainingSpec:
+    k = "training"
+    tm = v.mapping(value, k, {"warmup_steps", "steps", "runs", "seed"})
+    return TrainingSpec(warmup_steps=v.get(tm, k, "warmup_steps", int, 1, non_negative),
+                        steps=v.get(tm, k, "steps", int, 10, positive),
+                        runs=v.get(tm, k, "runs", int, 3, positive),
+                        seed=v.get(tm, k, "seed", int, 0, non_negative))
+
+
+def parse_scopes(v: Validator, value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        v.fail(key, f"must be a non-empty list of scopes, got {kind(value)}")
+    out: list[str] = []
+    for i, s in enumerate(value):
+        v.value(s, f"{key}[{i}]", str, scope_problem)
+        if s in out:
+            v.fail(f"{key}[{i}]", f"duplicate scope {preview(s)}")
+        out.append(s)
+    return tuple(out)
+
+
+def parse_counters(v: Validator, value: Any, key: str) -> CounterSpec:
+    m = v.mapping(value, key, {"llc"})
+    return CounterSpec(llc=v.get(m, key, "llc", str, "generic", _event_problem))
+
+
+def _event_problem(s: str) -> str | None:
+    return None if EVENT_RE.match(s) else "must be 'generic', 'll-read', 'none' or 'raw:0x<hex>'"
+
+
+def parse_clusters(v: Validator, value: Any) -> tuple[ClusterSpec, ...]:
+    if not isinstance(value, list):
+        v.fail("clusters", f"must be a list, got {kind(value)}")
+    out: list[ClusterSpec] = []
+    for i, raw in enumerate(value):
+        key = f"clusters[{i}]"
+        cm = v.mapping(raw, key, {"name", "label", "cpu_model", "scopes", "counters"}, {"name"})
+        name = v.get(cm, key, "name", str, check=_label_problem)
+        if any(c.name == name for c in out):
+            v.fail(f"{key}.name", f"duplicate cluster name {preview(name)}")
+        label = v.get(cm, key, "label", str)
+        cpu_model = v.get(cm, key, "cpu_model", str)
+        out.append(ClusterSpec(
+            name=name, label=name if label is None and cpu_model is None else label, cpu_model=cpu_model,
+            scopes=parse_scopes(v, cm["scopes"], f"{key}.scopes") if "scopes" in cm else None,
+            counters=parse_counters(v, cm["counters"], f"{key}.counters") if "counters" in cm else None))
+    return tuple(out)
+
+
+def parse_execution(v: Validator, value: Any) -> ExecutionSpec:
+    k = "execution"
+    em = v.mapping(value, k, {"exclusive", "cell_timeout_s", "retries", "memory_headroom"})
+    return ExecutionSpec(exclusive=v.get(em, k, "exclusive", bool, True),
+                         cell_timeout_s=v.get(em, k, "cell_timeout_s", float, 3600.0, positive),
+                         retries=v.get(em, k, "retries", int, 1, non_negative),
+                         memory_headroom=v.get(em, k, "memory_headroom", float, 0.9, fraction))
+

@@ -1,0 +1,50 @@
+"""Write a file so that no reader ever sees half of it, with the permissions a user expects.
+
+Pure (standard library). Every write-to-temporary-then-rename in hrvs-ray goes through
+``atomic_write``: results, reports, synthetic images, prepared arrays, digest caches.
+
+Why not ``tempfile.mkstemp``: it creates the file 0600 whatever the umask, and the rename
+keeps that mode, so results in a group-shared project folder became unreadable to the
+group. Here the temporary file is created with ``os.open(..., 0o666)``, so the kernel
+applies the process umask (and any default ACL of the folder) exactly as for a plain
+``open(path, "w")``: umask 022 gives 0644, 027 gives 0640. No umask is read or changed
+(``os.umask`` can only be read by setting it, which would race with other threads).
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Callable
+
+
+def _temp_name(path: Path) -> Path:
+    # unique per process and call: several processes on several nodes may write one path
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None], fsync: bool = False) -> Path:
+    """Create a temporary file beside ``path`` (mode 0666 & ~umask), let ``writer(tmp)``
+    fill it, optionally fsync it, and rename it onto ``path``. The temporary file is
+    removed if anything fails; the error propagates. Returns ``path``."""
+    path = Path(path)
+    tmp = _temp_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    os.close(fd)
+    try:
+        writer(tmp)
+        if fsync:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data), fsync)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, fsync: bool = False) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), fsync)
