@@ -14,7 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from hrvs_ray.probes.counters import SAMPLE_KEYS, explain_errno, has_cpu_pmu, open_counters, probe_events
+from hrvs_ray.probes.counters import (SAMPLE_KEYS, explain_errno, has_cpu_pmu, open_counters, probe_events,
+                                      scale_step)
 from hrvs_ray.store import STEPS_SCHEMA
 
 BUF = b"\x01" * (16 * 1024 * 1024)
@@ -91,6 +92,7 @@ def test_no_pmu_gives_null_hardware_columns_and_a_reason():
         s = c.end()
     assert s["counter_status"] == "unsupported: no PMU (ENOENT) — this machine/VM exposes no hardware counters"
     assert s["cycles"] is s["instructions"] is s["llc_misses"] is s["counter_scaling"] is None
+    assert s["counter_time_fraction"] is None
     assert s["llc_event"] == "generic:PERF_COUNT_HW_CACHE_MISSES"
     assert s["task_clock_ns"] > 0
     ev = probe_events()
@@ -107,7 +109,7 @@ def test_hardware_counters_where_a_pmu_exists():
         s = c.end()
     assert s["counter_status"] in ("ok",) or s["counter_status"].startswith("partial"), s["counter_status"]
     assert s["cycles"] > 1e8 and s["instructions"] > 1e8
-    assert 0 < s["counter_scaling"] <= 1.0
+    assert 0 < s["counter_scaling"] <= s["counter_time_fraction"] <= 1.0
     assert c.grouping == "group"
 
 
@@ -132,7 +134,40 @@ def test_invalid_raw_event_is_a_status_not_a_crash():
 def test_reasons_are_actionable():
     assert "perf_event_paranoid<=2" in explain_errno(errno.EACCES)
     assert "seccomp" in explain_errno(errno.EPERM) and "seccomp" in explain_errno(errno.ENOSYS)
-    assert "raw event" in explain_errno(errno.ENOENT, "LLC event raw:0x1") or not has_cpu_pmu()
+    assert "software events not provided" in explain_errno(errno.ENOENT, "software events", hardware=False)
+
+
+@pytest.mark.skipif(not has_cpu_pmu(), reason="no PMU on this machine (VM without hardware counters): an event "
+                                              "the PMU lacks cannot be told from a missing PMU here")
+def test_enoent_with_a_pmu_asks_for_a_raw_event():
+    assert "name a raw event for this cluster" in explain_errno(errno.ENOENT, "LLC event raw:0x1")
+
+
+@pytest.mark.skipif(has_cpu_pmu(), reason="this machine has a PMU")
+def test_enoent_without_a_pmu_says_there_is_none():
+    assert explain_errno(errno.ENOENT, "LLC event raw:0x1") == \
+        "unsupported: no PMU (ENOENT) — this machine/VM exposes no hardware counters"
+
+
+def test_multiplexed_threads_are_scaled_before_summing():
+    # per thread, per event: (value, time_enabled, time_running); two events, grouped times
+    before = [[(0, 0, 0), (0, 0, 0)], [(0, 0, 0), (0, 0, 0)], [(7, 5, 5), (7, 5, 5)]]
+    after = [[(100, 10, 5), (10, 10, 5)],      # counted half of its time: x2
+             [(300, 10, 10), (30, 10, 10)],    # never multiplexed
+             [(7, 5, 5), (7, 5, 5)]]           # did not run in the step
+    counts, fraction, worst, problem = scale_step(before, after)
+    assert counts == [500, 50] and problem is None   # scaling the sums would give 400 x 20/15 = 533
+    assert fraction == pytest.approx(15 / 20) and worst == pytest.approx(0.5)
+
+
+def test_a_thread_never_counted_lowers_the_time_fraction():
+    before = [[(0, 0, 0)], [(0, 0, 0)]]
+    counts, fraction, worst, problem = scale_step(before, [[(100, 10, 10)], [(0, 30, 0)]])
+    assert counts == [100] and fraction == pytest.approx(10 / 40) and worst == 0.0 and problem is None
+    counts, fraction, _, problem = scale_step(before, [[(0, 10, 0)], [(0, 30, 0)]])
+    assert counts is None and fraction == 0.0 and "multiplexed out for the whole step" in problem
+    counts, fraction, _, problem = scale_step(before, before)
+    assert counts is fraction is None and "no thread ran" in problem
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to an unprivileged user")

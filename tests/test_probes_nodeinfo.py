@@ -1,16 +1,24 @@
-"""Node description (the paper's Table 3) from recorded machines and from this node."""
+"""Node description (the paper's Table 3) and ``hrvs-ray node-info``, from recorded machines and this node."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from hrvs_ray.probes.nodeinfo import collect_node_info, flops_per_cycle_fp32, format_cpulist, format_node_info
-from hrvs_ray.store import NODES_SCHEMA, conform
+from conftest import SHARED
+from hrvs_ray.probes.nodedoc import describe_node, format_node_info
+from hrvs_ray.probes.nodeinfo import NODE_KEYS, collect_node_info, flops_per_cycle_fp32
+from hrvs_ray.probes.topology import format_cpulist
+from hrvs_ray.store import NODES_SCHEMA, conform, node_row
 
 FIXTURES = Path(__file__).parent / "fixtures" / "topologies"
+sys.path.insert(0, str(FIXTURES.parent))
+from snapshots import snapshots, unpack  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +31,21 @@ def machine(tmp_path_factory):
     return get
 
 
+def _json_text_inside(value: Any, path: str = "") -> list[str]:
+    """Paths of strings that are themselves JSON objects or arrays (JSON inside JSON)."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _json_text_inside(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _json_text_inside(v, f"{path}[{i}]")]
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            json.loads(value)
+            return [path]
+        except ValueError:
+            pass
+    return []
+
+
 def test_format_cpulist():
     assert format_cpulist((0, 1, 2, 3, 8, 10, 11)) == "0-3,8,10-11"
     assert format_cpulist(()) == ""
@@ -30,10 +53,12 @@ def test_format_cpulist():
 
 def test_xeon_silver_row(machine):
     info = collect_node_info(machine("32intel64-2p8co2t+8ve"))
-    assert set(info) == set(NODES_SCHEMA.names)
+    assert set(info) == set(NODE_KEYS)
+    assert set(node_row(info)) >= set(NODES_SCHEMA.names)
     assert info["cpu_model"] == "Intel(R) Xeon(R) Silver 4108 CPU @ 1.80GHz" and info["vendor"] == "Intel"
     assert (info["sockets"], info["cores_per_socket"], info["threads_per_core"], info["logical_cpus"]) == (2, 8, 2, 32)
-    assert info["numa_nodes"] == 2
+    assert (info["numa_nodes"], info["numa_node_ids"], info["physical_cores"]) == (2, [0, 1], 16)
+    assert info["core_kinds"] == {"uniform": 16} and info["numa_warning"] is None
     assert (info["l1d_kib"], info["l2_kib"], info["l3_kib"]) == (32, 1024, 11264)
     assert info["memory_bytes"] == 97445600 * 1024
     assert {"avx2", "fma", "avx512f"} <= set(info["isa"]) and "amx_bf16" not in info["isa"]
@@ -41,25 +66,25 @@ def test_xeon_silver_row(machine):
     # Silver: one AVX-512 FMA unit -> 32 FP32 FLOPs/cycle; 16 cores x 1.8 GHz x 32
     assert info["peak_gflops_fp32"] == pytest.approx(921.6)
     assert info["counters"] is None and info["hostname"] is None      # not probed on a snapshot
-    d = json.loads(info["info_json"])
+    d = info["info"]
     assert d["numa"] == {"0": "0-7,16-23", "1": "8-15,24-31"}
     l3 = [c for c in d["caches"] if c["level"] == 3][0]
     assert l3["instances"] == 2 and l3["shared_cpu_lists"] == ["0-7,16-23", "8-15,24-31"]
-    assert conform([info], NODES_SCHEMA).num_rows == 1
-    text = format_node_info(info)
-    assert "2 x 8 x 2 = 32 logical CPUs" in text and "node 1" in text and "922 GFLOP/s" in text
+    row = conform([node_row(info)], NODES_SCHEMA).to_pylist()[0]
+    assert json.loads(row["info_json"])["numa"] == d["numa"] and json.loads(row["core_kinds"]) == {"uniform": 16}
+    assert row["numa_node_ids"] == [0, 1] and row["counters"] is None
 
 
-def test_opteron_row(machine):
+def test_opteron_row_counts_compute_units_once_for_the_peak(machine):
     info = collect_node_info(machine("64amd64-4s2n4ca2co"))
     assert info["vendor"] == "AMD" and info["cpu_model"] == "AMD Opteron(TM) Processor 6276"
-    assert (info["sockets"], info["cores_per_socket"], info["numa_nodes"]) == (4, 8, 8)
+    assert (info["sockets"], info["cores_per_socket"], info["numa_nodes"]) == (4, 16, 8)
     # the model name carries no clock: base stays unknown, the peak falls back to cpuinfo's
-    # reported clock (2300 MHz here) and says so
+    # reported clock (2300 MHz here) and says so; two cores of a compute unit share one FPU
     assert info["base_mhz"] is None
     assert info["peak_gflops_fp32"] == pytest.approx(32 * 2.3 * 16, rel=0.01)
-    assert "cpuinfo 'cpu MHz'" in json.loads(info["info_json"])["peak_assumption"]
-    assert "unknown" in format_node_info(info)
+    assert "cpuinfo 'cpu MHz'" in info["info"]["peak_assumption"]
+    assert "32 FP units (64 cores sharing FPUs" in info["info"]["peak_assumption"]
 
 
 def test_flops_per_cycle_assumptions():
@@ -70,11 +95,47 @@ def test_flops_per_cycle_assumptions():
 
 
 def test_this_node():
-    info = collect_node_info("/")
-    assert set(info) == set(NODES_SCHEMA.names)
+    doc = describe_node("/", ["cores:1", "node"])
+    info = doc["node"]
+    assert set(info) == set(NODE_KEYS)
     assert info["logical_cpus"] >= 1 and info["kernel"] and info["hostname"]
-    counters = json.loads(info["counters"])
-    assert counters["task-clock"].startswith("ok")
-    assert set(counters) >= {"cycles", "instructions", "task-clock", "page-faults", "context-switches"}
-    assert conform([info], NODES_SCHEMA).num_rows == 1
-    assert "counter task-clock" in format_node_info(info)
+    assert info["counters"]["task-clock"].startswith("ok")
+    assert set(info["counters"]) >= {"cycles", "instructions", "task-clock", "page-faults", "context-switches"}
+    assert conform([node_row(info)], NODES_SCHEMA).num_rows == 1
+    assert _json_text_inside(json.loads(json.dumps(doc, default=str))) == []
+    assert doc["scopes"]["cores:1"]["threads"] == 1 and doc["cpus"] == sorted(doc["cpus"])
+    text = format_node_info(doc)
+    assert "counter task-clock" in text and "scope node" in text
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hrvs_ray.cli", "node-info", *args], capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).parents[1])
+
+
+def test_node_info_sysroot_json(tmp_path):
+    """What cores:4 / socket / node will mean on a recorded machine, as plain nested JSON."""
+    snap = {name: a for name, a, _ in snapshots(SHARED)}
+    if "20em64t-hybrid-1p6c2t+2ca4co1t" not in snap:
+        pytest.skip(f"shared topologies not present under {SHARED / 'data'}")
+    root = unpack(snap["20em64t-hybrid-1p6c2t+2ca4co1t"], tmp_path)
+    out = _cli("--sysroot", str(root), "--scopes", "cores:4,cores:16,socket,node", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert _json_text_inside(doc) == []
+    assert (doc["sockets"], doc["cores"], doc["numa_nodes"], doc["core_kinds"]) == (1, 14, [0], ["performance", "efficiency"])
+    c4 = doc["scopes"]["cores:4"]
+    assert (c4["cpus"], c4["numa_nodes"], c4["core_kind"]) == ([0, 2, 4, 6], [0], "performance")
+    assert doc["scopes"]["socket"]["core_kinds"] == {"performance": 6, "efficiency": 8}
+    assert set(doc["scopes"]["cores:16"]) == {"unavailable"} and "one kind" in doc["scopes"]["cores:16"]["unavailable"]
+    assert doc["node"]["counters"] is None and doc["node"]["hostname"] is None      # no live probes
+    table = _cli("--sysroot", str(root), "--scopes", "cores:4")
+    assert table.returncode == 0 and "scope cores:4" in table.stdout and "4 performance" in table.stdout
+
+
+def test_node_info_sysroot_errors_are_one_line(tmp_path):
+    out = _cli("--sysroot", str(tmp_path))
+    assert out.returncode == 2 and out.stderr.startswith("hrvs-ray: error: cannot read topology: ")
+    assert "Traceback" not in out.stderr
+    out = _cli("--scopes", "cores:0")
+    assert out.returncode == 2 and "unknown scope 'cores:0'" in out.stderr

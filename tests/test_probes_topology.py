@@ -38,6 +38,9 @@ def test_parsers():
     assert parse_cpulist("\n") == ()
     assert parse_cpumask("00000000,00001001\n") == (0, 12)
     assert parse_cpumask("00000101,00000000") == (32, 40)
+    assert parse_cpulist("0-3\n\0") == (0, 1, 2, 3) and parse_cpumask("3\n\0\0") == (0, 1)   # NUL padding
+    with pytest.raises(ValueError):
+        parse_cpulist("3-1")
 
 
 def test_xeon_silver_2_sockets_smt(machine):
@@ -64,22 +67,24 @@ def test_xeon_silver_2_sockets_smt(machine):
         resolve_scope(topo, "cores:9")
 
 
-def test_opteron_two_numa_nodes_per_socket(machine):
+def test_opteron_compute_units_are_two_cores(machine):
+    """The kernel lists each Bulldozer compute unit's pair (0-1, 2-3, ...) as thread siblings but
+    gives them different core ids: two cores sharing a front end and FPU, as hwloc and AMD count."""
     topo = read_topology(machine("64amd64-4s2n4ca2co"))
     assert topo.sockets == (0, 1, 2, 3) and len(topo.numa) == 8
-    # The kernel reports each Bulldozer module's pair (0-1, 2-3, ...) as thread siblings.
-    assert len(topo.cores_of(0)) == 8 and topo.threads_per_core == 2
-    p = resolve_scope(topo, "cores:4")            # fits in NUMA node 0 (CPUs 0-7 = 4 modules)
-    assert (p.cpus, p.numa_nodes, p.socket) == ((0, 2, 4, 6), (0,), 0)
-    p = resolve_scope(topo, "cores:6")            # no single node has 6 modules: spans the socket's two
-    assert p.socket == 0 and p.numa_nodes == (0, 1) and len(p.cpus) == 6 and set(p.cpus) <= set(r(0, 15))
+    assert len(topo.cores_of(0)) == 16 and topo.threads_per_core == 1
+    assert topo.cores[0].unit == (0, 1) and topo.cores[1].cpus == (1,)
+    p = resolve_scope(topo, "cores:4")            # one L3 domain and NUMA node 0 (CPUs 0-7)
+    assert (p.cpus, p.numa_nodes, p.socket) == ((0, 1, 2, 3), (0,), 0)
+    p = resolve_scope(topo, "cores:10")           # no node has 10 cores: the socket's two nodes
+    assert (p.cpus, p.numa_nodes, p.socket) == (r(0, 9), (0, 1), 0)
     s = resolve_scope(topo, "socket")
-    assert (s.cpus, s.numa_nodes, s.socket) == (tuple(range(0, 16, 2)), (0, 1), 0)
+    assert (s.cpus, s.numa_nodes, s.socket) == (r(0, 15), (0, 1), 0)
     assert resolve_scope(topo, "socket", smt=True).cpus == r(0, 15)
     n = resolve_scope(topo, "node")
-    assert n.threads == 32 and n.numa_nodes == tuple(range(8))
-    with pytest.raises(ScopeUnavailable, match="at most 8"):
-        resolve_scope(topo, "cores:16")
+    assert n.threads == 64 and n.numa_nodes == tuple(range(8))
+    with pytest.raises(ScopeUnavailable, match="at most 16"):
+        resolve_scope(topo, "cores:17")
 
 
 def test_sparse_numa_ids(machine):
@@ -151,19 +156,21 @@ def test_live_machine_is_the_two_core_vm():
 
 
 def test_scopes_respect_the_allowed_cpu_set(machine):
-    """A SLURM allocation or cgroup cpuset: cores:N picks allowed cores, socket/node are
-    refused rather than shrunk."""
+    """A SLURM allocation or cgroup cpuset: cores:N picks allowed cores, socket takes a wholly
+    allowed socket, node is refused rather than shrunk."""
     from hrvs_ray.probes.topology import restrict
 
     topo = read_topology(machine("32intel64-2p8co2t+8ve"))
-    allowed = {c.cpus[0] for c in topo.cores_of(topo.sockets[1])}     # the 8 cores of socket 1
+    allowed = {c.cpus[0] for c in topo.cores_of(topo.sockets[1])}     # one thread of each core of socket 1
     p = resolve_scope(topo, "cores:4", allowed=allowed)
     assert set(p.cpus) <= allowed and len(p.cpus) == 4 and p.socket == topo.sockets[1]
-    assert resolve_scope(topo, "socket", allowed=allowed | {c for c in topo.online}) == resolve_scope(topo, "socket")
-    with pytest.raises(ScopeUnavailable, match="this process may use only"):
-        resolve_scope(topo, "socket", allowed=allowed)          # socket 0 is the first socket
-    with pytest.raises(ScopeUnavailable, match="not allowed"):
+    assert resolve_scope(topo, "socket", allowed=allowed | set(topo.online)) == resolve_scope(topo, "socket")
+    s = resolve_scope(topo, "socket", allowed=allowed)          # socket 0 is not allowed: socket 1 is whole
+    assert (s.cpus, s.socket, s.numa_nodes) == (r(8, 15), 1, (1,))
+    with pytest.raises(ScopeUnavailable, match=r"this process may use only 8-15 .*socket 1: 24-31 not allowed"):
+        resolve_scope(topo, "socket", smt=True, allowed=allowed)   # its second threads are not
+    with pytest.raises(ScopeUnavailable, match="0-7,16-23 not allowed"):
         resolve_scope(topo, "node", allowed=allowed)
-    with pytest.raises(ScopeUnavailable):
+    with pytest.raises(ScopeUnavailable, match="at most 8"):
         resolve_scope(topo, "cores:9", allowed=allowed)
     assert len(restrict(topo, allowed).cores) == 8

@@ -20,14 +20,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .topology import ScopePlacement
+from .model import ScopePlacement
+from .syscalls import errno_text, libc, syscall_number
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 MPOL_DEFAULT, MPOL_BIND = 0, 2
-# (set_mempolicy, get_mempolicy) syscall numbers; asm-generic covers aarch64/riscv64.
-_SYSCALLS = {"x86_64": (238, 239), "aarch64": (237, 236), "riscv64": (237, 236), "ppc64le": (261, 260),
-             "s390x": (270, 269)}
 
 
 class PlacementError(RuntimeError):
@@ -39,11 +37,7 @@ class AppliedPlacement:
     cpus: tuple[int, ...]          # os.sched_getaffinity after applying
     threads: int                   # the thread count put in OMP/MKL/OPENBLAS_NUM_THREADS
     numa_binding: str              # "bind:0,1" | "not needed: ..." | "not bound: ..."
-    warnings: tuple[str, ...] = ()
-
-
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
+    warnings: tuple[str, ...] = ()  # torch imported too early, threads not pinned
 
 
 def _nodemask(nodes: tuple[int, ...]) -> tuple[ctypes.Array, int]:
@@ -56,32 +50,27 @@ def _nodemask(nodes: tuple[int, ...]) -> tuple[ctypes.Array, int]:
     return mask, words * bits + 1
 
 
-def _errno_text(e: int) -> str:
-    return f"{errno.errorcode.get(e, e)} ({os.strerror(e)})"
-
-
 def bind_memory(nodes: tuple[int, ...]) -> str:
     """``set_mempolicy(MPOL_BIND, nodes)`` for this thread and threads it creates later.
 
     Returns ``"bind:<nodes>"`` read back with ``get_mempolicy``, or ``"not bound: <why>"``.
     An empty ``nodes`` resets to the default (local) policy and returns ``"default"``.
     """
-    calls = _SYSCALLS.get(platform.machine())
-    if calls is None:
+    set_nr, get_nr = syscall_number("set_mempolicy"), syscall_number("get_mempolicy")
+    if set_nr is None or get_nr is None:
         return f"not bound: set_mempolicy syscall number unknown on {platform.machine()}"
-    libc = _libc()
     if nodes:
         mask, maxnode = _nodemask(nodes)
-        rc = libc.syscall(calls[0], MPOL_BIND, mask, ctypes.c_ulong(maxnode))
+        rc = libc().syscall(set_nr, MPOL_BIND, mask, ctypes.c_ulong(maxnode))
     else:
-        rc = libc.syscall(calls[0], MPOL_DEFAULT, None, ctypes.c_ulong(0))
+        rc = libc().syscall(set_nr, MPOL_DEFAULT, None, ctypes.c_ulong(0))
     if rc != 0:
-        return f"not bound: set_mempolicy failed: {_errno_text(ctypes.get_errno())}"
+        return f"not bound: set_mempolicy failed: {errno_text(ctypes.get_errno())}"
     # Read it back. get_mempolicy wants room for every possible node: 4096 covers MAX_NUMNODES.
     bits = ctypes.sizeof(ctypes.c_ulong) * 8
     mode, back = ctypes.c_int(-1), (ctypes.c_ulong * (4096 // bits))()
-    if libc.syscall(calls[1], ctypes.byref(mode), back, ctypes.c_ulong(4096), None, ctypes.c_ulong(0)) != 0:
-        return f"bind:{','.join(map(str, nodes))} (get_mempolicy failed: {_errno_text(ctypes.get_errno())})"
+    if libc().syscall(get_nr, ctypes.byref(mode), back, ctypes.c_ulong(4096), None, ctypes.c_ulong(0)) != 0:
+        return f"bind:{','.join(map(str, nodes))} (get_mempolicy failed: {errno_text(ctypes.get_errno())})"
     if mode.value == MPOL_DEFAULT:
         return "default"
     got = [i * bits + b for i, w in enumerate(back) for b in range(bits) if w >> b & 1]
@@ -101,7 +90,7 @@ def apply_placement(p: ScopePlacement) -> AppliedPlacement:
     before the actor's code runs, and whichever thread later starts torch's pool passes its
     mask on to the workers.
     """
-    warnings = []
+    warnings = []           # the placement's numa_warning stays in the placement (the actor records it)
     if "torch" in sys.modules:
         warnings.append("torch was imported before apply_placement: a thread pool created earlier keeps "
                         "its old thread count and CPU mask")
@@ -121,7 +110,9 @@ def apply_placement(p: ScopePlacement) -> AppliedPlacement:
                 warnings.append(f"thread {tid} not pinned: {e}")
 
     if not p.numa_nodes:
-        binding = "not bound: no NUMA node is known for these CPUs"
+        # the placement's own reason first (contradictory NUMA data, nodes outside cpuset.mems)
+        binding = f"not bound: {p.numa_warning}" if p.numa_warning else \
+            "not bound: no NUMA node is known for these CPUs"
     elif (count := _numa_node_count()) <= 1:
         binding = f"not needed: {count} NUMA node"
     else:

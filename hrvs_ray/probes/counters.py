@@ -21,9 +21,15 @@ Groups: cycles, instructions and the LLC event are one group (``PERF_FORMAT_GROU
 scheduled on the PMU together and their ratios (IPC, MPKI) stay consistent. Group reads with
 ``inherit=1`` are refused (EINVAL) by old kernels (before 4.3, which taught ``perf_read_group``
 to sum inherited children); there we fall back to one fd per event, each scaled on its own, and
-say so in :attr:`Counters.grouping`. Linux 6.18 here accepts the combination. Hardware counts
-are scaled for multiplexing as ``value * time_enabled / time_running``; ``counter_scaling`` is
-``time_running / time_enabled`` summed over threads for the step (1.0 = never multiplexed).
+say so in :attr:`Counters.grouping`. Linux 6.18 here accepts the combination.
+
+Multiplexing: each thread's (group's) count is scaled by its own ``time_enabled / time_running``
+*before* the threads are summed -- threads are multiplexed differently, so scaling the sums
+would weight them wrongly. Per step, ``counter_time_fraction`` = (sum of time_running) / (sum
+of time_enabled) over the threads that ran: the share of the step's thread time the group was
+actually counted (1.0 = never multiplexed; the smallest over events when ungrouped), and
+``counter_scaling`` = the smallest single thread's running/enabled. A thread that ran but was
+never counted contributes nothing and lowers ``counter_time_fraction``.
 
 Privileges: hardware events use ``exclude_kernel=1, exclude_hv=1`` (user-space counting), which
 ``perf_event_paranoid=2`` allows for one's own process. Software events are opened counting
@@ -31,155 +37,30 @@ kernel time too when allowed (context switches happen in the kernel, so a user-o
 context-switch count is always 0); under ``paranoid>=2`` without CAP_PERFMON they fall back to
 user-only, and context switches then come from ``getrusage`` (all threads) instead.
 
-LLC event choice (``llc_event``):
-
-* ``generic`` -> ``PERF_TYPE_HARDWARE / PERF_COUNT_HW_CACHE_MISSES``. On Intel it maps to the
-  architectural ``LONGEST_LAT_CACHE.MISS`` (LLC misses, demand + prefetch), present on every
-  Intel core since Core 2. On AMD Zen it maps to an L2-level event, NOT L3: name a raw event
-  for such clusters.
-* ``ll-read`` -> ``PERF_TYPE_HW_CACHE`` LL / read / miss (offcore-response on Intel; absent on Zen).
-* ``raw:0xNNNN`` -> ``PERF_TYPE_RAW`` with that config (e.g. Intel ``MEM_LOAD_RETIRED.L3_MISS`` =
-  ``raw:0x20d1``: demand loads that missed L3, the paper's event).
-* ``none`` -> not opened.
+LLC event choice (``llc_event``): see :mod:`.events`, which holds the grammar.
 """
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
-import platform
 import resource
 import struct
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-PERF_TYPE_HARDWARE, PERF_TYPE_SOFTWARE, PERF_TYPE_HW_CACHE, PERF_TYPE_RAW = 0, 1, 3, 4
-HW_CYCLES, HW_INSTRUCTIONS, HW_CACHE_MISSES = 0, 1, 3
-SW_TASK_CLOCK, SW_PAGE_FAULTS, SW_CONTEXT_SWITCHES = 1, 2, 3
-LL_READ_MISS = 2 | (0 << 8) | (1 << 16)           # PERF_COUNT_HW_CACHE_LL | OP_READ << 8 | RESULT_MISS << 16
+from .events import HW_EVENTS, SW_EVENTS, Event, EventSpecError, parse_llc_event
+from .perf import (FLAG_EXCLUDE_HV, FLAG_EXCLUDE_KERNEL, FLAG_INHERIT, FMT_GROUP, FMT_TOTAL_TIME_ENABLED,
+                   FMT_TOTAL_TIME_RUNNING, explain_errno, has_cpu_pmu, open_event, paranoid)
 
-FMT_TOTAL_TIME_ENABLED, FMT_TOTAL_TIME_RUNNING, FMT_GROUP = 1, 2, 8
-FLAG_INHERIT, FLAG_EXCLUDE_KERNEL, FLAG_EXCLUDE_HV = 1 << 1, 1 << 5, 1 << 6
-PERF_FLAG_FD_CLOEXEC = 1 << 3          # so processes Ray or torch spawn do not inherit our fds
+__all__ = ["SAMPLE_KEYS", "Counters", "explain_errno", "has_cpu_pmu", "open_counters", "probe_events",
+           "scale_step"]
 
-_SYSCALL = {"x86_64": 298, "aarch64": 241, "riscv64": 241, "ppc64le": 319, "s390x": 331}
+SAMPLE_KEYS = ("cycles", "instructions", "llc_misses", "counter_status", "counter_scaling",
+               "counter_time_fraction", "llc_event", "task_clock_ns", "page_faults", "context_switches",
+               "cpu_seconds")
 
-SAMPLE_KEYS = ("cycles", "instructions", "llc_misses", "counter_status", "counter_scaling", "llc_event",
-               "task_clock_ns", "page_faults", "context_switches", "cpu_seconds")
-
-
-class _Attr(ctypes.Structure):
-    """``struct perf_event_attr`` up to PERF_ATTR_SIZE_VER5 (112 bytes; every kernel >= 4.1 takes it)."""
-    _fields_ = [("type", ctypes.c_uint32), ("size", ctypes.c_uint32), ("config", ctypes.c_uint64),
-                ("sample_period", ctypes.c_uint64), ("sample_type", ctypes.c_uint64),
-                ("read_format", ctypes.c_uint64), ("flags", ctypes.c_uint64),
-                ("wakeup_events", ctypes.c_uint32), ("bp_type", ctypes.c_uint32),
-                ("config1", ctypes.c_uint64), ("config2", ctypes.c_uint64),
-                ("branch_sample_type", ctypes.c_uint64), ("sample_regs_user", ctypes.c_uint64),
-                ("sample_stack_user", ctypes.c_uint32), ("clockid", ctypes.c_int32),
-                ("sample_regs_intr", ctypes.c_uint64), ("aux_watermark", ctypes.c_uint32),
-                ("sample_max_stack", ctypes.c_uint16), ("reserved", ctypes.c_uint16)]
-
-
-@dataclass(frozen=True)
-class Event:
-    name: str
-    type: int
-    config: int
-
-
-HW_EVENTS = (Event("cycles", PERF_TYPE_HARDWARE, HW_CYCLES), Event("instructions", PERF_TYPE_HARDWARE, HW_INSTRUCTIONS))
-SW_EVENTS = (Event("task_clock_ns", PERF_TYPE_SOFTWARE, SW_TASK_CLOCK),
-             Event("page_faults", PERF_TYPE_SOFTWARE, SW_PAGE_FAULTS),
-             Event("context_switches", PERF_TYPE_SOFTWARE, SW_CONTEXT_SWITCHES))
-
-
-class EventSpecError(ValueError):
-    pass
-
-
-def parse_llc_event(spec: str) -> tuple[Event | None, str]:
-    """``generic`` | ``ll-read`` | ``raw:0xHEX`` | ``none`` -> (event or None, recorded name)."""
-    s = spec.strip().lower()
-    if s == "generic":
-        return Event("llc_misses", PERF_TYPE_HARDWARE, HW_CACHE_MISSES), "generic:PERF_COUNT_HW_CACHE_MISSES"
-    if s == "ll-read":
-        return Event("llc_misses", PERF_TYPE_HW_CACHE, LL_READ_MISS), "generic:LL-read-miss"
-    if s == "none":
-        return None, "none"
-    if s.startswith("raw:"):
-        try:
-            config = int(s[4:], 16)
-        except ValueError:
-            config = -1
-        if 0 <= config < 1 << 64:
-            return Event("llc_misses", PERF_TYPE_RAW, config), f"raw:{config:#x}"
-    raise EventSpecError(f"invalid llc event {spec!r}: expected 'generic', 'll-read', 'raw:0xHEX' or 'none'")
-
-
-def _paranoid() -> int | None:
-    try:
-        return int(Path("/proc/sys/kernel/perf_event_paranoid").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def has_cpu_pmu() -> bool:
-    """Whether the kernel registered a CPU PMU (x86 ``cpu``/hybrid ``cpu_core``, Arm, RISC-V, s390)."""
-    try:
-        names = os.listdir("/sys/bus/event_source/devices")
-    except OSError:
-        return False
-    return any(n in ("cpu", "cpu_core", "cpu_atom", "cpum_cf") or n.startswith(("armv8", "arm_", "riscv"))
-               for n in names)
-
-
-def explain_errno(err: int, what: str = "hardware counters", hardware: bool = True) -> str:
-    """An errno from perf_event_open, in words a user can act on."""
-    name = errno.errorcode.get(err, str(err))
-    if err == errno.ENOENT:
-        if hardware and not has_cpu_pmu():
-            return f"unsupported: no PMU ({name}) — this machine/VM exposes no hardware counters"
-        return f"unsupported: {what} not provided by this CPU's PMU ({name}); name a raw event for this cluster"
-    if err == errno.EACCES:
-        return (f"forbidden: perf_event_paranoid={_paranoid()} ({name}) — ask your admin to set "
-                f"kernel.perf_event_paranoid<=2 (or grant CAP_PERFMON)")
-    if err in (errno.EPERM, errno.ENOSYS):
-        return (f"unavailable: perf_event_open syscall not permitted ({name}) — blocked by the container's "
-                f"seccomp profile or a kernel without perf events; allow perf_event_open in the container")
-    if err == errno.EINVAL:
-        return f"invalid event: {what} rejected by the kernel/PMU ({name}) — check the event code for this CPU"
-    if err == errno.EOPNOTSUPP:
-        return f"unsupported: {what} cannot be counted here ({name})"
-    if err in (errno.EMFILE, errno.ENFILE):
-        return f"unavailable: out of file descriptors ({name}) — raise ulimit -n"
-    if err == errno.EBUSY:
-        return f"unavailable: PMU busy ({name}) — another tool holds the counters exclusively"
-    return f"unavailable: perf_event_open failed for {what} ({name}: {os.strerror(err)})"
-
-
-def _open(ev: Event, tid: int, group_fd: int, read_format: int, flags: int) -> int:
-    """perf_event_open for one thread; returns the fd or raises OSError(errno)."""
-    nr = _SYSCALL.get(platform.machine())
-    if nr is None:
-        raise OSError(errno.ENOSYS, f"perf_event_open syscall number unknown on {platform.machine()}")
-    attr = _Attr(type=ev.type, size=ctypes.sizeof(_Attr), config=ev.config, read_format=read_format, flags=flags)
-    fd = _libc().syscall(nr, ctypes.byref(attr), tid, -1, group_fd, ctypes.c_ulong(PERF_FLAG_FD_CLOEXEC))
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return fd
-
-
-_LIBC: ctypes.CDLL | None = None
-
-
-def _libc() -> ctypes.CDLL:
-    global _LIBC
-    if _LIBC is None:
-        _LIBC = ctypes.CDLL(None, use_errno=True)
-    return _LIBC
+# per thread (one fd set): per event (value, time_enabled, time_running)
+Reading = list[tuple[int, int, int]]
 
 
 @dataclass
@@ -189,24 +70,17 @@ class _Set:
     grouped: bool
     fds: list[list[int]] = field(default_factory=list)      # per thread: one fd per event (leader first)
 
-    def read(self) -> tuple[list[int], list[int], list[int]]:
-        """Summed over threads, per event: raw value, time_enabled, time_running."""
+    def read(self) -> list[Reading]:
+        """Per thread (fd set), per event: (raw value, time_enabled, time_running)."""
         n = len(self.events)
-        values, enabled, running = [0] * n, [0] * n, [0] * n
+        out = []
         for fds in self.fds:
-            if self.grouped:
+            if self.grouped:        # a group is scheduled as one: its times are shared
                 data = struct.unpack(f"{3 + n}Q", os.read(fds[0], 8 * (3 + n)))
-                for i in range(n):      # a group is scheduled as one: shared times
-                    values[i] += data[3 + i]
-                    enabled[i] += data[1]
-                    running[i] += data[2]
+                out.append([(data[3 + i], data[1], data[2]) for i in range(n)])
             else:
-                for i, fd in enumerate(fds):
-                    v, e, r = struct.unpack("3Q", os.read(fd, 24))
-                    values[i] += v
-                    enabled[i] += e
-                    running[i] += r
-        return values, enabled, running
+                out.append([struct.unpack("3Q", os.read(fd, 24)) for fd in fds])
+        return out
 
     def close(self) -> None:
         for fds in self.fds:
@@ -226,7 +100,7 @@ def _open_set(events: tuple[Event, ...], tids: list[int], flags: int) -> _Set:
                 try:
                     for ev in events:
                         leader = fds[0] if (grouped and fds) else -1
-                        fds.append(_open(ev, tid, leader, fmt | (FMT_GROUP if grouped else 0), flags))
+                        fds.append(open_event(ev, tid, leader, fmt | (FMT_GROUP if grouped else 0), flags))
                 except OSError as e:
                     for fd in fds:
                         os.close(fd)
@@ -240,6 +114,33 @@ def _open_set(events: tuple[Event, ...], tids: list[int], flags: int) -> _Set:
             if not (grouped and e.errno == errno.EINVAL and len(events) > 1):
                 raise
     raise AssertionError("unreachable")
+
+
+def scale_step(before: list[Reading], after: list[Reading]) -> tuple[list[int] | None, float | None,
+                                                                     float | None, str | None]:
+    """One step's counts from two reads: each thread scaled by its own enabled/running, then summed.
+
+    Returns (counts per event or None, counter_time_fraction, counter_scaling, problem or None).
+    """
+    n = len(before[0]) if before else 0
+    totals, enabled, running = [0] * n, [0] * n, [0] * n
+    worst: float | None = None
+    for t0, t1 in zip(before, after):
+        for i, ((v0, e0, r0), (v1, e1, r1)) in enumerate(zip(t0, t1)):
+            de, dr = e1 - e0, r1 - r0
+            if de <= 0:
+                continue            # this thread did not run while counting
+            enabled[i] += de
+            running[i] += dr
+            worst = dr / de if worst is None else min(worst, dr / de)
+            if dr > 0:
+                totals[i] += round((v1 - v0) * de / dr)
+    if not any(enabled):
+        return None, None, None, "not counted: no thread ran while counting (time_enabled=0)"
+    if not any(running):
+        return None, 0.0, 0.0, "not counted: counters were multiplexed out for the whole step (time_running=0)"
+    fraction = min(r / e for r, e in zip(running, enabled) if e > 0)
+    return totals, fraction, worst, None
 
 
 def _threads() -> list[int]:
@@ -324,22 +225,15 @@ class Counters:
         out["cpu_seconds"] = cpu1 - cpu0
         status = self.status
         if hw0 is not None:
-            de = [b - a for a, b in zip(hw0[1], hw1[1])]
-            dr = [b - a for a, b in zip(hw0[2], hw1[2])]
-            if all(r > 0 for r in dr):
-                scaled = [round((b - a) * e / r) for a, b, e, r in zip(hw0[0], hw1[0], de, dr)]
-                out["cycles"], out["instructions"] = scaled[0], scaled[1]
-                if len(scaled) > 2:
-                    out["llc_misses"] = scaled[2]
-                out["counter_scaling"] = min(r / e for e, r in zip(de, dr))
-            elif any(e > 0 for e in de):
-                status = "not counted: counters were multiplexed out for the whole step (time_running=0)"
-                out["counter_scaling"] = 0.0
-            else:
-                status = "not counted: no thread ran while counting (time_enabled=0)"
+            counts, out["counter_time_fraction"], out["counter_scaling"], problem = scale_step(hw0, hw1)
+            status = problem or status
+            if counts is not None:
+                out["cycles"], out["instructions"] = counts[0], counts[1]
+                if len(counts) > 2:
+                    out["llc_misses"] = counts[2]
         out["counter_status"] = status
-        if sw0 is not None:
-            d = [b - a for a, b in zip(sw0[0], sw1[0])]
+        if sw0 is not None:     # software events are never multiplexed: raw deltas
+            d = [sum(t[i][0] for t in sw1) - sum(t[i][0] for t in sw0) for i in range(len(SW_EVENTS))]
             out["task_clock_ns"], out["page_faults"] = d[0], d[1]
             out["context_switches"] = d[2] if self.sw_kernel else cs1 - cs0
         return out
@@ -379,7 +273,7 @@ def probe_events(llc_event: str = "generic") -> dict[str, str]:
     for ev in HW_EVENTS + ((llc,) if llc else ()):
         name = names.get(ev.name, ev.name)
         try:
-            os.close(_open(ev, tid, -1, fmt, user_only))
+            os.close(open_event(ev, tid, -1, fmt, user_only))
             out[name] = "ok"
         except OSError as e:
             out[name] = explain_errno(e.errno, "hardware counters" if ev.name != "llc_misses"
@@ -387,15 +281,15 @@ def probe_events(llc_event: str = "generic") -> dict[str, str]:
     for ev in SW_EVENTS:
         name = names[ev.name]
         try:
-            os.close(_open(ev, tid, -1, fmt, FLAG_EXCLUDE_HV))
+            os.close(open_event(ev, tid, -1, fmt, FLAG_EXCLUDE_HV))
             out[name] = "ok"
         except OSError as e:
             if e.errno != errno.EACCES:
                 out[name] = explain_errno(e.errno, "software events", hardware=False)
                 continue
             try:
-                os.close(_open(ev, tid, -1, fmt, user_only))
-                out[name] = (f"ok (user-space only: perf_event_paranoid={_paranoid()}"
+                os.close(open_event(ev, tid, -1, fmt, user_only))
+                out[name] = (f"ok (user-space only: perf_event_paranoid={paranoid()}"
                              + ("; counted from getrusage instead)" if ev.name == "context_switches" else ")"))
             except OSError as e2:
                 out[name] = explain_errno(e2.errno, "software events", hardware=False)

@@ -1,0 +1,176 @@
+"""The scope rules: which CPUs and memory nodes ``cores:N``, ``socket`` and ``node`` mean on a node.
+
+* ``cores:N`` = N physical cores of **one core kind**, one hardware thread each, all in one
+  socket. The fastest kind that can provide N is used. Among that kind's cores the tightest
+  group that holds N wins, in this order: one L3 domain and one NUMA node; one L3 domain;
+  one die and one NUMA node; one die; one NUMA node; the socket; inside it, the first N cores
+  in compact order (cores sharing an L2 next to each other, as hwloc orders them). Where no socket has N
+  cores of one kind, the scope is unavailable with the reason -- never shrunk, never mixed.
+* ``socket`` = every core of one socket; ``node`` = every core of the node. Both may hold
+  several kinds: the placement counts them (``core_kinds``). With ``smt`` every hardware
+  thread of those cores is used.
+* Allowed CPUs (cgroup cpuset, ``sched_getaffinity``, SLURM) limit the choice: ``cores:N`` picks
+  among allowed cores; ``socket`` takes the first socket that is wholly allowed; ``node``
+  needs every core. Ties go to groups whose memory nodes are all allowed, then to the group
+  holding the lowest CPU number (as hwloc orders them; package ids need not follow CPU order).
+* Memory binds to the NUMA nodes of the chosen CPUs that the job may use (cpuset mems). When
+  the NUMA data contradicts itself, or none of those nodes is allowed, nothing is bound and
+  ``numa_warning`` says why.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from typing import Callable, Hashable
+
+from ..scopes import parse_scope
+from .model import Core, ScopePlacement, ScopeUnavailable, Topology
+from .sysfs import format_cpulist
+
+_Key = Callable[[Topology, Core], Hashable]
+LEVELS: tuple[tuple[str, _Key], ...] = (
+    ("one L3 domain and one NUMA node", lambda t, c: (c.package, t.l3_of(c.first), t.node_of(c.first))),
+    ("one L3 domain", lambda t, c: (c.package, t.l3_of(c.first))),
+    ("one die and one NUMA node", lambda t, c: (c.package, c.die, t.node_of(c.first))),
+    ("one die", lambda t, c: (c.package, c.die)),
+    ("one NUMA node", lambda t, c: (c.package, t.node_of(c.first))),
+    ("one socket", lambda t, c: (c.package,)),
+)
+
+
+def restrict(topo: Topology, allowed: "set[int] | frozenset[int]") -> Topology:
+    """The topology as seen through an allowed CPU set: only allowed CPUs, and only cores
+    with at least one allowed hardware thread."""
+    cores = tuple(replace(c, cpus=tuple(x for x in c.cpus if x in allowed))
+                  for c in topo.cores if any(x in allowed for x in c.cpus))
+    return replace(topo, online=tuple(c for c in topo.online if c in allowed), cores=cores,
+                   numa={n: tuple(c for c in cpus if c in allowed) for n, cpus in topo.numa.items()})
+
+
+def _allowed(topo: Topology, allowed: "set[int] | frozenset[int] | None") -> frozenset[int] | None:
+    sets = [s for s in (topo.allowed_cpus, allowed) if s is not None]
+    if not sets:
+        return None
+    out = frozenset.intersection(*map(frozenset, sets))
+    return None if out >= set(topo.online) else out
+
+
+def _allowed_text(topo: Topology, allow: frozenset[int]) -> str:
+    src = "; ".join(topo.allowed_sources) or "cgroup/SLURM allocation"
+    return f"this process may use only {format_cpulist(allow) or 'no online CPU'} ({src})"
+
+
+def _mem_ok(topo: Topology, cores: list[Core]) -> bool:
+    if topo.allowed_mems is None:
+        return True
+    return {n for c in cores if (n := topo.node_of(c.first)) is not None} <= topo.allowed_mems
+
+
+def _kinds_text(cores: "tuple[Core, ...] | list[Core]", topo: Topology) -> str:
+    if len(topo.kinds) <= 1:
+        return f"{len(cores)} core" + ("s" if len(cores) != 1 else "")
+    counts = Counter(c.kind for c in cores)
+    return " + ".join(f"{counts[k]} {k}" for k in sorted(counts, key=topo.kind_rank)) + \
+        (" cores" if len(cores) != 1 else " core")
+
+
+def _pick_cores(topo: Topology, view: Topology, n: int, scope: str, allow: frozenset[int] | None) -> list[Core]:
+    for kind in sorted({c.kind for c in view.cores}, key=topo.kind_rank):
+        pool = [c for c in view.cores if c.kind == kind]
+        for _label, key in LEVELS:
+            groups: dict[Hashable, list[Core]] = {}
+            for c in pool:
+                groups.setdefault(key(topo, c), []).append(c)
+            fits = [g for g in groups.values() if len(g) >= n]
+            if fits:
+                return min(fits, key=lambda g: (not _mem_ok(topo, g[:n]), g[0].first))[:n]
+    per_socket = ", ".join(f"socket {s}: {_kinds_text(view.cores_of(s), topo)}" for s in view.sockets)
+    most = max(Counter((c.package, c.kind) for c in view.cores).values())
+    kind = " of one kind" if len(topo.kinds) > 1 else ""
+    where = f"; {_allowed_text(topo, allow)}" if allow is not None else ""
+    raise ScopeUnavailable(f"{scope} needs {n} physical cores{kind} in one socket; this node has at most "
+                           f"{most} ({per_socket}){where}")
+
+
+def _missing(core: Core, allow: frozenset[int] | None, smt: bool) -> tuple[int, ...]:
+    """The CPUs of ``core`` that keep it from being used whole (all threads with smt, else one)."""
+    if allow is None:
+        return ()
+    ok = [x for x in core.cpus if x in allow]
+    if smt:
+        return tuple(x for x in core.cpus if x not in allow)
+    return () if ok else core.cpus
+
+
+def _pick_socket(topo: Topology, smt: bool, allow: frozenset[int] | None) -> list[Core]:
+    problems, whole = [], []
+    for s in topo.sockets:
+        missing = [x for c in topo.cores_of(s) for x in _missing(c, allow, smt)]
+        if missing:
+            problems.append(f"socket {s}: {format_cpulist(missing)} not allowed")
+        else:
+            whole.append(list(topo.cores_of(s)))
+    if not whole:
+        raise ScopeUnavailable(f"socket needs every core of one socket; {_allowed_text(topo, allow or frozenset())}: "
+                               f"no socket is wholly allowed ({'; '.join(problems)})")
+    return min(whole, key=lambda g: (not _mem_ok(topo, g), g[0].first))
+
+
+def _pick_node(topo: Topology, smt: bool, allow: frozenset[int] | None) -> list[Core]:
+    missing = [x for c in topo.cores for x in _missing(c, allow, smt)]
+    if missing:
+        raise ScopeUnavailable(f"node needs every core of the node; {_allowed_text(topo, allow or frozenset())}: "
+                               f"{format_cpulist(missing)} not allowed")
+    return list(topo.cores)
+
+
+def _memory(topo: Topology, cpus: tuple[int, ...]) -> tuple[tuple[int, ...], str | None]:
+    """(nodes to bind, warning) for these CPUs."""
+    if topo.numa_problem:
+        return (), topo.numa_problem
+    nodes = {n for c in cpus if (n := topo.node_of(c)) is not None}
+    if topo.allowed_mems is None or nodes <= topo.allowed_mems:
+        return tuple(sorted(nodes)), None
+    ok = tuple(sorted(nodes & topo.allowed_mems))
+    bad = format_cpulist(nodes - topo.allowed_mems)
+    return ok, (f"NUMA node(s) {bad} of these CPUs are outside this job's memory nodes "
+                f"({format_cpulist(topo.allowed_mems)}): " + (f"memory bound to {format_cpulist(ok)} only"
+                                                              if ok else "memory is not bound"))
+
+
+def _placement(topo: Topology, scope: str, cores: list[Core], smt: bool,
+               allow: frozenset[int] | None) -> ScopePlacement:
+    threads = [tuple(x for x in c.cpus if allow is None or x in allow) for c in cores]
+    cpus = tuple(sorted(x for t in threads for x in (t if smt else t[:1])))
+    nodes, warning = _memory(topo, cpus)
+    counts = Counter(c.kind for c in cores)
+    kinds = {k: counts[k] for k in sorted(counts, key=topo.kind_rank)}
+    packages = {c.package for c in cores}
+    return ScopePlacement(scope=scope, cpus=cpus, threads=len(cpus), numa_nodes=nodes,
+                          socket=packages.pop() if len(packages) == 1 else None,
+                          core_kind=next(iter(kinds)) if len(kinds) == 1 else "mixed",
+                          core_kinds=kinds, numa_warning=warning)
+
+
+def resolve_scope(topo: Topology, scope: str, smt: bool = False,
+                  allowed: "set[int] | frozenset[int] | None" = None) -> ScopePlacement:
+    """Map ``cores:N`` | ``socket`` | ``node`` to CPUs and memory nodes of this node (rules above).
+
+    ``allowed`` further limits the CPUs (the driver passes the Ray worker's affinity); the
+    topology's own ``allowed_cpus`` always applies. ``smt`` uses every hardware thread of a
+    socket's or node's cores; ``cores:N`` is always one thread per core (the paper's "N cores").
+    Raises ValueError for a malformed scope, :class:`ScopeUnavailable` when this node cannot
+    provide it.
+    """
+    s = parse_scope(scope)
+    scope = s.text
+    allow = _allowed(topo, allowed)
+    view = restrict(topo, allow) if allow is not None else topo
+    if not view.cores:
+        raise ScopeUnavailable(f"{scope} needs CPU topology; no usable CPU under {topo.root}"
+                               + (f" ({_allowed_text(topo, allow)})" if allow is not None else ""))
+    if s.kind == "cores":
+        cores = _pick_cores(topo, view, int(s.cores or 0), scope, allow)
+        return _placement(topo, scope, cores, False, allow)
+    cores = _pick_socket(topo, smt, allow) if s.kind == "socket" else _pick_node(topo, smt, allow)
+    return _placement(topo, scope, cores, smt, allow)
