@@ -91,11 +91,15 @@ def generated_report(folder: Path) -> Path:
     sys.path.insert(0, str(REPO / "tests" / "fixtures"))
     sys.path.insert(0, str(REPO))
     from report_results import make_results  # noqa: E402  (generated input, not measurements)
+    from hrvs_ray.remedies import PAPER, Remedy  # noqa: E402
     from hrvs_ray.report import build_report  # noqa: E402
+    fast = Remedy("bucket", "bfloat16", "channels_last")
     res = make_results(folder / "results", sweep="generated-demo", clusters=["gen-a", "gen-b", HOSTILE],
                        scopes=["cores:4", "socket", "node"], runs=3, steps=6, no_counters=["gen-b"],
                        failed={("gen-a", "node", "HR&VS", 2): 'MemoryError <b>&"'},
-                       skipped={("gen-b", "socket", "LR&FS", 1): "planned memory 31 GB > node headroom"})
+                       skipped={("gen-b", "socket", "LR&FS", 1): "planned memory 31 GB > node headroom",
+                                ("gen-a", "socket", "MR&VS", 0, fast.label): "planned memory above headroom"},
+                       remedies=[PAPER, fast], core_kinds={"socket": {"performance": 6, "efficiency": 8}})
     return build_report([res], folder / "report.html")
 
 

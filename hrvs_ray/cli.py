@@ -10,7 +10,7 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -21,7 +21,7 @@ def _err(msg: str) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from .config import load_sweep
-    from .plan import batch_table, check_batch_sizes, planning_shapes
+    from .plan import batch_table, check_batch_sizes, check_passes, planning_shapes
 
     sweep = load_sweep(args.sweep)
     if args.batches <= 0:
@@ -29,42 +29,88 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     shapes, source = planning_shapes(sweep)
     check_batch_sizes(sweep, len(shapes), source)
-    table = batch_table(sweep, args.batches, shapes)
+    check_passes(sweep, shapes, source)
+    estimate, memory_source = _plan_estimator(args.memory_from)
+    if estimate is None:
+        return EXIT_BAD_INPUT
+    table = batch_table(sweep, args.batches, shapes, estimate)
     if args.format == "json":
         print(json.dumps(table, indent=2))
         return EXIT_OK
     print(f"sweep {sweep.name}: {args.batches} seeded batches per input set; shapes from {source} "
           f"({len(shapes)} images, subset {sweep.dataset.subset})")
-    head = f"{'input set':<10} {'batch':>5}  {'informative MP':>20}  {'padding MP':>20}  {'total MP':>20}  {'est. GB':>16}"
-    print(head)
-    print("-" * len(head))
-    for name, e in table.items():
-        cols = "  ".join(f"{e[k]['min']:6.1f}/{e[k]['avg']:6.1f}/{e[k]['max']:6.1f}"
-                         for k in ("informative", "padding", "total"))
-        mem = e["memory_gb"]
-        print(f"{name:<10} {e['batch_size']:>5}  {cols}  {mem['min']:4.1f}/{mem['avg']:4.1f}/{mem['max']:5.1f}")
-    print("(min/avg/max per batch; est. GB = planned main memory per training step)")
+    _print_plan(table)
+    print(f"(memory: {memory_source})")
     return EXIT_OK
 
 
+def _plan_estimator(memory_from: str | None) -> tuple[Any, str]:
+    """The built-in memory model, or the one calibrated on a results folder (None on error)."""
+    from .memory_model import estimate_step_bytes
+
+    if not memory_from:
+        return estimate_step_bytes, "built-in model (the paper's 430 B/px, remedy factors measured)"
+    from .memory_calibration import load_calibration
+    from .store import ResultsError
+
+    try:
+        cal = load_calibration(memory_from)
+    except ResultsError as e:
+        _err(str(e))
+        return None, ""
+    fits = ", ".join(f"{n} {p}/{m}/{c}: {f.base_bytes / 1e9:.2f} GB + {f.bytes_per_pixel:.0f} B/px ({f.slope_from})"
+                     for (n, p, m, c), f in sorted(cal.fits.items()))
+    return cal.estimator(), f"calibrated on {memory_from}: {fits}; built-in where no fit matches"
+
+
+def _print_plan(table: dict[str, dict]) -> None:
+    width = max(10, *(len(n) for n in table))
+    head = (f"{'input set':<{width}} {'batch':>5}  {'informative MP':>20}  {'padding MP':>20}  "
+            f"{'total MP':>20}  {'padding':>7}")
+    print(head)
+    print("-" * len(head))
+    for name, e in table.items():
+        cols = "  ".join(f"{_mp(e[k]['min'])}/{_mp(e[k]['avg'])}/{_mp(e[k]['max'])}"
+                         for k in ("informative", "padding", "total"))
+        share = e["padding"]["avg"] / e["total"]["avg"] if e["total"]["avg"] else 0.0
+        print(f"{name:<{width}} {e['batch_size']:>5}  {cols}  {share:>7.1%}")
+    print("(min/avg/max per optimizer step; padding = share of all pixels that are padding)")
+    print("\nplanned main memory per training step, GB (avg/max):")
+    for name, e in table.items():
+        cells = ", ".join(f"{m['precision']}/{m['memory_format']}/{m['checkpointing']} "
+                          f"{m['gb']['avg']:.2f}/{m['gb']['max']:.2f}" for m in e["memory"])
+        print(f"  {name:<{width}} {cells}")
+
+
+def _mp(v: float) -> str:
+    # small input sets (smoke, quick) must not print as 0.0
+    return f"{v:6.1f}" if v >= 10 else f"{v:6.3g}"
+
+
 def print_summary(out: Path) -> None:
-    """s/MP and s/informative-MP per cluster, scope and input set (median of timed steps)."""
-    from .metrics import derive
+    """s/MP and s/informative-MP per cluster, scope, input set and remedy: the CENTRAL
+    statistic of the timed steps ± their SPREAD, the same figures the report shows."""
+    from .metrics import CENTRAL, SPREAD, central, derive, group_keys, spread, timed
+    from .scopes import scope_key
     from .store import read_results
 
-    res = read_results(out)
-    steps = res.steps.to_pandas()
-    if steps.empty:
-        print("no steps recorded")
+    d = timed(derive(read_results(out).steps.to_pandas()))
+    if d.empty:
+        print("no timed steps recorded")
         return
-    d = derive(steps)
-    d = d[~d["warmup"]]
-    g = d.groupby(["cluster", "scope", "input_set"], sort=True).agg(
-        steps=("seconds", "size"), s_per_mp=("s_per_mp", "median"),
-        s_per_imp=("s_per_informative_mp", "median"), peak_gb=("peak_rss_bytes", "max"))
-    print(f"\n{'cluster':<14} {'scope':<8} {'input set':<9} {'steps':>5} {'s/MP':>8} {'s/inf-MP':>9} {'peak GB':>8}")
-    for (c, s, i), r in g.iterrows():
-        print(f"{c:<14} {s:<8} {i:<9} {int(r.steps):>5} {r.s_per_mp:>8.3f} {r.s_per_imp:>9.3f} {r.peak_gb / 1e9:>8.2f}")
+    keys = group_keys(d)
+    rows = [[*(str(k) for k in key), str(len(g)),
+             *(f"{central(g[c]):.3f} ± {spread(g[c]):.3f}" for c in ("s_per_mp", "s_per_informative_mp")),
+             f"{g['peak_rss_bytes'].max() / 1e9:.2f}"]
+            for key, g in sorted(d.groupby(keys), key=lambda kg: (kg[0][0], scope_key(kg[0][1]), kg[0][2:]))]
+    head = ["cluster", "scope", "input set", "remedy"][:len(keys)] + [
+        "steps", f"s/MP ({CENTRAL} ± {SPREAD})", f"s/inf-MP ({CENTRAL} ± {SPREAD})", "peak GB"]
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+    print()
+    for r in [head] + rows:
+        print("  ".join(v.ljust(w) if i < len(keys) else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))))
+    print(f"({CENTRAL} ± sample {SPREAD} over the timed steps of all runs, warm-up excluded, as in the report; "
+          f"peak GB = largest per-step peak RSS)")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -77,14 +123,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         sweep = replace(sweep, dataset=replace(sweep.dataset, path=args.data))
     out = Path(args.out) if args.out else Path("results") / sweep.name
     from .cluster.driver import NoUsableNodes, run_sweep
+    from .progress import cell_progress
 
     try:
-        summary = run_sweep(sweep, out, address=args.address, fresh=args.fresh, progress=not args.no_progress)
+        summary = run_sweep(sweep, out, cell_progress(not args.no_progress), address=args.address, fresh=args.fresh)
     except (DatasetError, ResultsError, NoUsableNodes) as e:
         _err(str(e))
         return EXIT_BAD_INPUT
     except ConnectionError as e:
-        _err(f"cannot reach the Ray cluster at {args.address!r}: {e}")
+        from .cluster.auth import ClusterAuthError
+
+        # a token problem is not "cannot reach": its text names the cause and the variables
+        _err(str(e) if isinstance(e, ClusterAuthError) else f"cannot reach the Ray cluster at {args.address!r}: {e}")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         _err(f"interrupted; every finished cell is saved in {out}; run the same command again to resume")
@@ -141,14 +191,48 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_node_info(args: argparse.Namespace) -> int:
-    from .probes.nodeinfo import collect_node_info, format_node_info
+def cmd_data_check(args: argparse.Namespace) -> int:
+    """Exit 0 when every image and row is fine, 1 listing every problem, 2 on bad input."""
+    from .config import load_sweep
+    from .data.check import format_problems
+    from .preflight import data_check
 
-    info = collect_node_info(args.root)
+    sweep = load_sweep(args.sweep)
+    if args.data:
+        sweep = replace(sweep, dataset=replace(sweep.dataset, path=args.data))
+    if args.workers is not None and args.workers <= 0:
+        _err("--workers must be > 0")
+        return EXIT_BAD_INPUT
+    unknown = sorted(set(args.input_sets or ()) - {i.name for i in sweep.input_sets})
+    if unknown:
+        _err(f"--input-sets: {', '.join(unknown)} not in {args.sweep} "
+             f"(it has: {', '.join(i.name for i in sweep.input_sets)})")
+        return EXIT_BAD_INPUT
+    res = data_check(sweep, args.input_sets, every_image=args.all, workers=args.workers,
+                     progress=not args.no_progress)
+    summary = (f"checked {res.checked} images of subset {sweep.dataset.subset!r} in {res.seconds:.1f} s: "
+               f"{len(res.problems) or 'no'} problem{'' if len(res.problems) == 1 else 's'}")
     if args.format == "json":
-        print(json.dumps(info, indent=2, default=str))
+        print(json.dumps([p.to_dict() for p in res.problems], indent=2))
+        print(summary, file=sys.stderr)
     else:
-        print(format_node_info(info))
+        if res.problems:
+            print(format_problems(res.problems))
+        print(summary)
+    return EXIT_FAILED if res.problems else EXIT_OK
+
+
+def cmd_node_info(args: argparse.Namespace) -> int:
+    from .probes.nodedoc import describe_node, format_node_info
+    from .probes.sysfs import TopologyError
+
+    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+    try:
+        doc = describe_node(args.sysroot, scopes)
+    except (TopologyError, ValueError) as e:    # unreadable snapshot, malformed scope
+        _err(str(e))
+        return EXIT_BAD_INPUT
+    print(json.dumps(doc, indent=2, default=str) if args.format == "json" else format_node_info(doc))
     return EXIT_OK
 
 
@@ -171,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("sweep")
     s.add_argument("--batches", type=int, default=10)
     s.add_argument("--format", choices=("table", "json"), default="table")
+    s.add_argument("--memory-from", metavar="RESULTS_DIR",
+                   help="plan memory with the model calibrated on this results folder's measured steps")
     s.set_defaults(func=cmd_plan)
 
     s = sub.add_parser("report", help="one self-contained HTML report from stored results")
@@ -187,10 +273,24 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--quality", type=int, default=90, help="JPEG quality")
     d.set_defaults(func=cmd_synth)
+    d = dsub.add_parser("check", help="decode every image a sweep's cells use and list every problem "
+                        "(exit 0 clean, 1 with problems)")
+    d.add_argument("sweep")
+    d.add_argument("--input-sets", nargs="+", metavar="NAME", help="only the images of these input sets")
+    d.add_argument("--all", action="store_true", help="every image of the dataset's subset, used or not")
+    d.add_argument("--format", choices=("table", "json"), default="table")
+    d.add_argument("--data", metavar="DIR", help="dataset folder, overriding the sweep's dataset.path")
+    d.add_argument("--workers", type=int, default=None, help="processes (default: the cores this process may use)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d.set_defaults(func=cmd_data_check)
 
-    s = sub.add_parser("node-info", help="describe this node (the paper's Table 3)")
+    s = sub.add_parser("node-info", help="describe this node (the paper's Table 3) and what each scope means on it")
     s.add_argument("--format", choices=("table", "json"), default="table")
-    s.add_argument("--root", default="/", help=argparse.SUPPRESS)
+    s.add_argument("--sysroot", "--root", dest="sysroot", default="/", metavar="DIR",
+                   help="read a recorded snapshot (a folder holding sys/ and proc/) instead of this machine; "
+                        "no live probes then")
+    s.add_argument("--scopes", default="socket,node", metavar="LIST",
+                   help="comma-separated scopes to map, e.g. cores:4,socket,node (default: socket,node)")
     s.set_defaults(func=cmd_node_info)
     return p
 

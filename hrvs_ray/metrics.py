@@ -8,6 +8,41 @@ import numpy as np
 import pandas as pd
 
 VARIABILITY_LIMIT = 0.06  # the paper checked run-to-run variability stayed under 6%
+CENTRAL = "mean"          # the one central statistic of s/MP everywhere: the paper reports means
+GROUP_KEYS = ["cluster", "scope", "input_set", "remedy"]   # one comparison group per remedy
+
+
+def timed(steps: pd.DataFrame) -> pd.DataFrame:
+    """The timed steps only (warm-up rows are kept in the data, never in a figure)."""
+    return steps[~steps["warmup"].astype(bool)]
+
+
+SPREAD = "sd"  # shown beside CENTRAL wherever a person reads it: the sample standard deviation
+
+
+def central(values: pd.Series | np.ndarray) -> float:
+    """The CENTRAL statistic of ``values`` (NaN when none): the CLI summary and the report
+    both call this, so their s/MP figures are the same number."""
+    v = pd.to_numeric(pd.Series(values), errors="coerce").dropna().astype("float64")
+    return float(v.agg(CENTRAL)) if len(v) else float("nan")
+
+
+def spread(values: pd.Series | np.ndarray) -> float:
+    """The SPREAD (sample standard deviation) of ``values``; NaN for fewer than two."""
+    v = pd.to_numeric(pd.Series(values), errors="coerce").dropna().astype("float64")
+    return float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+
+
+def group_keys(steps: pd.DataFrame) -> list[str]:
+    """GROUP_KEYS present in ``steps`` (frames built before the remedies axes lack ``remedy``)."""
+    return [k for k in GROUP_KEYS if k in steps.columns]
+
+
+def central_s_per_mp(steps: pd.DataFrame) -> float | None:
+    """The CENTRAL s/MP of a cell's timed steps (None when it has none)."""
+    d = timed(derive(steps))
+    v = pd.to_numeric(d["s_per_mp"], errors="coerce").dropna()
+    return float(v.agg(CENTRAL)) if len(v) else None
 
 
 def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
@@ -41,11 +76,10 @@ def cv(values: pd.Series | np.ndarray) -> float:
 
 
 def variability(steps: pd.DataFrame, metric: str = "s_per_mp") -> pd.DataFrame:
-    """Per (cluster, scope, input_set): CV across timed steps (pooled within runs) and CV of
+    """Per (cluster, scope, input_set, remedy): CV across timed steps (pooled within runs) and CV of
     the per-run means across runs, with a flag where run-to-run CV exceeds 6%."""
-    d = steps if metric in steps.columns else derive(steps)
-    d = d[~d["warmup"].astype(bool)]
-    keys = ["cluster", "scope", "input_set"]
+    d = timed(steps if metric in steps.columns else derive(steps))
+    keys = group_keys(d)
     rows = []
     for k, g in d.groupby(keys, sort=True):
         per_run = g.groupby("run")[metric].mean()

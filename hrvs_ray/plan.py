@@ -6,28 +6,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from .config import CounterSpec, InputSetSpec, ModelSpec, OptimizerSpec, Sweep, SweepError
-from .data.batching import batch_indices, pixel_stats
+from .data.policies import step_indices, step_pixel_stats
+from .memory_model import estimate_step_bytes
+from .names import id_part
+from .remedies import PAPER, Remedy
 from .data.shapes import METADATA_CSV, ShapeTable, read_metadata_csv, shipped_shape_table, transformed_arrays
-
-# Main memory of one ResNet18 fp32 training step grows with the batch's total pixels: the
-# paper's Table 2 gives 28.3 GB for 67.1 MP (LR&FS), 19.8 GB for 46.8 MP (MR&VS) and
-# 25.7 GB for 61.5 MP (HR&VS): 418-423 bytes per pixel. We keep 430 B/px to stay on the
-# safe side, plus the process, weights, gradients and Adam state.
-BYTES_PER_PIXEL = {"float32": 430, "bfloat16": 260}
-BASE_BYTES = 1_200_000_000
-
-
-def estimate_step_bytes(total_px: int, precision: str = "float32") -> int:
-    """Planned peak main memory of one training step on a batch of ``total_px`` pixels."""
-    return BASE_BYTES + BYTES_PER_PIXEL[precision] * int(total_px)
-
 
 @dataclass(frozen=True)
 class CellSpec:
@@ -44,6 +34,7 @@ class CellSpec:
     optimizer: OptimizerSpec
     counters: CounterSpec
     cell_id: str
+    remedy: Remedy = PAPER     # model.precision / memory_format always equal the remedy's
 
     @property
     def n_batches(self) -> int:
@@ -61,14 +52,24 @@ class CellSpec:
         d["optimizer"]["betas"] = tuple(d["optimizer"]["betas"])
         d["optimizer"] = OptimizerSpec(**d["optimizer"])
         d["counters"] = CounterSpec(**d["counters"])
+        # specs stored before the remedies axes existed ran the paper's batching
+        d["remedy"] = Remedy(**d.get("remedy", {"precision": d["model"].precision,
+                                                "memory_format": d["model"].memory_format}))
         return CellSpec(**d)
 
 
-def cell_id(cluster: str, scope: str, input_set: InputSetSpec, run: int, params: dict) -> str:
-    """Readable name plus a short hash of the sorted parameters (ReFrame style)."""
+def cell_id(cluster: str, scope: str, input_set: InputSetSpec, run: int, params: dict,
+            remedy_label: str = "") -> str:
+    """Readable name plus a short hash of the sorted parameters (ReFrame style). Cells of the
+    sweep's base setup keep the name they had before the remedies axes existed."""
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=list).encode()).hexdigest()[:8]
-    safe = lambda s: "".join(c if c.isalnum() or c in "-_" else "-" for c in s)  # noqa: E731
-    return f"{safe(cluster)}.{safe(scope)}.{input_set.key}.r{run}.{digest}"
+    middle = f".{id_part(remedy_label)}" if remedy_label else ""
+    return f"{id_part(cluster)}.{id_part(scope)}.{input_set.key}{middle}.r{run}.{digest}"
+
+
+def base_remedy(sweep: Sweep) -> Remedy:
+    """The setup a sweep without a ``remedies:`` section runs (model.precision/format)."""
+    return Remedy(precision=sweep.model.precision, memory_format=sweep.model.memory_format)
 
 
 def cluster_scopes(sweep: Sweep, cluster: str) -> tuple[str, ...]:
@@ -86,22 +87,30 @@ def cluster_counters(sweep: Sweep, cluster: str) -> CounterSpec:
 
 
 def plan_cells(sweep: Sweep, clusters: Sequence[str]) -> list[CellSpec]:
-    """Every (cluster, scope, input set, run), in a fixed order: runs outermost so an
-    interrupted sweep already has one run of everything, then scope, then input set."""
+    """Every (cluster, run, scope, input set, remedy), in that fixed order: runs outermost so
+    an interrupted sweep already has one run of everything; remedies innermost, in the
+    order of ``RemediesSpec.combinations`` (batching, precision, memory format, checkpointing)."""
     cells = []
     t = sweep.training
+    base = base_remedy(sweep)
     for cluster in clusters:
         counters = cluster_counters(sweep, cluster)
         for run in range(t.runs):
             for scope in cluster_scopes(sweep, cluster):
                 for iset in sweep.input_sets:
-                    params = {"sweep": sweep.fingerprint(), "cluster": cluster, "scope": scope,
-                              "input_set": asdict(iset), "run": run, "counters": asdict(counters)}
-                    cells.append(CellSpec(
-                        sweep=sweep.name, cluster=cluster, scope=scope, input_set=iset, run=run,
-                        seed=t.seed, warmup_steps=t.warmup_steps, steps=t.steps,
-                        model=sweep.model, optimizer=sweep.optimizer, counters=counters,
-                        cell_id=cell_id(cluster, scope, iset, run, params)))
+                    for remedy in sweep.remedies.combinations():
+                        params = {"sweep": sweep.fingerprint(), "cluster": cluster, "scope": scope,
+                                  "input_set": asdict(iset), "run": run, "counters": asdict(counters)}
+                        extra = remedy.id_params(base)
+                        if extra:
+                            params["remedy"] = extra
+                        cells.append(CellSpec(
+                            sweep=sweep.name, cluster=cluster, scope=scope, input_set=iset, run=run,
+                            seed=t.seed, warmup_steps=t.warmup_steps, steps=t.steps,
+                            model=replace(sweep.model, precision=remedy.precision,
+                                          memory_format=remedy.memory_format),
+                            optimizer=sweep.optimizer, counters=counters, remedy=remedy,
+                            cell_id=cell_id(cluster, scope, iset, run, params, remedy.label if extra else "")))
     return cells
 
 
@@ -119,11 +128,24 @@ def planning_shapes(sweep: Sweep) -> tuple[ShapeTable, str]:
     return table, "shipped MAMe shape table (dataset not on disk)"
 
 
-def cell_peak_bytes(cell: CellSpec, heights: np.ndarray, widths: np.ndarray) -> int:
+def step_plan(cell: CellSpec, heights: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """(n_batches, batch_size) indices into the sorted shape table: the images of each of
+    the cell's optimizer steps under its batching policy. ``heights``/``widths`` are the
+    original shapes in sorted-id order (the input set's resize is applied here)."""
+    h, w = transformed_arrays(cell.input_set, heights, widths)
+    return step_indices(cell.remedy, h, w, cell.seed, cell.run, cell.input_set.batch_size, cell.n_batches)
+
+
+Estimator = Callable[[int, Remedy], int]   # (pixels of a pass, remedy) -> planned bytes
+
+
+def cell_peak_bytes(cell: CellSpec, heights: np.ndarray, widths: np.ndarray,
+                    estimate: Estimator = estimate_step_bytes) -> int:
     """Planned peak memory of a cell's largest step, from original shapes alone."""
     h, w = transformed_arrays(cell.input_set, heights, widths)
-    idx = batch_indices(len(h), cell.seed, cell.run, cell.input_set.batch_size, cell.n_batches)
-    return estimate_step_bytes(int(pixel_stats(h, w, idx)["total"].max()), cell.model.precision)
+    idx = step_plan(cell, heights, widths)
+    largest = int(step_pixel_stats(h, w, idx, cell.remedy)["largest_pass"].max())
+    return estimate(largest, cell.remedy)
 
 
 def check_batch_sizes(sweep: Sweep, n_images: int, where: str) -> None:
@@ -135,22 +157,59 @@ def check_batch_sizes(sweep: Sweep, n_images: int, where: str) -> None:
                              f"{sweep.dataset.subset!r} in {where}")
 
 
-def batch_table(sweep: Sweep, n_batches: int, shapes: ShapeTable | None = None) -> dict[str, dict]:
-    """Per input set: batch size and min/avg/max informative, padding and total MP over
-    ``n_batches`` seeded batches (run 0), plus the estimated memory per batch in GB."""
+# ResNet halves the input five times (stem conv, max-pool, three strided stages): a pass
+# whose last feature map holds one value per channel cannot train (BatchNorm needs > 1).
+RESNET_REDUCTION = 32
+
+
+def check_passes(sweep: Sweep, shapes: ShapeTable, where: str) -> None:
+    """Every forward/backward pass the sweep plans must be trainable: under ``accumulate``
+    with ``micro_batch: 1`` each image alone goes through BatchNorm, so every image must be
+    larger than 32 px on one side after its input set's resize."""
+    if "accumulate" not in sweep.remedies.batching or sweep.remedies.micro_batch > 1:
+        return
+    for iset in sweep.input_sets:
+        h, w = transformed_arrays(iset, shapes.heights, shapes.widths)
+        tiny = int(((h <= RESNET_REDUCTION) & (w <= RESNET_REDUCTION)).sum())
+        if tiny:
+            raise SweepError(sweep.source or "<sweep>", "remedies.micro_batch",
+                             f"1 cannot train input set {iset.name!r}: {tiny} of its images are at most "
+                             f"{RESNET_REDUCTION}x{RESNET_REDUCTION} px after resize (in {where}), and one such "
+                             f"image alone leaves BatchNorm one value per channel; use micro_batch >= 2")
+
+
+def _mma(values: np.ndarray, scale: float) -> dict[str, float]:
+    v = np.asarray(values, dtype=np.float64) / scale
+    return {"min": float(v.min()), "avg": float(v.mean()), "max": float(v.max())}
+
+
+def batch_table(sweep: Sweep, n_batches: int, shapes: ShapeTable | None = None,
+                estimate: Estimator = estimate_step_bytes) -> dict[str, dict]:
+    """Per input set (× batching policy when the sweep has several): batch size and
+    min/avg/max informative, padding and total MP per optimizer step over ``n_batches``
+    seeded steps (run 0), and the planned memory per step in GB for every precision ×
+    memory format × checkpointing of the sweep (``memory_gb``: the first of them)."""
     if shapes is None:
         shapes, source = planning_shapes(sweep)
         check_batch_sizes(sweep, len(shapes), source)
+        check_passes(sweep, shapes, source)
+    spec = sweep.remedies
+    several = len(spec.batching) > 1
     out: dict[str, dict] = {}
     for iset in sweep.input_sets:
         h, w = transformed_arrays(iset, shapes.heights, shapes.widths)
-        idx = batch_indices(len(shapes), sweep.training.seed, 0, iset.batch_size, n_batches)
-        stats = pixel_stats(h, w, idx)
-        entry: dict = {"batch_size": iset.batch_size, "batches": int(idx.shape[0])}
-        for k in ("informative", "padding", "total"):
-            mp = stats[k] / 1e6
-            entry[k] = {"min": float(mp.min()), "avg": float(mp.mean()), "max": float(mp.max())}
-        mem = np.array([estimate_step_bytes(int(t), sweep.model.precision) for t in stats["total"]]) / 1e9
-        entry["memory_gb"] = {"min": float(mem.min()), "avg": float(mem.mean()), "max": float(mem.max())}
-        out[iset.name] = entry
+        for batching in spec.batching:
+            policy = replace(spec.combinations()[0], batching=batching)
+            idx = step_indices(policy, h, w, sweep.training.seed, 0, iset.batch_size, n_batches)
+            stats = step_pixel_stats(h, w, idx, policy)
+            entry: dict = {"input_set": iset.name, "batching": batching, "batch_size": iset.batch_size,
+                           "batches": int(idx.shape[0])}
+            for k in ("informative", "padding", "total"):
+                entry[k] = _mma(stats[k], 1e6)
+            entry["memory"] = [
+                {"precision": r.precision, "memory_format": r.memory_format, "checkpointing": r.checkpointing,
+                 "gb": _mma([estimate(int(p), r) for p in stats["largest_pass"]], 1e9)}
+                for r in spec.combinations() if r.batching == spec.batching[0]]
+            entry["memory_gb"] = entry["memory"][0]["gb"]
+            out[f"{iset.name} [{batching}]" if several else iset.name] = entry
     return out

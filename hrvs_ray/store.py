@@ -15,9 +15,7 @@ two leaves at worst an orphan steps file, which readers ignore and a resume over
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -26,6 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import SCHEMA_VERSION, __version__
+from .remedies import Remedy
+from .fsutil import atomic_write, atomic_write_text
+from .names import path_component
 
 STEPS_SCHEMA = pa.schema([
     ("sweep", pa.string()), ("cell_id", pa.string()), ("cluster", pa.string()), ("node", pa.string()),
@@ -41,7 +42,14 @@ STEPS_SCHEMA = pa.schema([
     ("task_clock_ns", pa.int64()), ("page_faults", pa.int64()), ("context_switches", pa.int64()),
     ("cpu_seconds", pa.float64()), ("flops", pa.int64()),
     ("precision", pa.string()), ("memory_format", pa.string()), ("device", pa.string()),
+    # schema 2: the remedies axes, passes per optimizer step, the step's own memory growth,
+    # and the share of the step the counter group was scheduled on the PMU
+    ("batching", pa.string()), ("checkpointing", pa.string()), ("remedy", pa.string()),
+    ("window", pa.int32()), ("micro_batch", pa.int32()), ("micro_batches", pa.int32()),
+    ("growth_bytes", pa.int64()), ("counter_time_fraction", pa.float64()),
+    ("pass_px", pa.int64()),   # total pixels of the step's largest forward/backward pass
 ])
+REMEDY_COLUMNS = ("batching", "precision", "memory_format", "checkpointing", "remedy", "window", "micro_batch")
 
 CELLS_SCHEMA = pa.schema([
     ("sweep", pa.string()), ("cell_id", pa.string()), ("cluster", pa.string()), ("node", pa.string()),
@@ -57,6 +65,10 @@ CELLS_SCHEMA = pa.schema([
     ("container_image", pa.string()), ("container_digest", pa.string()), ("in_container", pa.bool_()),
     ("scheduler_job_id", pa.string()), ("scheduler_nodelist", pa.string()),
     ("spec_json", pa.string()),
+    # schema 2
+    ("batching", pa.string()), ("precision", pa.string()), ("memory_format", pa.string()),
+    ("checkpointing", pa.string()), ("remedy", pa.string()), ("window", pa.int32()), ("micro_batch", pa.int32()),
+    ("baseline_rss_bytes", pa.int64()), ("core_kinds", pa.string()), ("placement_warning", pa.string()),
 ])
 
 NODES_SCHEMA = pa.schema([
@@ -68,7 +80,23 @@ NODES_SCHEMA = pa.schema([
     ("kernel", pa.string()), ("perf_event_paranoid", pa.int32()), ("counters", pa.string()),
     ("peak_gflops_fp32", pa.float64()), ("collected_at", pa.timestamp("us", tz="UTC")),
     ("info_json", pa.string()),
+    # added with the scope rules (absent in older files: read as null)
+    ("physical_cores", pa.int32()), ("core_kinds", pa.string()), ("numa_node_ids", pa.list_(pa.int32())),
+    ("numa_warning", pa.string()), ("unusable", pa.string()),
 ])
+
+# nodes columns stored as JSON text <- the node description's key holding plain nested values
+NODE_JSON_COLUMNS = {"counters": "counters", "core_kinds": "core_kinds", "info_json": "info"}
+
+
+def node_row(node: dict[str, Any]) -> dict[str, Any]:
+    """A node description (``probes.nodeinfo.collect_node_info``: plain nested values) as one
+    nodes.parquet row: nested values become JSON text, so old and new files share one schema."""
+    row = dict(node)
+    for col, key in NODE_JSON_COLUMNS.items():
+        v = node.get(key, node.get(col))
+        row[col] = v if v is None or isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
+    return row
 
 FINISHED = ("ok", "failed", "skipped")
 
@@ -96,20 +124,10 @@ def conform(rows: Iterable[dict[str, Any]] | pa.Table, schema: pa.Schema) -> pa.
 
 def _atomic_write(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp), fsync=True)
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name) or "-"
+_safe = path_component  # file names of existing results folders: the rule must not change
 
 
 @dataclass
@@ -146,11 +164,9 @@ class ResultStore:
                     f"Refusing to mix them: use --fresh to start over or --out to write elsewhere")
         root.mkdir(parents=True, exist_ok=True)
         if not ident.is_file():
-            tmp = ident.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps({"sweep": sweep_name, "fingerprint": fingerprint,
-                                       "schema_version": SCHEMA_VERSION, "hrvs_ray_version": __version__,
-                                       "definition": definition}, indent=2, sort_keys=True, default=list))
-            os.replace(tmp, ident)
+            atomic_write_text(ident, json.dumps({"sweep": sweep_name, "fingerprint": fingerprint,
+                                                 "schema_version": SCHEMA_VERSION, "hrvs_ray_version": __version__,
+                                                 "definition": definition}, indent=2, sort_keys=True, default=list))
         return cls(root, sweep_name, fingerprint)
 
     @property
@@ -166,7 +182,7 @@ class ResultStore:
 
     def _cells(self) -> pa.Table:
         if self.cells_path.is_file():
-            return pq.read_table(self.cells_path)
+            return _read(self.cells_path, CELLS_SCHEMA)   # upgraded: a resumed v1 folder stays whole
         return conform([], CELLS_SCHEMA)
 
     def finished(self) -> dict[str, str]:
@@ -192,7 +208,7 @@ class ResultStore:
         """Add or replace one node's description (keyed by ``node``)."""
         old = pq.read_table(self.nodes_path) if self.nodes_path.is_file() else conform([], NODES_SCHEMA)
         keep = old.filter(pa.compute.not_equal(old.column("node"), node["node"])) if old.num_rows else old
-        new = pa.concat_tables([conform(keep, NODES_SCHEMA), conform([node], NODES_SCHEMA)])
+        new = pa.concat_tables([conform(keep, NODES_SCHEMA), conform([node_row(node)], NODES_SCHEMA)])
         _atomic_write(new.replace_schema_metadata(_meta(NODES_SCHEMA).metadata), self.nodes_path)
 
 
@@ -206,7 +222,7 @@ class Results:
     nodes: pa.Table
 
 
-def _check_version(path: Path, schema: pa.Schema | None) -> None:
+def _check_version(path: Path, schema: pa.Schema | None) -> int:
     md = (schema.metadata or {}) if schema is not None else {}
     raw = md.get(b"schema_version")
     if raw is None:
@@ -217,6 +233,7 @@ def _check_version(path: Path, schema: pa.Schema | None) -> None:
                            f"({SCHEMA_VERSION}); upgrade hrvs-ray to read it")
     if v < 1:
         raise ResultsError(f"{path}: schema_version {v} is older than any this hrvs-ray can read")
+    return v
 
 
 def _read(path: Path, schema: pa.Schema) -> pa.Table:
@@ -224,8 +241,31 @@ def _read(path: Path, schema: pa.Schema) -> pa.Table:
         t = pq.read_table(path)
     except (OSError, pa.ArrowException) as e:
         raise ResultsError(f"{path}: corrupt or unreadable parquet ({e})") from None
-    _check_version(path, t.schema)
-    return conform(t, schema)
+    version = _check_version(path, t.schema)
+    t = conform(t, schema)
+    return _upgrade_v1(t) if version < 2 else t
+
+
+def _upgrade_v1(t: pa.Table) -> pa.Table:
+    """Schema 1 predates the remedies axes: every cell ran the paper's batching, without
+    checkpointing, at the precision and memory format its rows (or its spec) name."""
+    if not t.num_rows or "batching" not in t.column_names:
+        return t
+    df = t.to_pandas()
+    if "spec_json" in df and df["precision"].isna().any():
+        specs = df["spec_json"].map(lambda j: json.loads(j)["model"] if isinstance(j, str) else {})
+        df["precision"] = df["precision"].fillna(specs.map(lambda m: m.get("precision")))
+        df["memory_format"] = df["memory_format"].fillna(specs.map(lambda m: m.get("memory_format")))
+    df["precision"] = df["precision"].fillna("float32")
+    df["memory_format"] = df["memory_format"].fillna("contiguous")
+    df["batching"] = df["batching"].fillna("pad")
+    df["checkpointing"] = df["checkpointing"].fillna("none")
+    df["remedy"] = [Remedy(precision=p, memory_format=m).label for p, m in zip(df["precision"], df["memory_format"])]
+    if "micro_batches" in df:
+        df["micro_batches"] = df["micro_batches"].fillna(1)
+        df["growth_bytes"] = df["growth_bytes"].fillna(df["peak_rss_bytes"] - df["rss_start_bytes"])
+        df["pass_px"] = df["pass_px"].fillna(df["total_px"])
+    return conform(pa.Table.from_pandas(df, preserve_index=False), t.schema)
 
 
 def read_results(root: str | Path) -> Results:

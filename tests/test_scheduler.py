@@ -53,7 +53,7 @@ def test_cluster_assignment_by_label_then_cpu_model(tmp_path):
 
 
 def test_cell_too_big_for_node_memory_is_skipped_with_estimate(tmp_path):
-    from hrvs_ray.cluster.driver import feasibility
+    from hrvs_ray.cluster.scheduler import feasibility
     from hrvs_ray.probes.topology import ScopePlacement
 
     sweep = parse_sweep(tiny_sweep_dict(tmp_path))
@@ -61,19 +61,60 @@ def test_cell_too_big_for_node_memory_is_skipped_with_estimate(tmp_path):
     place = ScopePlacement("node", (0, 1), 2, (0,), 0)
     small = NodeView("id1", "h", {}, 2, 4_000_000_000, {}, {"node": place}, name="small", cluster="a")
     big = NodeView("id2", "g", {}, 2, 64_000_000_000, {}, {"node": place}, name="big", cluster="a")
-    ok, why = feasibility(sweep, cell, [small, big], peak=10_000_000_000)
+    ok, why = feasibility(cell, [small, big], 10_000_000_000, sweep.execution.memory_headroom)
     assert ok == {"id2"}
-    ok, why = feasibility(sweep, cell, [small], peak=10_000_000_000)
+    ok, why = feasibility(cell, [small], 10_000_000_000, sweep.execution.memory_headroom)
     assert not ok and "estimated peak memory 10.0 GB exceeds 90% of the node's 4.0 GB" in why
 
 
 def test_failure_causes_are_classified_from_rays_exceptions():
     import ray.exceptions as rex
 
-    from hrvs_ray.cluster.driver import classify
+    from hrvs_ray.cluster.failures import FailureKind
+    from hrvs_ray.cluster.ray_io import classify
 
-    assert classify(rex.OutOfMemoryError("Task was killed due to the node running low on memory")) \
-        .startswith("out of memory")
-    assert classify(rex.NodeDiedError("node x died")).startswith("node lost")
-    assert classify(rex.ActorDiedError()).startswith("process died")
-    assert classify(ValueError("bad")) == "ValueError: bad"
+    oom = classify(rex.OutOfMemoryError("Task was killed due to the node running low on memory"))
+    assert oom.kind is FailureKind.OUT_OF_MEMORY and str(oom).startswith("out of memory: ")
+    assert classify(rex.NodeDiedError("node x died")).kind is FailureKind.NODE_LOST
+    assert classify(rex.ActorDiedError()).kind is FailureKind.PROCESS_DIED
+    other = classify(ValueError("bad"))
+    assert other.kind is FailureKind.DRIVER_ERROR and str(other) == "driver error: ValueError: bad"
+
+
+def test_triage_leaves_finished_cells_and_skips_what_no_node_can_run(tmp_path):
+    from hrvs_ray.cluster.scheduler import triage
+    from hrvs_ray.probes.topology import ScopePlacement
+
+    sweep = parse_sweep(tiny_sweep_dict(tmp_path))
+    cells = plan_cells(sweep, ["a"])
+    place = ScopePlacement("node", (0, 1), 2, (0,), 0)
+    node = NodeView("id1", "h", {}, 2, 8_000_000_000, {}, {"node": place}, name="n1", cluster="a")
+    big = {cells[2].cell_id}
+    t = triage(cells, {cells[0].cell_id: "ok", cells[1].cell_id: "failed"}, [node],
+               lambda c: 20_000_000_000 if c.cell_id in big else 1, 0.9)
+    assert t.already_done == 1                                     # ok cells are never rerun
+    assert [p.cell.cell_id for p in t.pending] == [cells[1].cell_id]   # a failed cell runs again
+    assert [(c.cell_id, "estimated peak memory 20.0 GB" in why) for c, why in t.skipped] == [(cells[2].cell_id, True)]
+
+
+def test_only_failures_of_the_process_or_node_are_retried():
+    from hrvs_ray.cluster.failures import FailureKind
+
+    assert not FailureKind.CELL_ERROR.retryable   # a corrupt image fails the same way everywhere
+    assert all(k.retryable for k in (FailureKind.PROCESS_DIED, FailureKind.OUT_OF_MEMORY,
+                                     FailureKind.NODE_LOST, FailureKind.TIMEOUT))
+
+
+def test_cuda_cells_go_only_to_nodes_with_a_gpu(tmp_path):
+    from hrvs_ray.cluster.scheduler import feasibility
+    from hrvs_ray.probes.topology import ScopePlacement
+
+    sweep = parse_sweep(tiny_sweep_dict(tmp_path, model={"device": "cuda"}))
+    cell = plan_cells(sweep, ["a"])[0]
+    place = ScopePlacement("node", (0, 1), 2, (0,), 0)
+    cpu = NodeView("id1", "h", {}, 2, 4_000_000_000, {}, {"node": place}, name="cpu", cluster="a")
+    gpu = NodeView("id2", "g", {}, 2, 4_000_000_000, {}, {"node": place}, name="gpu", cluster="a", gpus=1)
+    ok, _ = feasibility(cell, [cpu, gpu], 10**12, 0.9)      # device memory is not host memory
+    assert ok == {"id2"}
+    ok, why = feasibility(cell, [cpu], 1, 0.9)
+    assert not ok and "no GPU" in why

@@ -78,17 +78,25 @@ from hrvs_ray.probes.topology import read_topology, resolve_scope
 sweep = load_sweep(sys.argv[1])
 cell = [c for c in plan_cells(sweep, ["local"]) if c.input_set.name == sys.argv[2]][0]
 runner = CellRunner(resolve_scope(read_topology("/"), "node"), "generic")
-out = runner.run(cell.to_json(), sweep.dataset, "local")
-t = out["steps"]
-print(json.dumps({"status": out["record"]["status"], "error": out["record"].get("error"),
-                  "threads": out["record"]["threads"], "fp": t.column("batch_fingerprint").to_pylist(),
+out = runner.run(cell, sweep.dataset, "local")
+t = out.steps
+print(json.dumps({"status": out.status, "error": out.error, "threads": out.facts.threads,
+                  "fp": t.column("batch_fingerprint").to_pylist(), "remedy": t.column("remedy")[0].as_py(),
                   "loss": [float(x).hex() for x in t.column("loss").to_pylist()]}))
 """
 
 
-@pytest.mark.parametrize("input_set", ["MR&VS", "HR&VS"])
-def test_same_cell_twice_gives_identical_batches_and_bitwise_losses(tmp_path, write_sweep, input_set):
-    sweep = write_sweep(tiny_sweep_dict(tmp_path, training={"warmup_steps": 1, "steps": 3, "runs": 1, "seed": 3}))
+@pytest.mark.parametrize("input_set,remedies", [
+    ("MR&VS", None), ("HR&VS", None),
+    ("MR&VS", {"batching": "bucket", "precision": "bfloat16", "window": 2}),
+    ("HR&VS", {"batching": "accumulate", "precision": "bfloat16", "memory_format": "channels_last",
+               "checkpointing": "stages"}),
+])
+def test_same_cell_twice_gives_identical_batches_and_bitwise_losses(tmp_path, write_sweep, input_set, remedies):
+    d = tiny_sweep_dict(tmp_path, training={"warmup_steps": 1, "steps": 3, "runs": 1, "seed": 3})
+    if remedies:
+        d["remedies"] = remedies
+    sweep = write_sweep(d)
     runs = []
     for _ in range(2):
         r = subprocess.run([sys.executable, "-c", DETERMINISM, str(sweep), input_set], capture_output=True,
@@ -101,6 +109,7 @@ def test_same_cell_twice_gives_identical_batches_and_bitwise_losses(tmp_path, wr
     assert a["fp"] == b["fp"]
     assert a["loss"] == b["loss"]          # hex of the float64: bitwise equality
     assert a["threads"] == b["threads"]
+    assert (a["remedy"] == "pad+fp32+nchw") == (remedies is None)
 
 
 def test_corrupt_image_fails_its_cells_naming_the_file_and_the_sweep_goes_on(tmp_path, write_sweep):
@@ -124,7 +133,7 @@ def test_corrupt_image_fails_its_cells_naming_the_file_and_the_sweep_goes_on(tmp
 
 LOOPBACK = r"""
 import json, psutil, ray          # ray imported first, as a library user would
-from hrvs_ray.cluster.driver import connect
+from hrvs_ray.cluster.ray_io import connect
 connect(None)
 addr = ray.nodes()[0]["NodeManagerAddress"]
 ips = set()

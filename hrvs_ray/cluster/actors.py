@@ -13,18 +13,29 @@ import sys
 import time
 import traceback
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import DatasetSpec
 from ..probes.topology import ScopePlacement, ScopeUnavailable, read_topology, resolve_scope
+
+if TYPE_CHECKING:
+    from ..plan import CellSpec
+    from .records import CellOutcome, ProcessFacts
 
 
 def probe_node(scopes: list[str]) -> dict[str, Any]:
     """Describe this node and map each scope to CPUs (or say why it cannot be provided)."""
     from ..probes.nodeinfo import collect_node_info
+    from ..probes.sysfs import TopologyError
 
-    info = collect_node_info("/")
-    topo = read_topology("/")
+    try:
+        topo = read_topology("/")
+        info = collect_node_info("/", topo=topo)
+    except TopologyError as e:
+        # The node is unusable, and every scope says why (the driver skips cells with the reason).
+        reason = f"node unusable: {e}"
+        return {"info": {"unusable": reason}, "placements": {s: reason for s in scopes},
+                "hostname": socket.gethostname(), "pid": os.getpid(), "unusable": reason}
     # Ray workers inherit the raylet's CPU mask: the node's cgroup cpuset or SLURM allocation.
     allowed = os.sched_getaffinity(0)
     placements: dict[str, Any] = {}
@@ -44,6 +55,7 @@ class CellRunner:
         from ..probes.counters import open_counters
 
         self.torch_preloaded = "torch" in sys.modules
+        self.placement = placement
         self.applied = apply_placement(placement)
         # Opened before torch exists, so its worker threads are counted (inherit) and
         # nothing has been computed yet by a thread pool we cannot see.
@@ -58,40 +70,44 @@ class CellRunner:
     def ready(self) -> dict[str, Any]:
         return {"cpus": list(self.applied.cpus), "threads": self.torch_threads, "pid": os.getpid()}
 
-    def run(self, spec_json: str, dataset: DatasetSpec, node: str) -> dict[str, Any]:
-        """Run the cell; exceptions come back as a failed record (the process stays sane)."""
+    def run(self, spec: "CellSpec", dataset: DatasetSpec, node: str) -> "CellOutcome":
+        """Run the cell; exceptions come back as a failed outcome (the process stays sane)."""
+        from ..train.cell import run_cell
+        from .records import CellOutcome
+
+        started = datetime.now(timezone.utc)
+        t0 = time.perf_counter()
+        facts = self._facts()
+        try:
+            result = run_cell(spec, dataset, node, len(self.applied.cpus), self.counters)
+        except Exception as e:  # a cell's own failure is data, not a crash of the sweep
+            return CellOutcome("failed", f"error: {type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}",
+                               started, datetime.now(timezone.utc), time.perf_counter() - t0, facts=facts)
+        return CellOutcome("ok", None, started, datetime.now(timezone.utc), time.perf_counter() - t0,
+                           prepare_seconds=result.prepare_seconds, images_decoded=result.images_decoded,
+                           images_cached=result.images_cached, baseline_rss_bytes=result.baseline_rss_bytes,
+                           facts=facts, steps=result.steps)
+
+    def _facts(self) -> "ProcessFacts":
         import ray
         import torch
 
-        from ..plan import CellSpec
-        from ..provenance import collect_provenance
-        from ..train.cell import run_cell
         from .. import __version__
+        from ..provenance import collect_provenance
+        from .records import ProcessFacts, core_kinds_json
 
-        spec = CellSpec.from_json(spec_json)
-        started = datetime.now(timezone.utc)
-        t0 = time.perf_counter()
-        record: dict[str, Any] = {
-            "threads": self.torch_threads, "cpus": list(self.applied.cpus),
-            "numa_binding": self.applied.numa_binding, "hostname": socket.gethostname(),
-            "pid": os.getpid(), "torch_version": torch.__version__, "ray_version": ray.__version__,
-            "hrvs_ray_version": __version__, "python_version": sys.version.split()[0],
-            "started_at": started,
-        }
-        record.update(collect_provenance())
+        warnings = list(self.applied.warnings)
         if self.torch_preloaded:
-            record["numa_binding"] = f"{record['numa_binding']}; warning: torch was imported before placement"
-        steps = None
-        try:
-            result = run_cell(spec, dataset, node, len(self.applied.cpus), self.counters)
-            steps = result.steps
-            record.update(status="ok", error=None, prepare_seconds=result.prepare_seconds,
-                          images_decoded=result.images_decoded, images_cached=result.images_cached)
-        except Exception as e:  # a cell's own failure is data, not a crash of the sweep
-            record.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}")
-        record["finished_at"] = datetime.now(timezone.utc)
-        record["wall_seconds"] = time.perf_counter() - t0
-        return {"record": record, "steps": steps}
+            warnings.append("torch was imported before placement")
+        warnings += [w for w in (getattr(self.placement, "numa_warning", None),) if w]
+        values = {"threads": self.torch_threads, "cpus": tuple(self.applied.cpus),
+                  "numa_binding": self.applied.numa_binding,
+                  "placement_warning": "; ".join(warnings) or None,
+                  "core_kinds": core_kinds_json(getattr(self.placement, "core_kinds", None)),
+                  "hostname": socket.gethostname(), "pid": os.getpid(), "torch_version": torch.__version__,
+                  "ray_version": ray.__version__, "hrvs_ray_version": __version__,
+                  "python_version": sys.version.split()[0]}
+        return ProcessFacts(**{**ProcessFacts.known(collect_provenance()), **values})
 
     def close(self) -> None:
         self.counters.close()

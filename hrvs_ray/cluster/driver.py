@@ -1,30 +1,31 @@
-"""The sweep driver: connect to Ray, probe nodes, schedule cells on node-scope actors,
-write every finished cell to disk at once, survive dead actors and lost nodes.
+"""The sweep driver: plan the cells, dispatch them to node-scope actors, write every
+finished cell to disk at once, survive dead actors and lost nodes.
 
-Every wait has a timeout: a node that vanishes never hangs the driver.
+Ray I/O lives in ``ray_io``, pure decisions (feasibility, retries) in ``scheduler``, the
+records in ``records``. Every wait has a timeout: a node that vanishes never hangs the driver.
 """
 from __future__ import annotations
 
-import logging
-import os
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..config import Sweep
-from ..data.mame import open_dataset
-from ..metrics import derive
-from ..plan import CellSpec, cell_peak_bytes, check_batch_sizes, plan_cells
+from ..data.mame import Dataset
+from ..memory_calibration import stored_calibration, write_calibration
+from ..memory_model import estimate_step_bytes
+from ..metrics import central_s_per_mp
+from ..plan import CellSpec, cell_peak_bytes, plan_cells
+from ..preflight import preflight
 from ..store import ResultStore
-from .nodes import NodeView, assign_clusters, name_nodes
-from .scheduler import Pending, Scheduler
+from . import ray_io
+from .failures import Failure, FailureKind
+from .nodes import NodeView, assign_clusters
+from .records import CellOutcome, CellSummary, NodeRef, cell_row, where
+from .scheduler import Pending, Scheduler, triage
 
-log = logging.getLogger("hrvs_ray")
-
-PROBE_TIMEOUT_S = 180.0
 ACTOR_START_TIMEOUT_S = 600.0   # placement + torch import; a node whose CPUs stay booked fails here
 POLL_S = 2.0
 NODE_CHECK_S = 5.0
@@ -32,6 +33,14 @@ NODE_CHECK_S = 5.0
 
 class NoUsableNodes(RuntimeError):
     """The Ray cluster has no node this sweep may use (none alive, or none matches its clusters)."""
+
+
+class Progress(Protocol):
+    """Where the driver reports progress (the CLI's progress bar, or plain lines)."""
+    def update(self, n: int) -> None: ...
+    def set_postfix(self, **kw: Any) -> None: ...
+    def write(self, line: str) -> None: ...
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -45,131 +54,38 @@ class SweepSummary:
     wall_seconds: float = 0.0
 
 
-def connect(address: str | None) -> None:
-    """Local default: Ray on loopback only (Ray treats a loopback node IP as a single-host
-    cluster only when told it may not cluster), no dashboard, token authentication as Ray
-    2.60 enables it by default. With ``address`` (``auto`` or HOST:PORT) join that cluster."""
-    if address is None:
-        # Ray picks a loopback node IP only where it believes clustering is unsupported; it
-        # reads this switch when imported, so set it before the import (it also reaches the
-        # raylet, GCS and workers we start) and on the constant if Ray is already loaded.
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-        if "ray" in sys.modules:
-            import ray._private.ray_constants as rc
-
-            rc.ENABLE_RAY_CLUSTER = False
-    import ray
-
-    if address is None:
-        # "local" always starts a fresh Ray: never join a stray cluster left on this host.
-        ray.init(address="local", include_dashboard=False, log_to_driver=False, num_cpus=os.cpu_count(),
-                 logging_level=logging.WARNING, configure_logging=True)
-    else:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+def _dataset_for(sweep: Sweep) -> Dataset:
+    # validates against the dataset, generates a synthetic one once, checks every needed
+    # image's header: every bad image listed at once, before Ray starts or a folder is written
+    return preflight(sweep)
 
 
-def discover_nodes(scopes: set[str]) -> list[NodeView]:
-    """Alive nodes with CPUs, each probed on itself (hard affinity) for hardware and scopes."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    from .actors import probe_node
-
-    alive = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
-    probe = ray.remote(num_cpus=0, max_retries=0)(probe_node)
-    refs = {n["NodeID"]: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-            .remote(sorted(scopes)) for n in alive}
-    # one deadline for all probes: k unreachable nodes cost one timeout, not k
-    ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=PROBE_TIMEOUT_S)
-    ready = set(ready)
-    nodes = []
-    for n in alive:
-        ref = refs[n["NodeID"]]
-        try:
-            if ref not in ready:
-                raise TimeoutError(f"no answer within {PROBE_TIMEOUT_S:.0f} s")
-            got = ray.get(ref, timeout=10)
-        except Exception as e:  # a node that cannot be probed is not used, and we say so
-            log.warning("node %s: probe failed (%s); not used", n["NodeID"][:8], e)
-            continue
-        nodes.append(NodeView(ray_node_id=n["NodeID"], hostname=got["hostname"],
-                              labels=dict(n.get("Labels") or {}), cpus=int(n["Resources"]["CPU"]),
-                              memory_bytes=int(got["info"].get("memory_bytes") or 0),
-                              info=got["info"], placements=got["placements"]))
-    name_nodes(nodes)
-    return nodes
-
-
-def feasibility(sweep: Sweep, cell: CellSpec, nodes: list[NodeView], peak: int) -> tuple[set[str], str]:
-    """Node ids of the cell's cluster that can run it, or the reason none can."""
-    reasons = []
-    ok = set()
-    for n in nodes:
-        if n.cluster != cell.cluster:
-            continue
-        p = n.placements.get(cell.scope)
-        if isinstance(p, str):
-            reasons.append(f"{n.name}: {p}")
-            continue
-        limit = int(n.memory_bytes * sweep.execution.memory_headroom)
-        if sweep.model.device == "cpu" and n.memory_bytes and peak > limit:
-            reasons.append(f"{n.name}: estimated peak memory {peak / 1e9:.1f} GB exceeds "
-                           f"{sweep.execution.memory_headroom:.0%} of the node's {n.memory_bytes / 1e9:.1f} GB")
-            continue
-        ok.add(n.ray_node_id)
-    return ok, "; ".join(reasons) or "no node of this cluster in the Ray cluster"
-
-
-def classify(exc: BaseException) -> str:
-    """A failure cause in words a user can act on. Ray's generic actor-death text lists OOM
-    among possible reasons, so only Ray's own OOM error (its memory monitor) counts as
-    'out of memory'; a SIGKILL from elsewhere stays 'process died' with Ray's detail line."""
-    import ray.exceptions as rex
-
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    detail = next((ln for ln in lines if any(w in ln for w in ("exit", "SIG", "kill", "Kill", "crash"))),
-                  lines[0] if lines else type(exc).__name__)
-    if isinstance(exc, rex.OutOfMemoryError) or "memory monitor" in str(exc):
-        return f"out of memory: {detail}"
-    detail = detail if len(detail) <= 300 else detail[:297] + "..."
-    if isinstance(exc, (rex.NodeDiedError, rex.LocalRayletDiedError)):
-        return f"node lost: {detail}"
-    if isinstance(exc, (rex.ActorDiedError, rex.RayActorError, rex.WorkerCrashedError)):
-        return f"process died: {detail}"
-    return f"{type(exc).__name__}: {detail}"
-
-
-def base_record(cell: CellSpec, node: NodeView | None) -> dict[str, Any]:
-    return {"sweep": cell.sweep, "cell_id": cell.cell_id, "cluster": cell.cluster,
-            "node": node.name if node else None, "ray_node_id": node.ray_node_id if node else None,
-            "hostname": node.hostname if node else None, "scope": cell.scope,
-            "input_set": cell.input_set.name, "run": cell.run, "spec_json": cell.to_json()}
-
-
-def run_sweep(sweep: Sweep, out: Path, address: str | None = None, fresh: bool = False,
-              progress: bool = True) -> SweepSummary:
-    """Run every missing cell of ``sweep`` into ``out``; return what happened."""
-    import ray
-
+def run_sweep(sweep: Sweep, out: Path, progress_factory: Any, address: str | None = None,
+              fresh: bool = False) -> SweepSummary:
+    """Run every missing cell of ``sweep`` into ``out``; return what happened.
+    ``progress_factory(total, initial)`` gives the ``Progress`` to report to."""
     t_start = time.perf_counter()
     summary = SweepSummary()
     # Actors on other nodes resolve paths against their own working directory: send absolute
     # ones (the dataset and cache must be visible at the same path on every node).
     sweep = replace(sweep, dataset=replace(sweep.dataset, path=str(Path(sweep.dataset.path).resolve()),
                                            cache=str(Path(sweep.dataset.cache).resolve())))
-    dataset = open_dataset(sweep.dataset)   # generates the synthetic dataset once, checks MAMe
-    check_batch_sizes(sweep, len(dataset), str(dataset.root))
+    dataset = _dataset_for(sweep)
     store = ResultStore.open(out, sweep.name, sweep.fingerprint(), sweep.to_dict(), fresh=fresh)
 
-    connect(address)
+    ray_io.connect(address)
     try:
         nodes = usable_nodes(sweep, store, summary)
-        pending = pending_cells(sweep, store, nodes, dataset.table.heights, dataset.table.widths, summary)
-        loop = CellLoop(sweep, store, nodes, Scheduler(pending, sweep.execution.retries), summary,
-                        _progress(summary.total, summary.already_done + len(summary.skipped), progress))
-        loop.run()
+        pending = pending_cells(sweep, store, nodes, dataset, summary)
+        bar = progress_factory(summary.total, summary.already_done + len(summary.skipped))
+        CellLoop(sweep, store, nodes, Scheduler(pending, sweep.execution.retries), summary, bar).run()
     finally:
-        ray.shutdown()
+        ray_io.shutdown()
+    if summary.ok:
+        try:
+            write_calibration(out)
+        except Exception as e:  # the results are safe; a fit that fails only costs the fit
+            summary.notes.append(f"memory model not calibrated on {out}: {type(e).__name__}: {e}")
     summary.wall_seconds = time.perf_counter() - t_start
     return summary
 
@@ -177,7 +93,7 @@ def run_sweep(sweep: Sweep, out: Path, address: str | None = None, fresh: bool =
 def usable_nodes(sweep: Sweep, store: ResultStore, summary: SweepSummary) -> list[NodeView]:
     """Probe the Ray cluster's nodes, give each its cluster, record them in ``nodes``."""
     all_scopes = set(sweep.scopes) | {s for c in sweep.clusters for s in (c.scopes or ())}
-    nodes = discover_nodes(all_scopes)
+    nodes = ray_io.discover_nodes(all_scopes)
     summary.notes += assign_clusters(nodes, sweep)
     nodes = [n for n in nodes if n.cluster]
     if not nodes:
@@ -191,28 +107,22 @@ def usable_nodes(sweep: Sweep, store: ResultStore, summary: SweepSummary) -> lis
     return nodes
 
 
-def pending_cells(sweep: Sweep, store: ResultStore, nodes: list[NodeView], heights: Any, widths: Any,
+def pending_cells(sweep: Sweep, store: ResultStore, nodes: list[NodeView], dataset: Dataset,
                   summary: SweepSummary) -> list[Pending]:
     """Cells still to run. Finished ones are left alone; ones no node can run (scope or
     memory) are recorded as skipped, with the reason, before anything starts."""
     cells = plan_cells(sweep, sorted({n.cluster for n in nodes}))
-    done = store.finished()
-    summary.total = len(cells)
-    pending = []
-    for cell in cells:
-        if done.get(cell.cell_id) == "ok":
-            summary.already_done += 1
-            continue
-        peak = cell_peak_bytes(cell, heights, widths)
-        feasible, why = feasibility(sweep, cell, nodes, peak)
-        if feasible:
-            pending.append(Pending(cell, feasible, peak_bytes=peak))
-            continue
-        now = datetime.now(timezone.utc)
-        store.write_cell({**base_record(cell, None), "status": "skipped", "error": why,
-                          "attempts": 0, "started_at": now, "finished_at": now}, None)
+    table = dataset.table.sorted()
+    # a resumed folder that already holds a fit of its own steps plans with it
+    cal = stored_calibration(store.root)
+    estimate = cal.estimator() if cal else estimate_step_bytes
+    t = triage(cells, store.finished(), nodes, lambda c: cell_peak_bytes(c, table.heights, table.widths, estimate),
+               sweep.execution.memory_headroom)
+    summary.total, summary.already_done = len(cells), t.already_done
+    for cell, why in t.skipped:
+        store.write_cell(cell_row(cell, None, 0, CellOutcome.not_run("skipped", why)), None)
         summary.skipped.append((cell.cell_id, why))
-    return pending
+    return t.pending
 
 
 @dataclass
@@ -225,12 +135,16 @@ class Running:
     up: bool = False
 
 
+def _ref(node: NodeView | None) -> NodeRef | None:
+    return NodeRef(node.name, node.ray_node_id, node.hostname) if node else None
+
+
 class CellLoop:
     """Dispatch cells to idle nodes (one at a time per node), collect them, react to
     crashes, timeouts and lost nodes. Each finished cell is written before the next wait."""
 
     def __init__(self, sweep: Sweep, store: ResultStore, nodes: list[NodeView], sched: Scheduler,
-                 summary: SweepSummary, bar: Any) -> None:
+                 summary: SweepSummary, bar: Progress) -> None:
         import ray
 
         from .actors import CellRunner
@@ -249,14 +163,14 @@ class CellLoop:
                 if not self.inflight:
                     for p in list(self.sched.queue):   # queued, but no live node may take them
                         self.sched.queue.remove(p)
-                        self.crashed(p, None, "node lost: no live node of its cluster is left")
+                        self.crashed(p, None, Failure(FailureKind.NODE_LOST, "no live node of its cluster is left"))
                     break
                 self.collect()
                 self.check_timeouts()
                 self.check_nodes()
         finally:
             for r in self.inflight.values():
-                _kill(r.actor)
+                ray_io.kill(r.actor)
             self.bar.close()
 
     def launch(self) -> None:
@@ -270,12 +184,13 @@ class CellLoop:
             placement = node.placements[p.cell.scope]
             # exclusive: the actor books every CPU of the node, so Ray places nothing beside it
             cpus = node.cpus if self.sweep.execution.exclusive else placement.threads
+            # Ray hides every GPU from an actor that books none (CUDA_VISIBLE_DEVICES="")
             actor = self.runner.options(
-                num_cpus=cpus, max_restarts=0, max_task_retries=0,
+                num_cpus=cpus, num_gpus=1 if p.cell.model.device == "cuda" else 0, max_restarts=0, max_task_retries=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False),
             ).remote(placement, p.cell.counters.llc)
             ready_ref = actor.ready.remote()   # actor tasks run in order: ready first, then run
-            ref = actor.run.remote(p.cell.to_json(), self.sweep.dataset, node.name)
+            ref = actor.run.remote(p.cell, self.sweep.dataset, node.name)
             self.inflight[ref] = Running(p, node, actor, time.monotonic(), ready_ref)
             self.idle.discard(nid)
 
@@ -287,15 +202,14 @@ class CellLoop:
             r = self.inflight.pop(ref)
             nid = r.node.ray_node_id
             try:
-                got = ray.get(ref, timeout=60)
-                self.record(r.pending, r.node, got["record"], got["steps"])
+                self.record(r.pending, r.node, ray.get(ref, timeout=60))
             except Exception as e:  # process death, OOM kill, node loss
-                cause = classify(e)
-                if not _alive(nid):
-                    cause = f"node lost: {r.node.name} left the cluster mid-cell ({cause})"
+                failure = ray_io.classify(e)
+                if not ray_io.node_alive(nid):
+                    failure = failure.on_lost_node(r.node.name)
                     self.lose_node(nid)     # before the retry, so it cannot land there again
-                self.crashed(r.pending, r.node, cause)
-            _kill(r.actor)
+                self.crashed(r.pending, r.node, failure)
+            ray_io.kill(r.actor)
             if nid not in self.sched.dead:
                 self.idle.add(nid)
 
@@ -307,103 +221,62 @@ class CellLoop:
         for ref, r in list(self.inflight.items()):
             if not r.up:
                 r.up = bool(ray.wait([r.ready_ref], timeout=0)[0])
-            cause = None
+            failure = None
             if not r.up and now - r.started > ACTOR_START_TIMEOUT_S:
-                cause = (f"timeout: the cell's process did not start within {ACTOR_START_TIMEOUT_S:.0f} s "
-                         f"(node CPUs still booked, or placement failed)")
+                failure = Failure(FailureKind.TIMEOUT, f"the cell's process did not start within "
+                                  f"{ACTOR_START_TIMEOUT_S:.0f} s (node CPUs still booked, or placement failed)")
             elif now - r.started > limit:
-                cause = f"timeout: cell ran over {limit:.0f} s"
-            if cause:
+                failure = Failure(FailureKind.TIMEOUT, f"cell ran over {limit:.0f} s")
+            if failure:
                 self.inflight.pop(ref)
-                _kill(r.actor)
-                self.crashed(r.pending, r.node, cause)
+                ray_io.kill(r.actor)
+                self.crashed(r.pending, r.node, failure)
                 self.idle.add(r.node.ray_node_id)
 
     def check_nodes(self) -> None:
-        import ray
-
         now = time.monotonic()
         if now - self.last_node_check < NODE_CHECK_S:
             return
         self.last_node_check = now
-        alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+        alive = ray_io.alive_node_ids() or set()
         for nid in set(self.by_id) - alive - self.sched.dead:
             self.lose_node(nid)
             for ref, r in list(self.inflight.items()):
                 if r.node.ray_node_id == nid:
                     self.inflight.pop(ref)
-                    self.crashed(r.pending, r.node, f"node lost: {r.node.name} left the cluster mid-cell")
+                    self.crashed(r.pending, r.node,
+                                 Failure(FailureKind.NODE_LOST, f"{r.node.name} left the cluster mid-cell"))
 
     def lose_node(self, nid: str) -> None:
         """Stop giving work to a node that left; fail the queued cells only it could run."""
         self.bar.write(f"node {self.by_id[nid].name} left the cluster")
         self.idle.discard(nid)
         for p in self.sched.node_lost(nid):
-            self.crashed(p, self.by_id[nid], "node lost: no live node of its cluster is left")
+            self.crashed(p, self.by_id[nid], Failure(FailureKind.NODE_LOST, "no live node of its cluster is left"))
 
-    def record(self, p: Pending, node: NodeView | None, rec: dict[str, Any], steps: Any) -> None:
-        rec = {**base_record(p.cell, node), "attempts": len(p.tried), **rec}
-        self.store.write_cell(rec, steps)
-        where = f"{p.cell.cluster} {node.name if node else '-'} {p.cell.scope} {p.cell.input_set.name} run {p.cell.run}"
-        if rec["status"] == "ok":
-            self.summary.ok += 1
-            line = f"{where}: ok, {_s_per_mp(steps):.3f} s/MP"
-        else:
-            first = (rec.get("error") or "").splitlines()[0] if rec.get("error") else ""
-            self.summary.failed.append((p.cell.cell_id, first))
-            line = f"{where}: FAILED: {first}"
+    def record(self, p: Pending, node: NodeView | None, outcome: CellOutcome) -> None:
+        self.store.write_cell(cell_row(p.cell, _ref(node), len(p.tried), outcome), outcome.steps)
+        self.bar.write(self.summarise(p.cell, node, outcome).line())
         self.bar.update(1)
         self.bar.set_postfix(failed=len(self.summary.failed))
-        self.bar.write(line)
 
-    def crashed(self, p: Pending, node: NodeView | None, cause: str) -> None:
-        if node and node.memory_bytes and p.peak_bytes > 0.8 * node.memory_bytes and "process died" in cause:
-            cause += (f" (the plan estimated {p.peak_bytes / 1e9:.1f} GB of the node's "
-                      f"{node.memory_bytes / 1e9:.1f} GB: likely killed for out of memory)")
-        if self.sched.after_crash(p):
-            self.bar.write(f"{p.cell.cell_id}: {cause} on {node.name if node else '-'}; "
+    def summarise(self, cell: CellSpec, node: NodeView | None, outcome: CellOutcome) -> CellSummary:
+        label = where(cell, node.name if node else None)
+        if outcome.status == "ok":
+            self.summary.ok += 1
+            value = central_s_per_mp(outcome.steps.to_pandas()) if outcome.steps is not None else None
+            return CellSummary(cell.cell_id, label, "ok", value)
+        first = (outcome.error or "").splitlines()[0] if outcome.error else ""
+        self.summary.failed.append((cell.cell_id, first))
+        return CellSummary(cell.cell_id, label, outcome.status, first_error=first)
+
+    def crashed(self, p: Pending, node: NodeView | None, failure: Failure) -> None:
+        if (node and node.memory_bytes and p.peak_bytes > 0.8 * node.memory_bytes
+                and failure.kind is FailureKind.PROCESS_DIED):
+            failure = failure.with_note(f"(the plan estimated {p.peak_bytes / 1e9:.1f} GB of the node's "
+                                        f"{node.memory_bytes / 1e9:.1f} GB: likely killed for out of memory)")
+        if failure.kind.retryable and self.sched.after_crash(p):
+            self.bar.write(f"{p.cell.cell_id}: {failure} on {node.name if node else '-'}; "
                            f"retrying on another node of {p.cell.cluster}")
             return
-        now = datetime.now(timezone.utc)
-        self.record(p, node, {"status": "failed", "error": cause, "started_at": now, "finished_at": now}, None)
-
-
-def _alive(node_id: str) -> bool:
-    import ray
-
-    try:
-        return any(n["NodeID"] == node_id and n.get("Alive") for n in ray.nodes())
-    except Exception:  # the GCS itself is unreachable: treat the node as gone
-        return False
-
-
-def _kill(actor: Any) -> None:
-    import ray
-
-    try:
-        ray.kill(actor, no_restart=True)
-    except Exception:  # already dead: nothing to free
-        pass
-
-
-def _s_per_mp(steps: Any) -> float:
-    d = derive(steps.to_pandas())
-    d = d[~d["warmup"]]
-    return float(d["s_per_mp"].median()) if len(d) else float("nan")
-
-
-class _NoBar:
-    def update(self, n: int) -> None: ...
-    def set_postfix(self, **kw: Any) -> None: ...
-    def write(self, line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-    def close(self) -> None: ...
-
-
-def _progress(total: int, initial: int, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="cell", desc="cells", file=sys.stderr,
-                dynamic_ncols=True, disable=None)
+        self.record(p, node, CellOutcome.not_run("failed", str(failure)))

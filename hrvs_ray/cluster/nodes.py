@@ -2,12 +2,12 @@
 (the driver passes in what ``ray.nodes()`` and the node probes returned)."""
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Sweep
+from ..names import node_slug
 
 CLUSTER_LABEL = "cluster"
 
@@ -23,10 +23,10 @@ class NodeView:
     placements: dict[str, Any] = field(default_factory=dict)   # scope -> ScopePlacement | reason
     name: str = ""
     cluster: str | None = None
+    gpus: int = 0                  # Ray's GPU resource on the node (cuda cells need one)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "unknown"
+_slug = node_slug  # a cluster name enters cell ids and folder names: the rule must not change
 
 
 def name_nodes(nodes: list[NodeView]) -> None:

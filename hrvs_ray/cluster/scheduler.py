@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 from ..plan import CellSpec
+from .nodes import NodeView
 
 
 @dataclass
@@ -55,3 +57,51 @@ class Scheduler:
         for p in stranded:
             self.queue.remove(p)
         return stranded
+
+
+def feasibility(cell: CellSpec, nodes: Sequence[NodeView], peak: int, headroom: float) -> tuple[set[str], str]:
+    """Node ids of the cell's cluster that can run it, or the reason none can: the scope must
+    map onto the node, and on CPUs the planned peak must fit in ``headroom`` of its memory."""
+    reasons = []
+    ok = set()
+    for n in nodes:
+        if n.cluster != cell.cluster:
+            continue
+        p = n.placements.get(cell.scope)
+        if isinstance(p, str):
+            reasons.append(f"{n.name}: {p}")
+            continue
+        if cell.model.device == "cuda" and n.gpus < 1:
+            reasons.append(f"{n.name}: model.device is cuda and Ray reports no GPU on this node")
+            continue
+        limit = int(n.memory_bytes * headroom)
+        if cell.model.device == "cpu" and n.memory_bytes and peak > limit:
+            reasons.append(f"{n.name}: estimated peak memory {peak / 1e9:.1f} GB exceeds "
+                           f"{headroom:.0%} of the node's {n.memory_bytes / 1e9:.1f} GB")
+            continue
+        ok.add(n.ray_node_id)
+    return ok, "; ".join(reasons) or "no node of this cluster in the Ray cluster"
+
+
+@dataclass
+class Triage:
+    pending: list[Pending] = field(default_factory=list)
+    skipped: list[tuple[CellSpec, str]] = field(default_factory=list)
+    already_done: int = 0
+
+
+def triage(cells: Sequence[CellSpec], done: dict[str, str], nodes: Sequence[NodeView],
+           peak_of: Callable[[CellSpec], int], headroom: float) -> Triage:
+    """Split planned cells into finished (left alone), runnable and skipped-with-reason."""
+    out = Triage()
+    for cell in cells:
+        if done.get(cell.cell_id) == "ok":
+            out.already_done += 1
+            continue
+        peak = peak_of(cell)
+        feasible, why = feasibility(cell, nodes, peak, headroom)
+        if feasible:
+            out.pending.append(Pending(cell, feasible, peak_bytes=peak))
+        else:
+            out.skipped.append((cell, why))
+    return out

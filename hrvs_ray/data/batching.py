@@ -36,6 +36,11 @@ def batch_order(ids: Sequence[str], seed: int, run: int, batch_size: int, n_batc
     return [tuple(canonical[row]) for row in idx]
 
 
+def epoch_permutation(n_items: int, seed: int, run: int, epoch: int) -> np.ndarray:
+    """Epoch ``epoch``'s seeded permutation of the sorted ids: the start of every policy."""
+    return _rng(seed, run, epoch).permutation(n_items)
+
+
 def batch_indices(n_items: int, seed: int, run: int, batch_size: int, n_batches: int) -> np.ndarray:
     """(n_batches, batch_size) indices into the sorted id list; the vectorised core of batch_order."""
     per_epoch = n_items // batch_size
@@ -44,7 +49,7 @@ def batch_indices(n_items: int, seed: int, run: int, batch_size: int, n_batches:
     rows = []
     epoch = 0
     while sum(len(r) for r in rows) < n_batches:
-        perm = _rng(seed, run, epoch).permutation(n_items)
+        perm = epoch_permutation(n_items, seed, run, epoch)
         rows.append(perm[: per_epoch * batch_size].reshape(per_epoch, batch_size))
         epoch += 1
     if not rows:

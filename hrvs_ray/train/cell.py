@@ -6,19 +6,21 @@ counters opened before torch starts its thread pool: that is ``cluster.actors``'
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pyarrow as pa
 import torch
 
 from ..config import DatasetSpec
-from ..data.batching import batch_order, derived_seed, geometry
+from ..data.batching import BatchGeometry, derived_seed, geometry
 from ..data.inputs import PreparedSet
-from ..data.mame import open_dataset
-from ..plan import CellSpec
+from ..data.mame import Dataset, open_dataset
+from ..data.policies import micro_slices
+from ..plan import CellSpec, step_plan
 from ..probes import memory
 from ..probes.flops import step_flops
 from ..store import STEPS_SCHEMA, conform
@@ -34,6 +36,16 @@ class CellResult:
     prepare_seconds: float
     images_decoded: int      # originals decoded for this cell (0 once the input set is cached)
     images_cached: int
+    baseline_rss_bytes: int  # after imports, model and optimizer state, before the first batch
+
+
+@dataclass
+class StepInput:
+    """One optimizer step's data, collated before the clock starts."""
+    passes: list[tuple[torch.Tensor, torch.Tensor]]
+    geometries: list[BatchGeometry]
+    fingerprint: str
+    data_seconds: float
 
 
 def configure_determinism(device: str) -> None:
@@ -49,6 +61,34 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def cell_batches(spec: CellSpec, dataset: Dataset) -> list[tuple[str, ...]]:
+    """The image ids of each optimizer step, from the same pure plan ``hrvs-ray plan`` uses."""
+    table = dataset.table.sorted()
+    idx = step_plan(spec, table.heights, table.widths)
+    return [tuple(table.ids[i] for i in row) for row in idx]
+
+
+def step_input(spec: CellSpec, ids: Sequence[str], dataset: Dataset, prepared: PreparedSet,
+               shapes: dict[str, tuple[int, int]]) -> StepInput:
+    """Collate every pass of one step (one pass unless ``accumulate``), each padded only to
+    its own largest image. With one pass the fingerprint is the paper's batch fingerprint."""
+    t0 = time.perf_counter()
+    device = spec.model.device
+    passes, geoms, prints = [], [], []
+    for part in micro_slices(len(ids), spec.remedy):
+        part_ids = list(ids[part])
+        geom = geometry(part_ids, shapes)
+        buf, fingerprint = collate(geom, [prepared.get(i) for i in part_ids], None, spec.model.memory_format)
+        y = torch.tensor([dataset.label(i) for i in part_ids], dtype=torch.long, device=device)
+        passes.append((buf.to(device, non_blocking=False), y))
+        geoms.append(geom)
+        prints.append(fingerprint)
+    _sync(device)
+    fingerprint = prints[0] if len(prints) == 1 else hashlib.blake2b(
+        "|".join(prints).encode(), digest_size=16).hexdigest()
+    return StepInput(passes, geoms, fingerprint, time.perf_counter() - t0)
+
+
 def run_cell(spec: CellSpec, dataset_spec: DatasetSpec, node: str, cores: int, counters: Any) -> CellResult:
     """Run ``spec`` in this (already placed) process. ``counters`` is an opened
     probes.counters object (begin()/end() around each timed step)."""
@@ -57,55 +97,70 @@ def run_cell(spec: CellSpec, dataset_spec: DatasetSpec, node: str, cores: int, c
     t_prep = time.perf_counter()
     dataset = open_dataset(dataset_spec)
     prepared = PreparedSet(dataset, spec.input_set, Path(dataset_spec.cache))
-    batches = batch_order(dataset.table.ids, spec.seed, spec.run, spec.input_set.batch_size, spec.n_batches)
+    batches = cell_batches(spec, dataset)
     stats = prepared.prepare(sorted({i for b in batches for i in b}), workers=max(1, cores))
     shapes = {i: prepared.shape(i) for b in batches for i in b}
     prepare_seconds = time.perf_counter() - t_prep
 
-    model = build_model(spec.model, derived_seed(spec.seed, spec.run, MODEL_SEED))
+    model = build_model(spec.model, derived_seed(spec.seed, spec.run, MODEL_SEED), spec.remedy.checkpointing)
     model.train()
     optimizer = build_optimizer(spec.optimizer, model)
+    baseline = memory.rss_bytes()
 
     rows = []
-    buf = None
     for step, ids in enumerate(batches):
-        t0 = time.perf_counter()
-        geom = geometry(ids, shapes)
-        buf, fingerprint = collate(geom, [prepared.get(i) for i in ids], buf, spec.model.memory_format)
-        x = buf.to(device, non_blocking=False)
-        y = torch.tensor([dataset.label(i) for i in ids], dtype=torch.long, device=device)
-        _sync(device)
-        data_seconds = time.perf_counter() - t0
+        data = step_input(spec, ids, dataset, prepared, shapes)
+        rows.append(_timed_step(spec, model, optimizer, data, counters)
+                    | _identity(spec, node, cores, step) | _pixels(spec, data))
+        del data
+    return CellResult(conform(rows, STEPS_SCHEMA), prepare_seconds, stats.decoded, stats.hits, baseline)
 
-        # if the kernel refuses the reset, the peak is the process's so far, and we say so
-        peak_scope = "step" if memory.reset_peak_rss() else "process (clear_refs refused: peak since process start)"
-        rss_start = memory.rss_bytes()
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        counters.begin()
-        t1 = time.perf_counter()
-        loss = train_step(model, optimizer, x, y, spec.model.precision)
-        _sync(device)
-        seconds = time.perf_counter() - t1
-        sample = counters.end()
-        # VmHWM is folded from per-thread RSS counters lazily (up to ~200 KiB behind), so
-        # the step's peak is at least what RSS was when it started or is now.
-        peak = max(memory.peak_rss_bytes(), rss_start, memory.rss_bytes())
-        device_peak = int(torch.cuda.max_memory_allocated()) if device == "cuda" else None
 
-        rows.append({
-            "sweep": spec.sweep, "cell_id": spec.cell_id, "cluster": spec.cluster, "node": node,
+def _timed_step(spec: CellSpec, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                data: StepInput, counters: Any) -> dict[str, Any]:
+    device = spec.model.device
+    memory.release_free_heap()   # untimed: the step's peak must not include an earlier step's heap
+    # if the kernel refuses the reset, the peak is the process's so far, and we say so
+    peak_scope = "step" if memory.reset_peak_rss() else "process (clear_refs refused: peak since process start)"
+    rss_start = memory.rss_bytes()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    counters.begin()
+    t1 = time.perf_counter()
+    loss = train_step(model, optimizer, data.passes, spec.model.precision)
+    _sync(device)
+    seconds = time.perf_counter() - t1
+    sample = counters.end()
+    # VmHWM is folded from per-thread RSS counters lazily (up to ~200 KiB behind), so
+    # the step's peak is at least what RSS was when it started or is now.
+    peak = max(memory.peak_rss_bytes(), rss_start, memory.rss_bytes())
+    return {"seconds": seconds, "data_seconds": data.data_seconds, "loss": float(loss.item()),
+            "rss_start_bytes": rss_start, "peak_rss_bytes": peak, "growth_bytes": peak - rss_start,
+            "peak_rss_scope": peak_scope,
+            "device_peak_bytes": int(torch.cuda.max_memory_allocated()) if device == "cuda" else None,
+            **sample}
+
+
+def _identity(spec: CellSpec, node: str, cores: int, step: int) -> dict[str, Any]:
+    r = spec.remedy
+    return {"sweep": spec.sweep, "cell_id": spec.cell_id, "cluster": spec.cluster, "node": node,
             "scope": spec.scope, "cores": cores, "input_set": spec.input_set.name,
             "batch_size": spec.input_set.batch_size, "run": spec.run, "step": step,
-            "warmup": step < spec.warmup_steps, "batch_fingerprint": fingerprint,
-            "batch_height": geom.height, "batch_width": geom.width,
-            "informative_px": geom.informative_px, "padding_px": geom.padding_px, "total_px": geom.total_px,
-            "seconds": seconds, "data_seconds": data_seconds, "loss": float(loss.item()),
-            "rss_start_bytes": rss_start, "peak_rss_bytes": peak, "peak_rss_scope": peak_scope, "device_peak_bytes": device_peak,
-            "flops": step_flops(spec.model.arch, spec.model.num_classes, (geom.batch_size, 3, geom.height, geom.width)),
-            "precision": spec.model.precision, "memory_format": spec.model.memory_format, "device": device,
-            **sample,
-        })
-        del x, y, loss
-    return CellResult(conform(rows, STEPS_SCHEMA), prepare_seconds, stats.decoded, stats.hits)
+            "warmup": step < spec.warmup_steps, "precision": spec.model.precision,
+            "memory_format": spec.model.memory_format, "device": spec.model.device,
+            "batching": r.batching, "checkpointing": r.checkpointing, "remedy": r.label,
+            "window": r.window if r.batching == "bucket" else None,
+            "micro_batch": r.micro_batch if r.batching == "accumulate" else None}
 
+
+def _pixels(spec: CellSpec, data: StepInput) -> dict[str, Any]:
+    """Pixel accounting summed over the step's passes; the batch shape is the largest pass's.
+    FLOPs of a ResNet scale exactly with the images of a pass, so each distinct (H, W) is
+    counted once on meta tensors and multiplied."""
+    g = data.geometries
+    flops = sum(step_flops(spec.model.arch, spec.model.num_classes, (1, 3, x.height, x.width)) * x.batch_size
+                for x in g)
+    return {"batch_fingerprint": data.fingerprint, "micro_batches": len(g),
+            "batch_height": max(x.height for x in g), "batch_width": max(x.width for x in g),
+            "informative_px": sum(x.informative_px for x in g), "padding_px": sum(x.padding_px for x in g),
+            "total_px": sum(x.total_px for x in g), "pass_px": max(x.total_px for x in g), "flops": flops}

@@ -3,20 +3,44 @@
 trust it), plus the Adam optimiser of the paper."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
+import torch.utils.checkpoint
 import torchvision
 
 from ..config import ModelSpec, OptimizerSpec
 
 
-def build_model(spec: ModelSpec, seed: int) -> torch.nn.Module:
-    """A freshly initialised model; the same seed gives bitwise the same weights."""
+class CheckpointedStage(torch.nn.Module):
+    """One ResNet stage whose activations are recomputed in backward instead of kept:
+    non-reentrant checkpointing (the PyTorch-recommended variant; it works with autocast
+    and with inputs that do not require grad)."""
+
+    def __init__(self, stage: torch.nn.Module) -> None:
+        super().__init__()
+        self.stage = stage
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return self.stage(x)
+        return torch.utils.checkpoint.checkpoint(self.stage, x, use_reentrant=False)
+
+
+def build_model(spec: ModelSpec, seed: int, checkpointing: str = "none") -> torch.nn.Module:
+    """A freshly initialised model; the same seed gives bitwise the same weights, whatever
+    the checkpointing (wrapping happens after initialisation)."""
     if spec.arch != "resnet18":
         raise ValueError(f"unsupported arch {spec.arch!r}")
     torch.manual_seed(seed)
     model = torchvision.models.resnet18(weights=None, num_classes=spec.num_classes)
     if not isinstance(model.avgpool, torch.nn.AdaptiveAvgPool2d):
         raise RuntimeError("torchvision resnet18 lost its adaptive pooling; variable shapes would break")
+    if checkpointing == "stages":
+        for name in ("layer1", "layer2", "layer3", "layer4"):
+            setattr(model, name, CheckpointedStage(getattr(model, name)))
+    elif checkpointing != "none":
+        raise ValueError(f"unsupported checkpointing {checkpointing!r}")
     if spec.memory_format == "channels_last":
         model = model.to(memory_format=torch.channels_last)
     return model.to(spec.device)
@@ -29,16 +53,31 @@ def build_optimizer(spec: OptimizerSpec, model: torch.nn.Module) -> torch.optim.
                             weight_decay=spec.weight_decay, foreach=False)
 
 
-def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-               y: torch.Tensor, precision: str) -> torch.Tensor:
-    """Forward + backward + optimiser step; the timed unit of the benchmark."""
-    optimizer.zero_grad(set_to_none=True)
+def _loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str) -> torch.Tensor:
     if precision == "bfloat16":
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):
             out = model(x)
-        loss = torch.nn.functional.cross_entropy(out.float(), y)
-    else:
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-    loss.backward()
+        return torch.nn.functional.cross_entropy(out.float(), y)   # the loss in float32
+    return torch.nn.functional.cross_entropy(model(x), y)
+
+
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               passes: Sequence[tuple[torch.Tensor, torch.Tensor]], precision: str) -> torch.Tensor:
+    """Forward + backward of every pass, then one optimiser step: the timed unit.
+
+    One pass is the paper's step. Several passes (gradient accumulation) each weigh their
+    mean loss by their share of the batch, so the summed gradients are those of the mean
+    loss over the whole batch; with one pass the weight is exactly 1 and the step is
+    bitwise the single-pass step. Returns the batch's mean loss.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    n = sum(int(y.shape[0]) for _, y in passes)
+    total = None
+    for x, y in passes:
+        loss = _loss(model, x, y, precision)
+        if len(passes) > 1:
+            loss = loss * (y.shape[0] / n)
+        loss.backward()
+        total = loss.detach() if total is None else total + loss.detach()
     optimizer.step()
-    return loss.detach()
+    return total
