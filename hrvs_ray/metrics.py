@@ -40,9 +40,8 @@ def group_keys(steps: pd.DataFrame) -> list[str]:
 
 def central_s_per_mp(steps: pd.DataFrame) -> float | None:
     """The CENTRAL s/MP of a cell's timed steps (None when it has none)."""
-    d = timed(derive(steps))
-    v = pd.to_numeric(d["s_per_mp"], errors="coerce").dropna()
-    return float(v.agg(CENTRAL)) if len(v) else None
+    value = central(timed(derive(steps))["s_per_mp"])
+    return None if np.isnan(value) else value
 
 
 def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:

@@ -253,7 +253,7 @@ def _upgrade_v1(t: pa.Table) -> pa.Table:
         return t
     df = t.to_pandas()
     if "spec_json" in df and df["precision"].isna().any():
-        specs = df["spec_json"].map(lambda j: json.loads(j)["model"] if isinstance(j, str) else {})
+        specs = df["spec_json"].map(lambda j: json.loads(j).get("model", {}) if isinstance(j, str) else {})
         df["precision"] = df["precision"].fillna(specs.map(lambda m: m.get("precision")))
         df["memory_format"] = df["memory_format"].fillna(specs.map(lambda m: m.get("memory_format")))
     df["precision"] = df["precision"].fillna("float32")

@@ -6,44 +6,78 @@ Errors in the inputs surface as hrvs_ray.store.ResultsError naming the folder.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from ..fsutil import atomic_write_text
 from ..store import ResultsError
-from . import checks, html, tables
+from ..remedies import PAPER
+from . import answers, checks, html, memory, remedies, tables
+from .charts import scaling_figure, tradeoff_figures
 from .figures import colours, scope_figures
 from .load import Merged, load, scope_label
 
 __all__ = ["build_report", "render", "ResultsError"]
 
 
+def _reference_note(m: Merged) -> str | None:
+    """Which setup the paper's sections show, when the results hold more than one."""
+    others = [r for r in m.remedies if r != m.reference]
+    if not others:
+        return None
+    which = "the paper's setup" if m.reference == PAPER.label else "the setup with most steps (the paper's was not run)"
+    return (f"The summary, the figures per scope and Tables 1–2 show {which}, {m.reference}, only; "
+            f"the {len(others)} other combination(s) are compared in the Remedies section.")
+
+
+def _summary(m: Merged, det_ok: bool, n_fails: int) -> str:
+    notes = m.notes + [n for n in (_reference_note(m),) if n]
+    head = ['<p class="warn">' + "<br>".join(html.esc(n) for n in notes) + "</p>"] if notes else []
+    head.append(f'<p class="{"ok" if det_ok else "bad"}">Determinism: '
+                f'{"identical batches everywhere compared" if det_ok else "MISMATCHED batches, see below"}</p>')
+    head.append(f'<p class="{"ok" if not n_fails else "bad"}">' + (
+        "All recorded cells finished ok." if not n_fails else
+        html.esc(f"{n_fails} cell(s) failed or were skipped, see below.")) + "</p>")
+    per_cluster, detail = tables.summary(m)
+    across = [answers.fastest_cluster(m), answers.penalty(m)]
+    return "\n".join(head + [html.table(t) for t in (per_cluster, *across, detail)])
+
+
+def _per_scope(m: Merged) -> str:
+    out = [html.colour_legend(colours(m.input_sets), m.input_sets)]
+    for scope, fl in scope_figures(m).items():
+        out.append(f'<h3 id="scope-{html.slug(scope)}">{html.esc(scope_label(scope))}</h3>')
+        out.extend(html.figure(f) for f in fl)
+    return "\n".join(out)
+
+
+def _remedies(m: Merged) -> str:
+    one = remedies.only_one_setup(m)
+    if one:
+        return f'<p class="note">{html.esc(one)}</p>'
+    g = remedies.grid(m)
+    out = [html.table(remedies.answers(g)), f'<p class="note">{html.esc(remedies.LEGEND)}</p>']
+    out += [html.figure(f) for f in tradeoff_figures(g)]
+    out += [html.table(t) for t in remedies.tables(m, g)]
+    return "\n".join(out)
+
+
 def _sections(m: Merged) -> list[tuple[str, str]]:
-    answers, detail = tables.summary(m)
     det = checks.determinism(m)
     fails = checks.failures(m)
     src, prov = checks.provenance(m)
-    head = []
-    if m.notes:
-        head.append('<p class="warn">' + "<br>".join(html.esc(n) for n in m.notes) + "</p>")
-    det_line = (f'<p class="{"ok" if det.extra["ok"] else "bad"}">Determinism: '
-                f'{"identical batches everywhere compared" if det.extra["ok"] else "MISMATCHED batches, see below"}'
-                f"</p>")
-    fail_line = (f'<p class="{"ok" if not fails.rows else "bad"}">'
-                 f'{"All recorded cells finished ok." if not fails.rows else html.esc(f"{len(fails.rows)} cell(s) failed or were skipped, see below.")}</p>')
-    sections = [("Summary", "\n".join(head + [det_line, fail_line, html.table(answers), html.table(detail)]))]
-    figs = scope_figures(m)
-    fig_html = [html.colour_legend(colours(m.input_sets), m.input_sets)]
-    for scope, fl in figs.items():
-        fig_html.append(f'<h3 id="scope-{html.slug(scope)}">{html.esc(scope_label(scope))}</h3>')
-        fig_html.extend(html.figure(f) for f in fl)
-    sections.append(("Figures per scope", "\n".join(fig_html)))
-    sections.append(("Tables from the paper", "\n".join(html.table(t) for t in
-                                                        (tables.table1(m), tables.table2(m), tables.table3(m)))))
-    sections.append(("Determinism check", html.table(det, None)))
-    sections.append(("Failed and skipped cells", html.table(fails, None)))
-    sections.append(("Provenance", html.table(src) + "\n" + html.table(prov)))
-    return sections
+    return [
+        ("Summary", _summary(m, det.extra["ok"], len(fails.rows))),
+        ("Scaling with cores", html.colour_legend(colours(m.input_sets), m.input_sets) + "\n"
+         + html.figure(scaling_figure(m))),
+        ("Figures per scope", _per_scope(m)),
+        ("Remedies", _remedies(m)),
+        ("Tables from the paper", "\n".join(html.table(t) for t in (tables.table1(m), tables.table2(m),
+                                                                        tables.table3(m)))),
+        ("Memory model", html.table(memory.predicted_vs_measured(m))),
+        ("Determinism check", html.table(det, None)),
+        ("Failed and skipped cells", html.table(fails, None)),
+        ("Provenance", html.table(src) + "\n" + html.table(prov)),
+    ]
 
 
 def render(dirs: list[Path]) -> str:
@@ -58,13 +92,5 @@ def build_report(dirs: list[Path], out: Path) -> Path:
     text = render(dirs)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the report from colleagues on a shared login node
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
+    # honours the umask, so colleagues sharing the project folder can read the report
+    return atomic_write_text(out, text)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .fmt import Cell, Table, missing, num, uniq
 from .load import Merged, scope_key, scope_label
-from .tables import Cell, Table, num, uniq
 
 # Everything that decides which images land in a batch: the same key must give the same
 # fingerprint wherever it ran (cluster, node, scope), or the comparison is not like for like.
 # The sweep name is part of it: two different sweeps may reuse an input-set name for
-# different data or sizes, and are not expected to agree.
-CONFIG_KEY = ["sweep", "input_set", "batch_size", "seed", "run", "step"]
+# different data or sizes, and are not expected to agree. So is the batching policy and its
+# parameter: ``bucket`` regroups the images on purpose (precision, memory format and
+# checkpointing do not touch the batches, so they are compared with each other).
+CONFIG_KEY = ["sweep", "input_set", "batch_size", "seed", "run", "step", "batching", "window", "micro_batch"]
 
 
 def determinism(m: Merged) -> Table:
@@ -31,14 +33,14 @@ def determinism(m: Merged) -> Table:
                 seed = "?" if pd.isna(cfg["seed"]) else str(int(cfg["seed"]))
                 for fp, where in fps.items():
                     rows.append([cfg["input_set"], str(cfg["batch_size"]), seed, str(cfg["run"]),
-                                 str(cfg["step"]), Cell(str(fp), "flag"), where])
+                                 str(cfg["step"]), str(cfg["batching"]), Cell(str(fp), "flag"), where])
     configs = len(s.groupby(CONFIG_KEY, dropna=False)) if len(s) else 0
-    verdict = (f"{configs} batch configurations (sweep, input set, batch size, seed, run, step) recorded; "
+    verdict = (f"{configs} batch configurations (sweep, input set, batch size, seed, run, step, batching) recorded; "
                f"{compared} ran in more than one place (cluster / node / scope) and were compared. ")
     verdict += ("All compared configurations saw identical batch fingerprints." if not rows else
-                f"{len({tuple(r[:5]) for r in rows})} configuration(s) saw different batches: listed below.")
-    return Table("Determinism check", ["input set", "batch size", "seed", "run", "step", "batch fingerprint",
-                                       "where (cluster / node / scope)"], rows,
+                f"{len({tuple(r[:6]) for r in rows})} configuration(s) saw different batches: listed below.")
+    return Table("Determinism check", ["input set", "batch size", "seed", "run", "step", "batching",
+                                       "batch fingerprint", "where (cluster / node / scope)"], rows,
                  note=verdict, empty="no mismatches", extra={"ok": not rows, "compared": compared})
 
 
@@ -48,18 +50,23 @@ def failures(m: Merged) -> Table:
     rows = []
     for _, r in c.sort_values(["status", "cluster", "_k", "input_set", "run"]).iterrows():
         rows.append([Cell(str(r["status"]), "flag"), r["cluster"], scope_label(str(r["scope"])), r["input_set"],
-                     num(r["run"], ".0f"), num(r["attempts"], ".0f"), r["hostname"] or r["node"] or "—",
-                     r["error"] or "—"])
+                     r["remedy"], num(r["run"], ".0f"), num(r["attempts"], ".0f"), _text(r["hostname"], r["node"]),
+                     _text(r["error"])])
     ok = int((m.cells["status"] == "ok").sum())
-    return Table("Failed and skipped cells", ["status", "cluster", "scope", "input set", "run", "attempts",
-                                              "host", "reason"], rows,
+    return Table("Failed and skipped cells", ["status", "cluster", "scope", "input set", "remedy", "run",
+                                              "attempts", "host", "reason"], rows,
                  note=f"{ok} of {len(m.cells)} recorded cells finished ok.", empty="none: every recorded cell finished ok")
+
+
+def _text(*values: object, none: str = "—") -> str:
+    """The first value that is recorded (never 'nan'), else ``none``."""
+    return next((str(v) for v in values if not missing(v)), none)
 
 
 def _date(v: pd.Series, how: str) -> str:
     v = pd.to_datetime(v, utc=True, errors="coerce").dropna()
     if v.empty:
-        return "—"
+        return "none"
     return (v.min() if how == "min" else v.max()).strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -72,14 +79,15 @@ def provenance(m: Merged) -> tuple[Table, Table]:
     rows = []
     for cluster in sorted(set(m.cells["cluster"].dropna())):
         c = m.cells[m.cells["cluster"] == cluster]
-        digest = uniq(f"{i or '—'} @ {d}" if d else (i or None) for i, d in
-                      zip(c["container_image"], c["container_digest"]))
-        if digest == "—" and not c["in_container"].fillna(False).astype(bool).any():
-            digest = "not in a container"
-        llc = uniq(m.steps.loc[m.steps["cluster"] == cluster, "llc_event"])
-        rows.append([cluster, uniq(c["sweep"]), uniq(c["hostname"]), llc, uniq(c["torch_version"]),
-                     uniq(c["ray_version"]), uniq(c["hrvs_ray_version"]), uniq(c["python_version"]),
-                     uniq(c["git_revision"]), digest, uniq(c["scheduler_job_id"]),
+        digest = uniq((f"{_text(i)} @ {d}" if not missing(d) else None if missing(i) else str(i))
+                      for i, d in zip(c["container_image"], c["container_digest"]))
+        if digest == "—":
+            digest = "not in a container" if c["in_container"].eq(False).any() else "none"
+        llc = uniq(m.steps.loc[m.steps["cluster"] == cluster, "llc_event"], none="none")
+        rows.append([cluster, *(uniq(c[k], none="none") for k in ("sweep", "hostname")), llc,
+                     *(uniq(c[k], none="none") for k in ("torch_version", "ray_version", "hrvs_ray_version",
+                                                         "python_version", "git_revision")),
+                     digest, uniq(c["scheduler_job_id"], none="none"),
                      _date(c["started_at"], "min"), _date(c["finished_at"], "max")])
     prov = Table("Provenance per cluster", ["cluster", "sweep", "hosts", "LLC event", "torch", "ray", "hrvs-ray", "python",
                                             "git revision", "container image @ digest", "scheduler job ids",

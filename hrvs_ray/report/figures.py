@@ -18,9 +18,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from ..metrics import timed
+from ..names import svg_id_prefix
+from .fmt import uniq
 from .load import PAPER_ORDER, Merged, order_input_sets, scope_label
-from .tables import timed, uniq
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies and in greyscale-ish print.
 PALETTE = ("#E69F00", "#0072B2", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
@@ -72,6 +75,10 @@ def colours(input_sets: list[str]) -> dict[str, str]:
     return out
 
 
+BOX_CAPTION = ("Boxes: quartiles and 1.5×IQR whiskers of all timed steps; points: every timed step, "
+               "marker shape by run.")
+
+
 @dataclass
 class FigureSVG:
     """One figure; ``svg`` is empty when there was nothing to draw and ``note`` (plain text,
@@ -80,6 +87,7 @@ class FigureSVG:
     svg: str
     alt: str
     note: str = ""
+    caption: str = BOX_CAPTION  # how to read the marks (plain text)
 
 
 def chars_fitting(width_in: float, fontsize: float) -> int:
@@ -95,6 +103,18 @@ def wrap_title(metric: Metric, width_in: float, fontsize: float) -> str:
     if len(whole) <= n:
         return whole
     return textwrap.fill(metric.title, n) + "\n" + metric.ref
+
+
+def log_y(ax, lo: float, hi: float) -> None:
+    """A log y scale labelled in plain numbers (0.2, 1, 50). Matplotlib's default log labels
+    are mathtext ('10^{-1}'), which the report turns off, so they would print raw."""
+    ax.set_yscale("log")
+    axis = ax.yaxis
+    decades = np.log10(hi / lo) if lo > 0 and hi > lo else 0.0
+    subs = (1.0,) if decades > 4 else (1.0, 2.0, 5.0) if decades > 1 else (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
+    axis.set_major_locator(LogLocator(10, subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _svg(fig: Figure, prefix: str) -> str:
@@ -116,25 +136,28 @@ def _unavailable(d: pd.DataFrame, metric: Metric) -> str:
         f" ({', '.join(missing)} not recorded)" if missing else "")
 
 
+def _empty(ax, metric: Metric, d: pd.DataFrame, axes_in: float) -> None:
+    """An axes with nothing to plot says why, in place of the plot."""
+    if metric.counter:
+        msg = "hardware counters unavailable: " + (_unavailable(d, metric) if len(d) else "no timed steps")
+        # -4: the rounded box's padding on both sides
+        ax.text(0.5, 0.5, textwrap.fill(msg, chars_fitting(axes_in, RC["font.size"]) - 4), ha="center",
+                va="center", transform=ax.transAxes,
+                bbox={"boxstyle": "round", "facecolor": "#f3f3f3", "edgecolor": "#999999"})
+    else:
+        ax.text(0.5, 0.5, "no timed steps", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def _panel(ax, d: pd.DataFrame, metric: Metric, clusters: list[str], sets: list[str],
            cmap: dict[str, str], axes_in: float) -> None:
     """One metric on one axes; ``axes_in`` is the axes' expected width in inches, which all
     text inside it is wrapped to."""
     ax.set_title(wrap_title(metric, axes_in, RC["axes.titlesize"]), loc="left")
     vals = pd.to_numeric(d[metric.column], errors="coerce") if len(d) else pd.Series(dtype="float64")
-    if metric.counter and vals.notna().sum() == 0:
-        msg = "hardware counters unavailable: " + (_unavailable(d, metric) if len(d) else "no timed steps")
-        # -4: the rounded box's padding on both sides
-        ax.text(0.5, 0.5, textwrap.fill(msg, chars_fitting(axes_in, RC["font.size"]) - 4), ha="center",
-                va="center", transform=ax.transAxes,
-                bbox={"boxstyle": "round", "facecolor": "#f3f3f3", "edgecolor": "#999999"})
-        ax.set_xticks([])
-        ax.set_yticks([])
-        return
     if vals.notna().sum() == 0:
-        ax.text(0.5, 0.5, "no timed steps", ha="center", va="center", transform=ax.transAxes)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        _empty(ax, metric, d, axes_in)
         return
     width = len(sets) + 1
     rng = np.random.default_rng(0)  # fixed jitter: the same data always draws the same picture
@@ -174,7 +197,7 @@ def _panel(ax, d: pd.DataFrame, metric: Metric, clusters: list[str], sets: list[
     ax.set_ylabel(metric.ylabel)
     pos = vals[vals > 0]
     if len(pos) and pos.max() / pos.min() > LOG_SPAN:
-        ax.set_yscale("log")
+        log_y(ax, float(pos.min()), float(pos.max()))
         ax.set_ylabel(metric.ylabel + " (log scale)")
     ax.grid(axis="y", color="#e5e5e5", linewidth=0.6)
     ax.set_axisbelow(True)
@@ -205,18 +228,22 @@ def draw(d: pd.DataFrame, metrics: tuple[Metric, ...], ncols: int, clusters: lis
     return fig
 
 
-def _figure(d: pd.DataFrame, metrics: tuple[Metric, ...], ncols: int, clusters: list[str],
-            sets: list[str], cmap: dict[str, str], salt: str) -> str:
-    fig = draw(d, metrics, ncols, clusters, sets, cmap)
+def to_svg(fig: Figure, salt: str) -> str:
+    """The figure as inline SVG whose ids are unique to ``salt`` and stable for the same data."""
     # A fixed salt keeps the SVG byte-identical for identical data (matplotlib's default is random).
     with matplotlib.rc_context({"svg.hashsalt": salt}):
-        return _svg(fig, re.sub(r"[^A-Za-z0-9-]", "-", salt))
+        return _svg(fig, svg_id_prefix(salt))
+
+
+def _figure(d: pd.DataFrame, metrics: tuple[Metric, ...], ncols: int, clusters: list[str],
+            sets: list[str], cmap: dict[str, str], salt: str) -> str:
+    return to_svg(draw(d, metrics, ncols, clusters, sets, cmap), salt)
 
 
 def scope_figures(m: Merged) -> dict[str, list[FigureSVG]]:
     """Per scope (in the data's own scope strings): the timing figure and the counters figure,
     or, where no cluster of the scope read a single counter, a note in the counters' place."""
-    t = timed(m.steps)
+    t = timed(m.ref_steps)
     sets = m.input_sets
     cmap = colours(sets)
     out: dict[str, list[FigureSVG]] = {}

@@ -13,9 +13,10 @@ from string import Template
 from typing import Any
 
 from .. import __version__
+from ..names import html_id
 from .figures import FigureSVG
+from .fmt import Cell, Table
 from .load import Merged, scope_label
-from .tables import Cell, Table
 
 _CLASSES = {"", "best", "flag", "na"}
 
@@ -24,8 +25,7 @@ def esc(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+slug = html_id  # one home for every slug rule: hrvs_ray/names.py
 
 
 def _td(v: Any) -> str:
@@ -54,8 +54,7 @@ def figure(f: FigureSVG) -> str:
     if not f.svg:  # nothing was drawn: the note (which may quote data, e.g. a counter status) stands in
         return f'<p class="note fig-note">{esc(f.note)}</p>'
     return (f'<figure role="img" aria-label="{esc(f.alt)}">\n{f.svg}\n'
-            f"<figcaption>{esc(f.title)}. Boxes: quartiles and 1.5×IQR whiskers of all timed steps; "
-            f"points: every timed step, marker shape by run.</figcaption></figure>")
+            f"<figcaption>{esc(f.title)}. {esc(f.caption)}</figcaption></figure>")
 
 
 def colour_legend(cmap: dict[str, str], sets: list[str]) -> str:

@@ -13,7 +13,11 @@ from pathlib import Path
 import pandas as pd
 
 from ..metrics import derive
+from ..remedies import AXES, BATCHING, CHECKPOINTING, MEMORY_FORMAT, PAPER, PRECISION, Remedy
+from ..scopes import scope_key, scope_label
 from ..store import ResultsError, read_results
+
+__all__ = ["Merged", "Source", "load", "order_input_sets", "scope_key", "scope_label", "PAPER_ORDER"]
 
 # The paper's three input sets come first, in the paper's order; any other name follows
 # alphabetically. The order fixes each set's colour, so it must not depend on which
@@ -35,12 +39,17 @@ class Source:
 
 @dataclass
 class Merged:
-    """All folders merged. ``steps`` carries the derived per-step columns of metrics.derive."""
+    """All folders merged. ``steps`` carries the derived per-step columns of metrics.derive.
+
+    ``reference`` is the remedy label the paper's sections (summary, figures, Tables 1-2)
+    show: the paper's setup wherever the results hold it, so a remedies sweep never pools
+    bfloat16 with float32 steps in a table meant to reproduce the paper."""
     sources: list[Source]
     steps: pd.DataFrame
     cells: pd.DataFrame
     nodes: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    reference: str = PAPER.label
 
     @property
     def input_sets(self) -> list[str]:
@@ -57,25 +66,86 @@ class Merged:
         return sorted(set(self.steps["cluster"].dropna()) | set(self.cells["cluster"].dropna())
                       | set(self.nodes["cluster"].dropna()))
 
+    @property
+    def remedies(self) -> list[str]:
+        """Every remedy label in the results, the paper's first, then in the axes' order."""
+        return remedy_order(pd.concat([self.steps[list(REMEDY_COLS)], self.cells[list(REMEDY_COLS)]]))
+
+    @property
+    def ref_steps(self) -> pd.DataFrame:
+        return self.steps[self.steps["remedy"] == self.reference]
+
+    @property
+    def ref_cells(self) -> pd.DataFrame:
+        return self.cells[self.cells["remedy"] == self.reference]
+
+
+# The remedy columns the report reads, and what a row that lacks one ran (results written
+# before the remedies axes existed, schema 1, ran the paper's batching without checkpointing).
+REMEDY_COLS = ("remedy",) + AXES
+DEFAULTS = {"batching": PAPER.batching, "precision": PAPER.precision, "memory_format": PAPER.memory_format,
+            "checkpointing": PAPER.checkpointing}
+_RANK = {a: {v: i for i, v in enumerate(vals)} for a, vals in
+         zip(AXES, (BATCHING, PRECISION, MEMORY_FORMAT, CHECKPOINTING))}
+
+
+def remedy_order(rows: pd.DataFrame) -> list[str]:
+    """Distinct labels of ``rows`` (columns REMEDY_COLS): the paper's setup first, then in
+    the sweep's product order (batching, precision, memory format, checkpointing)."""
+    rows = rows.dropna(subset=["remedy"]).drop_duplicates(subset=["remedy"])
+    key = {r["remedy"]: (r["remedy"] != PAPER.label, *(_RANK[a].get(r[a], 99) for a in AXES), r["remedy"])
+           for _, r in rows.iterrows()}
+    return sorted(key, key=key.get)
+
+
+def _with_remedy(df: pd.DataFrame, by_cell: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Fill the remedy columns where a row lacks them: from the same cell's steps (cells of
+    an older folder) or the paper's defaults; the label as hrvs_ray.remedies spells it."""
+    df = df.copy()
+    for col, default in DEFAULTS.items():
+        if col not in df:
+            df[col] = None
+        if by_cell is not None and len(by_cell):
+            df[col] = df[col].fillna(df["cell_id"].map(by_cell[col]))
+        df[col] = df[col].fillna(default)
+    for col in ("remedy", "window", "micro_batch"):
+        if col not in df:
+            df[col] = None
+
+    def label(r: pd.Series) -> str:
+        extra = {k: int(r[k]) for k in ("window", "micro_batch") if not pd.isna(r[k])}
+        return Remedy(*(r[a] for a in AXES), **extra).label
+    if df["remedy"].isna().any():
+        df.loc[df["remedy"].isna(), "remedy"] = df[df["remedy"].isna()].apply(label, axis=1)
+    return df
+
+
+def _with_growth(steps: pd.DataFrame) -> pd.DataFrame:
+    """Steps of an older folder: one pass per step, growth = peak - start."""
+    if "micro_batches" not in steps:
+        steps["micro_batches"] = None
+    steps["micro_batches"] = steps["micro_batches"].fillna(1)
+    peak = pd.to_numeric(steps["peak_rss_bytes"], errors="coerce")
+    start = pd.to_numeric(steps["rss_start_bytes"], errors="coerce")
+    steps["growth_bytes"] = pd.to_numeric(steps.get("growth_bytes"), errors="coerce").fillna(peak - start) \
+        if "growth_bytes" in steps else peak - start
+    total = pd.to_numeric(steps["total_px"], errors="coerce")
+    # one pass per step unless recorded otherwise: its pixels are the step's
+    steps["pass_px"] = pd.to_numeric(steps["pass_px"], errors="coerce").fillna(total) if "pass_px" in steps else total
+    return steps
+
+
+def reference_remedy(steps: pd.DataFrame) -> str:
+    """The paper's setup when any step ran it; else the remedy with most steps (first in order)."""
+    counts = steps["remedy"].value_counts()
+    if PAPER.label in counts.index or counts.empty:
+        return PAPER.label
+    return max(remedy_order(steps[list(REMEDY_COLS)]), key=lambda r: counts.get(r, 0))
+
 
 def order_input_sets(names: set[str] | list[str]) -> list[str]:
     names = set(names)
     return [n for n in PAPER_ORDER if n in names] + sorted(names - set(PAPER_ORDER))
-
-
-def scope_key(scope: str) -> tuple[int, int, str]:
-    """Smallest scope first: cores:N by N, then socket, then node, then anything else."""
-    if scope.startswith("cores:") and scope[6:].isdigit():
-        return (0, int(scope[6:]), scope)
-    return ({"socket": 1, "node": 2}.get(scope, 3), 0, scope)
-
-
-def scope_label(scope: str) -> str:
-    """'cores:4' -> '4 cores' (the paper's wording); 'socket' and 'node' stay as they are."""
-    if scope.startswith("cores:") and scope[6:].isdigit():
-        n = int(scope[6:])
-        return f"{n} core" if n == 1 else f"{n} cores"
-    return scope
 
 
 def _seed(spec_json: object) -> float:
@@ -86,12 +156,8 @@ def _seed(spec_json: object) -> float:
         return float("nan")
 
 
-def load(dirs: list[Path]) -> Merged:
-    """Read every folder (duplicates by resolved path read once) and merge them.
-
-    A cluster name that appears in folders of *different* sweeps is shown as
-    ``cluster [sweep]`` so that their runs are never pooled as if they were one experiment.
-    """
+def _read_each(dirs: list[Path]) -> list:
+    """Every folder once (by resolved path), read and checked by hrvs_ray.store."""
     if not dirs:
         raise ResultsError("no results folder given: name at least one results/<sweep>/ folder")
     seen: set[Path] = set()
@@ -99,16 +165,25 @@ def load(dirs: list[Path]) -> Merged:
     for d in dirs:
         p = Path(d)
         key = p.resolve() if p.exists() else p
-        if key in seen:
-            continue
-        seen.add(key)
-        read.append(read_results(p))
+        if key not in seen:
+            seen.add(key)
+            read.append(read_results(p))
+    return read
 
+
+def load(dirs: list[Path]) -> Merged:
+    """Read every folder (duplicates by resolved path read once) and merge them.
+
+    A cluster name that appears in folders of *different* sweeps is shown as
+    ``cluster [sweep]`` so that their runs are never pooled as if they were one experiment.
+    """
+    read = _read_each(dirs)
     sweeps_of: dict[str, set[str]] = {}
     for r in read:
         name = str(r.sweep.get("sweep", ""))
         for c in set(r.cells.column("cluster").to_pylist()) | set(r.nodes.column("cluster").to_pylist()):
             sweeps_of.setdefault(c, set()).add(name)
+    shared = {c for c, s in sweeps_of.items() if len(s) > 1}
 
     notes: list[str] = []
     sources, steps_parts, cells_parts, nodes_parts = [], [], [], []
@@ -122,24 +197,22 @@ def load(dirs: list[Path]) -> Merged:
             cells = cells[~cells["cell_id"].isin(dup)]
             steps = steps[~steps["cell_id"].isin(dup)]
         known_cells |= set(cells["cell_id"])
-        rename = {c: f"{c} [{name}]" for c, s in sweeps_of.items() if len(s) > 1}
-        for c in sorted(rename):
-            notes.append(f"cluster {c!r} appears in several sweeps; its results from {r.root} "
-                         f"are shown as {rename[c]!r}")
+        mine = {c: f"{c} [{name}]" for c in shared}
+        notes += [f"cluster {c!r} appears in several sweeps; its results from {r.root} are shown as {mine[c]!r}"
+                  for c in sorted(mine) if c in set(cells["cluster"]) | set(nodes["cluster"])]
         for df in (steps, cells, nodes):
-            df["cluster"] = df["cluster"].map(lambda c: rename.get(c, c))
+            df["cluster"] = df["cluster"].map(lambda c: mine.get(c, c))
         seeds = dict(zip(cells["cell_id"], cells["spec_json"].map(_seed)))
         steps["seed"] = steps["cell_id"].map(seeds).astype("float64")
-        steps["source"] = str(r.root)
-        cells["source"] = str(r.root)
+        steps["source"] = cells["source"] = str(r.root)
         sources.append(Source(r.root, name, str(r.sweep.get("fingerprint", "")),
                               str(r.sweep.get("schema_version", "")), str(r.sweep.get("hrvs_ray_version", "")),
                               len(cells), len(steps)))
         steps_parts.append(steps)
         cells_parts.append(cells)
         nodes_parts.append(nodes)
-
-    steps = pd.concat(steps_parts, ignore_index=True)
+    steps = _with_growth(_with_remedy(pd.concat(steps_parts, ignore_index=True)))
+    by_cell = steps.drop_duplicates("cell_id").set_index("cell_id")
+    cells = _with_remedy(pd.concat(cells_parts, ignore_index=True), by_cell)
     nodes = pd.concat(nodes_parts, ignore_index=True).drop_duplicates(subset=["cluster", "node"], keep="last")
-    return Merged(sources, derive(steps), pd.concat(cells_parts, ignore_index=True),
-                  nodes.reset_index(drop=True), notes)
+    return Merged(sources, derive(steps), cells, nodes.reset_index(drop=True), notes, reference_remedy(steps))

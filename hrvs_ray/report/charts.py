@@ -1,0 +1,180 @@
+"""Two figures beyond the paper's per-scope boxes: how each input set scales with cores
+(scope by scope, against the ideal line), and the remedies' trade-off between time per
+informative megapixel and peak memory. Drawn like figures.py: matplotlib's SVG canvas, no
+pyplot, text kept as escaped SVG text, byte-identical output for identical data.
+"""
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, NullLocator
+
+from ..metrics import CENTRAL, SPREAD, central, spread, timed
+from ..remedies import PAPER
+from .figures import RC, RUN_MARKERS, FigureSVG, colours, log_y, to_svg
+from .load import Merged, scope_key, scope_label
+
+LINESTYLES = ("-", "--", "-.", (0, (1, 1)))
+BATCHING_MARKERS = {"pad": "o", "bucket": "s", "accumulate": "^"}
+# precision × memory format; Okabe-Ito colours, with neutral grey for the paper's float32 + contiguous
+FORMAT_COLOURS = {("float32", "contiguous"): "#555555", ("float32", "channels_last"): "#56B4E9",
+                  ("bfloat16", "contiguous"): "#D55E00", ("bfloat16", "channels_last"): "#CC79A7"}
+
+
+def _grid_axes(n: int, panel_in: float = 4.6) -> tuple[Figure, list]:
+    ncols = min(3, n)
+    nrows = -(-n // ncols)
+    fig = Figure(figsize=(min(16.0, panel_in * ncols + 0.6), 3.5 * nrows + 0.7), layout="constrained")
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _scaling_data(m: Merged) -> pd.DataFrame:
+    t = timed(m.ref_steps)
+    rows = [dict(input_set=n, cluster=c, scope=s, cores=float(g["cores"].median()), value=central(g["s_per_mp"]),
+                 sd=spread(g["s_per_mp"]))
+            for (n, c, s), g in t.groupby(["input_set", "cluster", "scope"], sort=False)]
+    return pd.DataFrame(rows, columns=["input_set", "cluster", "scope", "cores", "value", "sd"]).dropna(
+        subset=["cores", "value"])
+
+
+def _scaling_panel(ax, d: pd.DataFrame, clusters: list[str], colour: str) -> None:
+    """One input set: a line per cluster through its scopes, and its ideal (time ∝ 1 / cores)."""
+    placed: dict[tuple[float, float], int] = {}
+    for ci, cluster in enumerate(clusters):
+        e = d[d["cluster"] == cluster]
+        e = e.assign(order=e["scope"].map(scope_key)).sort_values(["cores", "order"])
+        if e.empty:
+            continue
+        ax.errorbar(e["cores"], e["value"], yerr=e["sd"].fillna(0), color=colour, marker=RUN_MARKERS[ci % 8],
+                    linestyle=LINESTYLES[ci % len(LINESTYLES)], capsize=2, markersize=5, linewidth=1.3)
+        c0, y0 = float(e["cores"].iloc[0]), float(e["value"].iloc[0])
+        x = np.array([c0, float(e["cores"].max())])
+        ax.plot(x, y0 * c0 / x, color="#777777", linestyle=":", linewidth=1.1)
+        for _, r in e.iterrows():
+            # several scopes can use the same cores (a 2-core VM): stack their labels
+            k = (round(r["cores"], 3), round(math.log10(r["value"]), 1))
+            placed[k] = placed.get(k, -1) + 1
+            ax.annotate(scope_label(r["scope"]), (r["cores"], r["value"]), textcoords="offset points",
+                        xytext=(5, 3 + 9 * placed[k]), fontsize=7, color="#444444")
+    cores = sorted(set(d["cores"]))
+    ax.set_xscale("log", base=2)
+    lo, hi = float((d["value"] - d["sd"].fillna(0)).clip(lower=d["value"].min() / 2).min()), float(
+        (d["value"] + d["sd"].fillna(0)).max())
+    log_y(ax, lo, hi)
+    ax.xaxis.set_major_locator(FixedLocator(cores))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([f"{c:g}" for c in cores])
+    if len(cores) == 1:
+        ax.set_xlim(cores[0] / 1.6, cores[0] * 1.6)
+    ax.set_xlabel("cores used (log scale)")
+    ax.set_ylabel(f"seconds / MP, {CENTRAL} (log scale)")
+    ax.grid(color="#e5e5e5", linewidth=0.6)
+
+
+def scaling_figure(m: Merged) -> FigureSVG:
+    """s/MP against the cores each scope used, one panel per input set (the paper's question
+    of how each input set scales with cores); a note instead when there is one scope only."""
+    title = "Scaling with cores: s / MP at each scope, per input set"
+    alt = "Seconds per megapixel against cores used, per input set and cluster, with the ideal scaling line"
+    d = _scaling_data(m)
+    if d["scope"].nunique() < 2:
+        only = ", ".join(scope_label(s) for s in sorted(set(d["scope"]), key=scope_key)) or "none"
+        return FigureSVG(title, "", alt, note=f"One scope only in these results ({only}): no scaling to show.")
+    sets = [n for n in m.input_sets if n in set(d["input_set"])]
+    clusters = sorted(set(d["cluster"]))
+    cmap = colours(m.input_sets)
+    with matplotlib.rc_context(RC):
+        fig, axes = _grid_axes(len(sets))
+        for ax, name in zip(axes, sets):
+            ax.set_title(name, loc="left")
+            _scaling_panel(ax, d[d["input_set"] == name], clusters, cmap[name])
+        handles = [Line2D([], [], color="#444444", marker=RUN_MARKERS[i % 8], linestyle=LINESTYLES[i % 4],
+                          label=c) for i, c in enumerate(clusters)]
+        handles.append(Line2D([], [], color="#777777", linestyle=":", label="ideal: time ∝ 1 / cores"))
+        fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 6), frameon=False)
+        svg = to_svg(fig, "hrvs-scaling")
+    return FigureSVG(title, svg, alt, caption=(
+        f"Points: {CENTRAL} s / MP of the timed steps at each scope (label beside it), bars ± {SPREAD}; colour "
+        f"= input set, marker and line = cluster. Dotted: ideal linear scaling from the cluster's smallest "
+        f"scope. Both axes logarithmic: equal slopes mean equal scaling."))
+
+
+def _front(ok: pd.DataFrame) -> pd.DataFrame:
+    """The combinations no other beats on both time and memory, by memory."""
+    ok = ok.sort_values(["peak_gb", "s_imp"])
+    keep, best = [], math.inf
+    for i, r in ok.iterrows():
+        if r["s_imp"] < best:
+            keep.append(i)
+            best = r["s_imp"]
+    return ok.loc[keep]
+
+
+def _tradeoff_panel(ax, e: pd.DataFrame) -> None:
+    ok = e[e["s_imp"].notna() & e["peak_gb"].notna()]
+    right = float(ok["peak_gb"].median()) if len(ok) else 0.0
+    for _, r in ok.iterrows():
+        # no error bars: a step's s/informative-MP varies with its batch's padding, so the steps'
+        # spread (in the table) would hide the difference between the combinations' means
+        colour = FORMAT_COLOURS.get((r["precision"], r["memory_format"]), "#000000")
+        ax.plot([r["peak_gb"]], [r["s_imp"]], marker=BATCHING_MARKERS.get(r["batching"], "D"), color=colour,
+                markersize=7, markerfacecolor=colour if r["checkpointing"] == "none" else "white", linestyle="")
+        if r["remedy"] == PAPER.label:
+            ax.scatter([r["peak_gb"]], [r["s_imp"]], s=240, facecolors="none", edgecolors="#000000", linewidths=1.1)
+            left = r["peak_gb"] > right  # keep the label inside the axes
+            ax.annotate("paper's setup", (r["peak_gb"], r["s_imp"]), textcoords="offset points",
+                        xytext=(-10 if left else 10, 8), ha="right" if left else "left", fontsize=7.5)
+    if len(ok) > 1:
+        f = _front(ok)
+        ax.plot(f["peak_gb"], f["s_imp"], color="#999999", linestyle="--", linewidth=0.9, zorder=0)
+    absent = e[e["s_imp"].isna()]
+    if len(absent):
+        ax.text(0.99, 0.98, f"{len(absent)} combination(s) absent: see the table", transform=ax.transAxes,
+                ha="right", va="top", fontsize=7, color="#8a1111")
+    ax.margins(x=0.15, y=0.18)  # the paper's ring and its label must not touch the frame
+    ax.set_xlabel("peak RSS GB (largest per-step peak)")
+    ax.set_ylabel(f"seconds / informative MP, {CENTRAL}")
+    ax.grid(color="#e5e5e5", linewidth=0.6)
+
+
+def _tradeoff_legend(fig: Figure) -> None:
+    h = [Line2D([], [], marker=mk, color="#444444", linestyle="", label=b) for b, mk in BATCHING_MARKERS.items()]
+    h += [Line2D([], [], marker="o", color=c, linestyle="", label=f"{p} + {f}") for (p, f), c in FORMAT_COLOURS.items()]
+    h += [Line2D([], [], marker="o", color="#444444", markerfacecolor="white", linestyle="",
+                 label="hollow: checkpointing stages"),
+          Line2D([], [], color="#999999", linestyle="--", label="best trade-offs")]
+    fig.legend(handles=h, loc="outside upper center", ncol=5, frameon=False, fontsize=7.5)
+
+
+def tradeoff_figures(g: pd.DataFrame) -> list[FigureSVG]:
+    """Per cluster × scope: time per informative MP against peak memory, a panel per input
+    set, one marker per combination (shape = batching, colour = precision and memory
+    format, hollow = checkpointing); the dashed line joins the combinations nothing beats."""
+    out = []
+    for i, ((cluster, scope), d) in enumerate(g.groupby(["cluster", "scope"], sort=False)):
+        if d["s_imp"].isna().all():
+            continue  # nothing measured here: the answers and the table say why, empty axes would not
+        sets = list(dict.fromkeys(d["input_set"]))
+        with matplotlib.rc_context(RC):
+            fig, axes = _grid_axes(len(sets))
+            for ax, name in zip(axes, sets):
+                ax.set_title(name, loc="left")
+                _tradeoff_panel(ax, d[d["input_set"] == name])
+            _tradeoff_legend(fig)
+            svg = to_svg(fig, f"hrvs-remedies-{i}")  # by position: cluster names may differ only in symbols
+        out.append(FigureSVG(f"Remedies trade-off — {cluster}, {scope_label(scope)}", svg,
+                             f"Seconds per informative MP against peak memory per remedy combination on {cluster} "
+                             f"at {scope_label(scope)}", caption=(
+                                 f"Lower left is better. Points: {CENTRAL} of the timed steps (spread: see the "
+                                 f"tables); "
+                                 f"shape = batching, colour = precision + memory format, hollow = activation "
+                                 f"checkpointing; ringed: the paper's setup.")))
+    return out

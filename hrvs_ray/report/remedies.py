@@ -1,0 +1,174 @@
+"""The Remedies section: what each combination of batching, precision, memory format and
+checkpointing bought against the paper's setup, measured on the same cluster and scope.
+
+Pure pandas. ``grid`` is the one place the comparison is computed: one row per cluster ×
+scope × input set × combination, including the combinations that were not measured there
+(failed, skipped, not run), so the tables and the answers say so instead of dropping them.
+Ratios are against the paper's setup (pad + float32 + contiguous, no checkpointing) of the
+same cluster, scope and input set; time is seconds per informative megapixel, memory the
+largest per-step peak RSS (what the node must hold).
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ..metrics import CENTRAL, GROUP_KEYS, central, spread, timed
+from ..remedies import AXES, PAPER
+from .fmt import STAT, Cell, Table, pm, sig
+from .load import REMEDY_COLS, Merged, remedy_order, scope_key, scope_label
+
+GB = 1e9
+ABSENT = "—"
+LEGEND = ("Combination labels: batching (pad = the paper's zero-padded random batches, bucket = shape-sorted "
+          "within windows, accum = gradient accumulation over micro-batches), fp32/bf16 = float32/bfloat16 "
+          "autocast, nchw/nhwc = contiguous/channels_last memory format, ckpt = activation checkpointing of the "
+          "four ResNet stages.")
+
+
+def describe(r: pd.Series | dict) -> str:
+    """'bucket + bfloat16 + channels_last' from a row's axis values: the batching policy
+    always, the other axes where they differ from the paper's setup."""
+    parts = [str(r["batching"])]
+    parts += [str(r[a]) for a in ("precision", "memory_format") if r[a] != getattr(PAPER, a)]
+    if r["checkpointing"] != PAPER.checkpointing:
+        parts.append(f"checkpointing {r['checkpointing']}")
+    return " + ".join(parts)
+
+
+def _stats(m: Merged) -> pd.DataFrame:
+    """Per cluster × scope × input set × remedy: the measured figures of its timed steps."""
+    rows = []
+    for key, g in timed(m.steps).groupby(GROUP_KEYS, sort=False):
+        rows.append(dict(zip(GROUP_KEYS, key), runs=int(g["run"].nunique()), steps=len(g),
+                         s_imp=central(g["s_per_informative_mp"]), s_imp_sd=spread(g["s_per_informative_mp"]),
+                         peak_gb=pd.to_numeric(g["peak_rss_bytes"], errors="coerce").max() / GB,
+                         pad_pct=100 * central(g["padding_fraction"])))
+    return pd.DataFrame(rows, columns=GROUP_KEYS + ["runs", "steps", "s_imp", "s_imp_sd", "peak_gb", "pad_pct"])
+
+
+def _absent(cells: pd.DataFrame) -> str:
+    """Why a combination has no timed steps here: its cells' statuses and reasons, or 'not run'."""
+    bad = cells[cells["status"] != "ok"]
+    if cells.empty:
+        return "not run"
+    if bad.empty:
+        return "ran, but no timed steps recorded"
+    return "; ".join(f"{s} (run {', '.join(str(r) for r in sorted(g['run']))}): {e}" if e else f"{s}"
+                     for (s, e), g in bad.assign(error=bad["error"].fillna("")).groupby(["status", "error"]))
+
+
+def grid(m: Merged) -> pd.DataFrame:
+    """Every cluster × scope × input set seen, × every combination seen on that cluster,
+    with status ('ok' or why absent), the figures and the ratios against the paper's setup."""
+    stats = _stats(m).set_index(GROUP_KEYS)
+    axes = pd.concat([m.steps[list(REMEDY_COLS)], m.cells[list(REMEDY_COLS)]]).drop_duplicates("remedy")
+    axes = axes.set_index("remedy")
+    order = {n: i for i, n in enumerate(m.input_sets)}
+    out = []
+    for cluster in m.clusters:
+        cs, cc = m.steps[m.steps["cluster"] == cluster], m.cells[m.cells["cluster"] == cluster]
+        labels = remedy_order(pd.concat([cs[list(REMEDY_COLS)], cc[list(REMEDY_COLS)]]))
+        places = sorted(set(zip(cs["scope"], cs["input_set"])) | set(zip(cc["scope"], cc["input_set"])),
+                        key=lambda k: (scope_key(k[0]), order.get(k[1], len(order))))
+        for scope, name in places:
+            for label in labels:
+                key = (cluster, scope, name, label)
+                row = {**dict(zip(GROUP_KEYS, key)), **axes.loc[label, list(AXES)].to_dict()}
+                mine = cc[(cc["scope"] == scope) & (cc["input_set"] == name) & (cc["remedy"] == label)]
+                if key in stats.index:
+                    # measured, but some of its runs may be missing: say which, never hide them
+                    bad = mine[mine["status"] != "ok"]
+                    row.update(stats.loc[key].to_dict(), status="ok" if bad.empty else f"ok; also {_absent(bad)}")
+                else:
+                    row["status"] = _absent(mine)
+                out.append(row)
+    g = pd.DataFrame(out, columns=GROUP_KEYS + list(AXES) + ["status", "runs", "steps", "s_imp", "s_imp_sd",
+                                                               "peak_gb", "pad_pct"])
+    paper = g[g["remedy"] == PAPER.label].set_index(GROUP_KEYS[:3])
+    idx = pd.MultiIndex.from_frame(g[GROUP_KEYS[:3]])
+    g["speedup"] = paper["s_imp"].reindex(idx).to_numpy() / g["s_imp"].to_numpy()
+    g["mem_ratio"] = g["peak_gb"].to_numpy() / paper["peak_gb"].reindex(idx).to_numpy()
+    return g
+
+
+def only_one_setup(m: Merged) -> str | None:
+    """The one line the section shows instead of tables when there is nothing to compare."""
+    labels = m.remedies
+    if len(labels) > 1:
+        return None
+    if not labels or labels[0] == PAPER.label:
+        return ("Only the paper's setup (pad + float32 + contiguous, no checkpointing) was run: no remedies to "
+                "compare. A sweep's remedies: section (batching, precision, memory_format, checkpointing) adds them.")
+    return f"Only one setup ({labels[0]}) was run and not the paper's: nothing to compare it with."
+
+
+def _ratio(x: float) -> str | Cell:
+    return Cell(ABSENT, "na") if math.isnan(x) else f"{sig(x)}×"
+
+
+def tables(m: Merged, g: pd.DataFrame) -> list[Table]:
+    """One table per cluster × scope: every combination per input set, best time in green."""
+    out = []
+    for (cluster, scope), d in g.groupby(["cluster", "scope"], sort=False):
+        rows = []
+        for name, e in d.groupby("input_set", sort=False):
+            best = e["s_imp"].idxmin() if e["s_imp"].notna().any() else None
+            for i, r in e.iterrows():
+                status = r["status"] if r["status"] == "ok" else Cell(r["status"], "na" if r["status"] == "not run"
+                                                                      else "flag")
+                if math.isnan(r["s_imp"]):
+                    rows.append([name, r["remedy"], status] + [Cell(ABSENT, "na")] * 7)
+                    continue
+                t = pm(r["s_imp"], r["s_imp_sd"])
+                rows.append([name, r["remedy"], status, str(int(r["runs"])), str(int(r["steps"])),
+                             Cell(str(t), "best") if i == best else t, _ratio(r["speedup"]), sig(r["peak_gb"]),
+                             _ratio(r["mem_ratio"]), sig(r["pad_pct"])])
+        out.append(Table(f"Remedies — {cluster}, {scope_label(scope)}",
+                         ["input set", "combination", "status", "runs", "timed steps",
+                          f"s / informative MP ({STAT})", "× faster than the paper's setup", "peak RSS GB (max)",
+                          "× the paper's peak", "padding % (avg)"], rows))
+    return out
+
+
+def _sentence(name: str, cluster: str, scope: str, best: pd.Series, paper: pd.Series | None) -> str:
+    head = f"best for {name} on cluster {cluster} at scope {scope_label(scope)}: "
+    if paper is None or math.isnan(paper["s_imp"]):
+        why = "not run" if paper is None else paper["status"]
+        return (head + f"{describe(best)}, {sig(best['s_imp'])} s per informative MP; the paper's setup has no "
+                       f"measurement here ({why}), so no ratio")
+    if best["remedy"] == PAPER.label:
+        return head + "the paper's setup (pad + float32 + contiguous); no other combination measured here was faster"
+    return (head + f"{describe(best)}, {sig(best['speedup'])}× faster per informative MP than the paper's setup, "
+                   f"{sig(best['mem_ratio'])}× its memory")
+
+
+def answers(g: pd.DataFrame) -> Table:
+    """Per cluster × scope × input set: the fastest combination, by how much and at what
+    memory, and the leanest one; every sentence is computed from ``grid``."""
+    rows = []
+    for (cluster, scope, name), e in g.groupby(GROUP_KEYS[:3], sort=False):
+        ok = e[e["s_imp"].notna()]
+        paper = e[e["remedy"] == PAPER.label]
+        paper_row = paper.iloc[0] if len(paper) else None
+        absent, partial = e[e["s_imp"].isna()], ok[ok["status"] != "ok"]
+        measured = f"{len(ok)} of {len(e)}" + "".join(f"; {what}: {', '.join(d['remedy'])}" for what, d in
+                                                      (("absent", absent), ("some runs missing", partial)) if len(d))
+        if ok.empty:
+            rows.append([cluster, scope_label(scope), name, Cell("no combination measured here", "na"),
+                         Cell(ABSENT, "na"), measured])
+            continue
+        best = ok.loc[ok["s_imp"].idxmin()]
+        lean = ok.loc[ok["peak_gb"].idxmin()] if ok["peak_gb"].notna().any() else None
+        lean_text: str | Cell = Cell(ABSENT, "na") if lean is None else (
+            f"{describe(lean)}: {sig(lean['mem_ratio'])}× the paper's memory, {sig(lean['speedup'])}× its speed"
+            if not math.isnan(lean["mem_ratio"]) else f"{describe(lean)}: {sig(lean['peak_gb'])} GB")
+        rows.append([cluster, scope_label(scope), name, _sentence(name, cluster, scope, best, paper_row),
+                     lean_text, measured])
+    return Table("Answers: which combination to use", ["cluster", "scope", "input set", "fastest per informative MP",
+                                                       "least memory", "combinations measured"], rows,
+                 note=f"Computed from the tables below: fastest = lowest {CENTRAL} seconds per informative megapixel "
+                      f"over the timed steps of all runs; memory = largest per-step peak RSS; both against the "
+                      f"paper's setup measured on the same cluster, scope and input set. Absent combinations "
+                      f"(failed, skipped, not run) are named, never counted.")
