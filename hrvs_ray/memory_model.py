@@ -95,9 +95,10 @@ class Calibration:
                                                               remedy.checkpointing)]
         return max(got) if got else None
 
-    def estimator(self) -> "Callable[[int, Remedy], int]":
-        """``(pass_px, remedy) -> bytes``: calibrated where a fit exists, built-in elsewhere."""
-        return lambda px, r: self.predict(px, r) or estimate_step_bytes(px, r)
+    def estimator(self, node: str | None = None) -> "Callable[[int, Remedy], int]":
+        """``(pass_px, remedy) -> bytes``: calibrated where a fit exists (of ``node``, or the
+        worst of all nodes), built-in elsewhere."""
+        return lambda px, r: self.predict(px, r, node) or estimate_step_bytes(px, r)
 
     def to_json(self) -> str:
         return json.dumps([{"node": k[0], "precision": k[1], "memory_format": k[2], "checkpointing": k[3],

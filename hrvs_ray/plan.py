@@ -139,13 +139,16 @@ def step_plan(cell: CellSpec, heights: np.ndarray, widths: np.ndarray) -> np.nda
 Estimator = Callable[[int, Remedy], int]   # (pixels of a pass, remedy) -> planned bytes
 
 
+def cell_largest_pass(cell: CellSpec, heights: np.ndarray, widths: np.ndarray) -> int:
+    """Total pixels of the largest forward/backward pass of any of the cell's steps."""
+    h, w = transformed_arrays(cell.input_set, heights, widths)
+    return int(step_pixel_stats(h, w, step_plan(cell, heights, widths), cell.remedy)["largest_pass"].max())
+
+
 def cell_peak_bytes(cell: CellSpec, heights: np.ndarray, widths: np.ndarray,
                     estimate: Estimator = estimate_step_bytes) -> int:
     """Planned peak memory of a cell's largest step, from original shapes alone."""
-    h, w = transformed_arrays(cell.input_set, heights, widths)
-    idx = step_plan(cell, heights, widths)
-    largest = int(step_pixel_stats(h, w, idx, cell.remedy)["largest_pass"].max())
-    return estimate(largest, cell.remedy)
+    return estimate(cell_largest_pass(cell, heights, widths), cell.remedy)
 
 
 def check_batch_sizes(sweep: Sweep, n_images: int, where: str) -> None:
@@ -163,19 +166,23 @@ RESNET_REDUCTION = 32
 
 
 def check_passes(sweep: Sweep, shapes: ShapeTable, where: str) -> None:
-    """Every forward/backward pass the sweep plans must be trainable: under ``accumulate``
-    with ``micro_batch: 1`` each image alone goes through BatchNorm, so every image must be
-    larger than 32 px on one side after its input set's resize."""
-    if "accumulate" not in sweep.remedies.batching or sweep.remedies.micro_batch > 1:
+    """Every forward/backward pass the sweep plans must be trainable: under ``accumulate`` a
+    pass of one image (``micro_batch: 1``, or a batch's last micro-batch) goes through
+    BatchNorm alone, so every image must then be larger than 32 px on a side after resize."""
+    if "accumulate" not in sweep.remedies.batching:
         return
+    mb = sweep.remedies.micro_batch
     for iset in sweep.input_sets:
+        if mb > 1 and iset.batch_size % mb != 1:
+            continue           # no pass of this input set holds a single image
         h, w = transformed_arrays(iset, shapes.heights, shapes.widths)
         tiny = int(((h <= RESNET_REDUCTION) & (w <= RESNET_REDUCTION)).sum())
         if tiny:
             raise SweepError(sweep.source or "<sweep>", "remedies.micro_batch",
-                             f"1 cannot train input set {iset.name!r}: {tiny} of its images are at most "
-                             f"{RESNET_REDUCTION}x{RESNET_REDUCTION} px after resize (in {where}), and one such "
-                             f"image alone leaves BatchNorm one value per channel; use micro_batch >= 2")
+                             f"{mb} leaves passes of one image in input set {iset.name!r} (batch "
+                             f"{iset.batch_size}), and {tiny} of its images are at most {RESNET_REDUCTION}x"
+                             f"{RESNET_REDUCTION} px after resize (in {where}): one such image alone leaves "
+                             f"BatchNorm one value per channel; choose a micro_batch that leaves no single image")
 
 
 def _mma(values: np.ndarray, scale: float) -> dict[str, float]:

@@ -125,7 +125,7 @@ def test_micro_batches_of_one_tiny_image_are_refused_before_anything_runs(tmp_pa
     d["remedies"] = {"batching": ["pad", "accumulate"]}
     sweep = parse_sweep(d, "s.yaml")
     shapes, where = planning_shapes(sweep)
-    with pytest.raises(SweepError, match=r"s.yaml: remedies.micro_batch: 1 cannot train input set 'LR&FS'"):
+    with pytest.raises(SweepError, match=r"s.yaml: remedies.micro_batch: 1 leaves passes of one image in input set .LR&FS."):
         check_passes(sweep, shapes, where)
     d["remedies"]["micro_batch"] = 2
     check_passes(parse_sweep(d, "s.yaml"), shapes, where)

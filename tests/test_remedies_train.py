@@ -1,6 +1,7 @@
 """The remedies in real training: accumulate, bf16, channels-last, checkpointing (tiny, CPU)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from hrvs_ray.config import ModelSpec, OptimizerSpec
@@ -81,5 +82,54 @@ def test_channels_last_trains_the_same_model():
 
 
 def test_flops_scale_exactly_with_images_per_pass():
-    # the cell counts each pass as images × FLOPs of one image of its shape
-    assert step_flops("resnet18", 29, (3, 3, 40, 56)) == 3 * step_flops("resnet18", 29, (1, 3, 40, 56))
+    # the cell counts each pass as images × FLOPs of one image of its shape (counted on two)
+    assert step_flops("resnet18", 29, (3, 3, 40, 56)) == 3 * (step_flops("resnet18", 29, (2, 3, 40, 56)) // 2)
+    # a 32x32 image alone would leave BatchNorm one value per channel: two never do
+    assert step_flops("resnet18", 29, (2, 3, 32, 32)) > 0
+
+
+class _Images:
+    """An in-memory prepared set: real uint8 images, real labels."""
+
+    def __init__(self, shapes: dict[str, tuple[int, int]]) -> None:
+        g = np.random.default_rng(0)
+        self.images = {i: g.integers(0, 256, (h, w, 3), dtype=np.uint8) for i, (h, w) in shapes.items()}
+
+    def get(self, i: str) -> np.ndarray:
+        return self.images[i]
+
+    def label(self, i: str) -> int:
+        return int(i[-1]) % 5
+
+
+def _cell(tmp_path, remedies: dict | None):
+    from conftest import tiny_sweep_dict
+    from hrvs_ray.config import parse_sweep
+    from hrvs_ray.plan import plan_cells
+
+    d = tiny_sweep_dict(tmp_path, input_sets={"HR&VS": {"resize": "none", "batch_size": 3}})
+    d["model"] = {"num_classes": 5}
+    if remedies:
+        d["remedies"] = remedies
+    return plan_cells(parse_sweep(d), ["c"])[0]
+
+
+def test_accumulate_with_the_whole_batch_collates_and_trains_exactly_as_pad(tmp_path):
+    from hrvs_ray.train.cell import step_input
+
+    shapes = {"a1": (40, 52), "b2": (48, 36), "c3": (44, 60)}
+    images = _Images(shapes)
+    ids = ("a1", "b2", "c3")
+    got = []
+    for remedies in (None, {"batching": "accumulate", "micro_batch": 3}, {"batching": "accumulate", "micro_batch": 1}):
+        cell = _cell(tmp_path, remedies)
+        data = step_input(cell, ids, images, images, shapes)
+        torch.set_num_threads(1)
+        model = build_model(ModelSpec(num_classes=5), 11)
+        model.train()
+        loss = train_step(model, build_optimizer(OptimizerSpec(), model), data.passes, "float32").item()
+        got.append((data.fingerprint, [tuple(x.shape) for x, _ in data.passes], loss))
+    pad, whole, single = got
+    assert whole == pad                                   # same batch, same fingerprint, bitwise loss
+    assert single[1] == [(1, 3, 40, 52), (1, 3, 48, 36), (1, 3, 44, 60)]   # each image unpadded
+    assert single[0] != pad[0] and abs(single[2] - pad[2]) < 1.0

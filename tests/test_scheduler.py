@@ -118,3 +118,25 @@ def test_cuda_cells_go_only_to_nodes_with_a_gpu(tmp_path):
     assert ok == {"id2"}
     ok, why = feasibility(cell, [cpu], 1, 0.9)
     assert not ok and "no GPU" in why
+
+
+def test_each_node_is_judged_by_its_own_planned_peak(tmp_path):
+    from hrvs_ray.cluster.scheduler import triage
+    from hrvs_ray.probes.topology import ScopePlacement
+
+    sweep = parse_sweep(tiny_sweep_dict(tmp_path))
+    cells = plan_cells(sweep, ["a"])[:1]
+    place = ScopePlacement("node", (0, 1), 2, (0,), 0)
+    lean = NodeView("id1", "h", {}, 2, 8_000_000_000, {}, {"node": place}, name="lean", cluster="a")
+    fat = NodeView("id2", "g", {}, 2, 8_000_000_000, {}, {"node": place}, name="fat", cluster="a")
+    # a calibrated model may say the same cell needs 2 GB on one node and 9 GB on another
+    t = triage(cells, {}, [lean, fat], lambda c: (lambda n: 2_000_000_000 if n.name == "lean" else 9_000_000_000), 0.9)
+    assert t.pending[0].feasible == {"id1"} and t.pending[0].peak_bytes == 2_000_000_000
+
+
+def test_a_dead_node_is_never_handed_a_cell(tmp_path):
+    sweep = parse_sweep(tiny_sweep_dict(tmp_path))
+    cells = plan_cells(sweep, ["a"])
+    s = Scheduler([Pending(c, {"n1", "n2"}) for c in cells], retries=1)
+    s.node_lost("n1")
+    assert s.next_for("n1") is None and s.next_for("n2") is not None

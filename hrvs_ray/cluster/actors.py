@@ -73,6 +73,7 @@ class CellRunner:
     def run(self, spec: "CellSpec", dataset: DatasetSpec, node: str) -> "CellOutcome":
         """Run the cell; exceptions come back as a failed outcome (the process stays sane)."""
         from ..train.cell import run_cell
+        from .failures import Failure, FailureKind
         from .records import CellOutcome
 
         started = datetime.now(timezone.utc)
@@ -81,7 +82,8 @@ class CellRunner:
         try:
             result = run_cell(spec, dataset, node, len(self.applied.cpus), self.counters)
         except Exception as e:  # a cell's own failure is data, not a crash of the sweep
-            return CellOutcome("failed", f"error: {type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}",
+            failure = Failure(FailureKind.CELL_ERROR, f"{type(e).__name__}: {e}")
+            return CellOutcome("failed", f"{failure}\n{traceback.format_exc(limit=6)}",
                                started, datetime.now(timezone.utc), time.perf_counter() - t0, facts=facts)
         return CellOutcome("ok", None, started, datetime.now(timezone.utc), time.perf_counter() - t0,
                            prepare_seconds=result.prepare_seconds, images_decoded=result.images_decoded,

@@ -17,7 +17,7 @@ from ..data.mame import Dataset
 from ..memory_calibration import stored_calibration, write_calibration
 from ..memory_model import estimate_step_bytes
 from ..metrics import central_s_per_mp
-from ..plan import CellSpec, cell_peak_bytes, plan_cells
+from ..plan import CellSpec, cell_largest_pass, plan_cells
 from ..preflight import preflight
 from ..store import ResultStore
 from . import ray_io
@@ -113,11 +113,16 @@ def pending_cells(sweep: Sweep, store: ResultStore, nodes: list[NodeView], datas
     memory) are recorded as skipped, with the reason, before anything starts."""
     cells = plan_cells(sweep, sorted({n.cluster for n in nodes}))
     table = dataset.table.sorted()
-    # a resumed folder that already holds a fit of its own steps plans with it
+    # a resumed folder that already holds a fit of its own steps plans each node with its fit
     cal = stored_calibration(store.root)
-    estimate = cal.estimator() if cal else estimate_step_bytes
-    t = triage(cells, store.finished(), nodes, lambda c: cell_peak_bytes(c, table.heights, table.widths, estimate),
-               sweep.execution.memory_headroom)
+
+    def peak_of(cell: CellSpec) -> Any:
+        px = cell_largest_pass(cell, table.heights, table.widths)
+        if cal is None:
+            return estimate_step_bytes(px, cell.remedy)
+        return lambda node: cal.estimator(node.name)(px, cell.remedy)
+
+    t = triage(cells, store.finished(), nodes, peak_of, sweep.execution.memory_headroom)
     summary.total, summary.already_done = len(cells), t.already_done
     for cell, why in t.skipped:
         store.write_cell(cell_row(cell, None, 0, CellOutcome.not_run("skipped", why)), None)
@@ -231,14 +236,17 @@ class CellLoop:
                 self.inflight.pop(ref)
                 ray_io.kill(r.actor)
                 self.crashed(r.pending, r.node, failure)
-                self.idle.add(r.node.ray_node_id)
+                if r.node.ray_node_id not in self.sched.dead:
+                    self.idle.add(r.node.ray_node_id)
 
     def check_nodes(self) -> None:
         now = time.monotonic()
         if now - self.last_node_check < NODE_CHECK_S:
             return
         self.last_node_check = now
-        alive = ray_io.alive_node_ids() or set()
+        alive = ray_io.alive_node_ids()
+        if alive is None:      # the GCS missed a reply: ask again next tick, lose nobody
+            return
         for nid in set(self.by_id) - alive - self.sched.dead:
             self.lose_node(nid)
             for ref, r in list(self.inflight.items()):

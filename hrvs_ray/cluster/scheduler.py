@@ -33,6 +33,8 @@ class Scheduler:
 
     def next_for(self, node_id: str) -> Pending | None:
         """The first queued cell this node may run (untried here, unless it is the only option)."""
+        if node_id in self.dead:
+            return None
         for p in list(self.queue):
             if node_id in p.feasible and node_id not in p.tried:
                 self.queue.remove(p)
@@ -59,7 +61,11 @@ class Scheduler:
         return stranded
 
 
-def feasibility(cell: CellSpec, nodes: Sequence[NodeView], peak: int, headroom: float) -> tuple[set[str], str]:
+Peak = Callable[[NodeView], int]   # a cell's planned peak bytes on one node (per-node calibration)
+
+
+def feasibility(cell: CellSpec, nodes: Sequence[NodeView], peak: int | Peak,
+                headroom: float) -> tuple[set[str], str]:
     """Node ids of the cell's cluster that can run it, or the reason none can: the scope must
     map onto the node, and on CPUs the planned peak must fit in ``headroom`` of its memory."""
     reasons = []
@@ -75,8 +81,9 @@ def feasibility(cell: CellSpec, nodes: Sequence[NodeView], peak: int, headroom: 
             reasons.append(f"{n.name}: model.device is cuda and Ray reports no GPU on this node")
             continue
         limit = int(n.memory_bytes * headroom)
-        if cell.model.device == "cpu" and n.memory_bytes and peak > limit:
-            reasons.append(f"{n.name}: estimated peak memory {peak / 1e9:.1f} GB exceeds "
+        need = peak(n) if callable(peak) else peak
+        if cell.model.device == "cpu" and n.memory_bytes and need > limit:
+            reasons.append(f"{n.name}: estimated peak memory {need / 1e9:.1f} GB exceeds "
                            f"{headroom:.0%} of the node's {n.memory_bytes / 1e9:.1f} GB")
             continue
         ok.add(n.ray_node_id)
@@ -91,7 +98,7 @@ class Triage:
 
 
 def triage(cells: Sequence[CellSpec], done: dict[str, str], nodes: Sequence[NodeView],
-           peak_of: Callable[[CellSpec], int], headroom: float) -> Triage:
+           peak_of: Callable[[CellSpec], int | Peak], headroom: float) -> Triage:
     """Split planned cells into finished (left alone), runnable and skipped-with-reason."""
     out = Triage()
     for cell in cells:
@@ -101,7 +108,8 @@ def triage(cells: Sequence[CellSpec], done: dict[str, str], nodes: Sequence[Node
         peak = peak_of(cell)
         feasible, why = feasibility(cell, nodes, peak, headroom)
         if feasible:
-            out.pending.append(Pending(cell, feasible, peak_bytes=peak))
+            worst = max(peak(n) for n in nodes if n.ray_node_id in feasible) if callable(peak) else peak
+            out.pending.append(Pending(cell, feasible, peak_bytes=worst))
         else:
             out.skipped.append((cell, why))
     return out

@@ -156,9 +156,10 @@ def _identity(spec: CellSpec, node: str, cores: int, step: int) -> dict[str, Any
 def _pixels(spec: CellSpec, data: StepInput) -> dict[str, Any]:
     """Pixel accounting summed over the step's passes; the batch shape is the largest pass's.
     FLOPs of a ResNet scale exactly with the images of a pass, so each distinct (H, W) is
-    counted once on meta tensors and multiplied."""
+    counted once on meta tensors and multiplied; counted on two images, because BatchNorm
+    refuses a single image whose last feature map is 1x1 even on meta tensors."""
     g = data.geometries
-    flops = sum(step_flops(spec.model.arch, spec.model.num_classes, (1, 3, x.height, x.width)) * x.batch_size
+    flops = sum(step_flops(spec.model.arch, spec.model.num_classes, (2, 3, x.height, x.width)) // 2 * x.batch_size
                 for x in g)
     return {"batch_fingerprint": data.fingerprint, "micro_batches": len(g),
             "batch_height": max(x.height for x in g), "batch_width": max(x.width for x in g),

@@ -3,6 +3,7 @@ tensor at its centred offset (no per-image padded copies), normalised there."""
 from __future__ import annotations
 
 import hashlib
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -31,7 +32,10 @@ def collate(geom: BatchGeometry, images: Sequence[np.ndarray], out: torch.Tensor
         arr = np.ascontiguousarray(img)
         digest.update(memoryview(arr).cast("B"))
         region = out[i, :, p.top:p.top + p.height, p.left:p.left + p.width]
-        region.copy_(torch.from_numpy(arr).permute(2, 0, 1))
+        with warnings.catch_warnings():
+            # prepared arrays are memory-mapped read-only; the tensor is only read from here
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            region.copy_(torch.from_numpy(arr).permute(2, 0, 1))
         for c in range(3):
             region[c].mul_(1.0 / (255.0 * STD[c])).sub_(MEAN[c] / STD[c])
     if memory_format == "channels_last":
