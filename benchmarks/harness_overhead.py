@@ -11,6 +11,8 @@ shape, model, optimizer and thread count (all CPUs of this process):
 - ``bare+affinity``: the same, pinned with ``sched_setaffinity`` + thread env vars first;
 - ``bare+counters``: the same, with hrvs-ray's perf_event counters opened before torch
   (``inherit``) and read around each step;
+- ``bare+trim``: the same, with glibc's ``malloc_trim(0)`` before each step (untimed), as
+  the harness does so that a step's peak RSS is its own;
 - ``harness``: hrvs-ray's own ``CellRunner`` (placement, counters, determinism settings,
   probes, FLOPs) running a cell of that shape (an LR&FS-like fixed-size input set).
 
@@ -47,7 +49,12 @@ opt = torch.optim.Adam(model.parameters(), lr=1e-4, **({"foreach": False} if var
 x = torch.randn(*shape)
 y = torch.randint(0, 29, (shape[0],))
 times = []
+trim = None
+if variant == "bare+trim":
+    import ctypes
+    trim = ctypes.CDLL(None).malloc_trim
 for _ in range(steps + 1):
+    if trim: trim(0)
     if counters: counters.begin()
     t0 = time.perf_counter()
     opt.zero_grad(set_to_none=True)
@@ -72,7 +79,7 @@ t = out.steps.to_pandas()
 print(json.dumps({"seconds": t.loc[~t["warmup"], "seconds"].tolist()}))
 """
 
-VARIANTS = ("bare", "bare+foreach0", "bare+affinity", "bare+counters", "harness")
+VARIANTS = ("bare", "bare+foreach0", "bare+affinity", "bare+counters", "bare+trim", "harness")
 
 
 def sweep_file(tmp: Path, shape: tuple[int, ...], steps: int) -> Path:

@@ -179,8 +179,9 @@ def parse_clusters(v: Validator, value: Any) -> tuple[ClusterSpec, ...]:
 
 def parse_execution(v: Validator, value: Any) -> ExecutionSpec:
     k = "execution"
-    em = v.mapping(value, k, {"exclusive", "cell_timeout_s", "retries", "memory_headroom"})
+    em = v.mapping(value, k, {"exclusive", "cell_timeout_s", "retries", "memory_headroom", "release_heap"})
     return ExecutionSpec(exclusive=v.get(em, k, "exclusive", bool, True),
+                         release_heap=v.get(em, k, "release_heap", bool, False),
                          cell_timeout_s=v.get(em, k, "cell_timeout_s", float, 3600.0, positive),
                          retries=v.get(em, k, "retries", int, 1, non_negative),
                          memory_headroom=v.get(em, k, "memory_headroom", float, 0.9, fraction))

@@ -25,7 +25,7 @@ FIT_KEYS = ["node", "precision", "memory_format", "checkpointing"]
 def calibrate(steps: pd.DataFrame) -> Calibration:
     """One fit per (node, precision, memory format, checkpointing) over the timed steps."""
     d = timed(steps).dropna(subset=["peak_rss_bytes", "pass_px"])
-    d = d[d["peak_rss_scope"].fillna("step") == "step"]   # a process-wide peak is not the step's
+    d = d[d["peak_rss_scope"].fillna("step").str.startswith("step")]   # a process-wide peak is not the step's
     fits = {}
     for key, g in d.groupby(FIT_KEYS, sort=True):
         remedy = Remedy(precision=key[1], memory_format=key[2], checkpointing=key[3])

@@ -35,6 +35,7 @@ class CellSpec:
     counters: CounterSpec
     cell_id: str
     remedy: Remedy = PAPER     # model.precision / memory_format always equal the remedy's
+    release_heap: bool = False  # execution.release_heap: free heap handed back before each step
 
     @property
     def n_batches(self) -> int:
@@ -110,6 +111,7 @@ def plan_cells(sweep: Sweep, clusters: Sequence[str]) -> list[CellSpec]:
                             model=replace(sweep.model, precision=remedy.precision,
                                           memory_format=remedy.memory_format),
                             optimizer=sweep.optimizer, counters=counters, remedy=remedy,
+                            release_heap=sweep.execution.release_heap,
                             cell_id=cell_id(cluster, scope, iset, run, params, remedy.label if extra else "")))
     return cells
 

@@ -27,7 +27,8 @@ def test_every_remedy_is_a_cell_with_its_columns_and_the_plans_pixels(tmp_path, 
     d = tiny_sweep_dict(tmp_path, name="remedies",
                         input_sets={"MR&VS": {"resize": "shorter_side", "size": 40, "batch_size": 4}},
                         remedies={"batching": ["pad", "bucket", "accumulate"], "precision": ["float32", "bfloat16"],
-                                  "window": 2})
+                                  "window": 2},
+                        execution={"cell_timeout_s": 300, "retries": 1, "release_heap": True})
     path = write_sweep(d)
     out = tmp_path / "results"
     r = hrvs("sweep", str(path), "--out", str(out), "--no-progress", cwd=tmp_path)
@@ -57,6 +58,7 @@ def test_every_remedy_is_a_cell_with_its_columns_and_the_plans_pixels(tmp_path, 
     assert (acc["padding_px"] == 0).all() and (acc["micro_batches"] == 4).all()
     assert acc["informative_px"].tolist() == pad["informative_px"].tolist()   # the paper's images
     assert (steps["growth_bytes"] == steps["peak_rss_bytes"] - steps["rss_start_bytes"]).all()
+    assert (steps["peak_rss_scope"] == "step, free heap released first").all()    # execution.release_heap
     assert (cells["baseline_rss_bytes"] > 0).all()
 
     again = hrvs("sweep", str(path), "--out", str(out), "--no-progress", "--no-report", cwd=tmp_path)

@@ -119,9 +119,10 @@ def run_cell(spec: CellSpec, dataset_spec: DatasetSpec, node: str, cores: int, c
 def _timed_step(spec: CellSpec, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 data: StepInput, counters: Any) -> dict[str, Any]:
     device = spec.model.device
-    memory.release_free_heap()   # untimed: the step's peak must not include an earlier step's heap
+    released = spec.release_heap and memory.release_free_heap()   # untimed; see ExecutionSpec
     # if the kernel refuses the reset, the peak is the process's so far, and we say so
-    peak_scope = "step" if memory.reset_peak_rss() else "process (clear_refs refused: peak since process start)"
+    peak_scope = (("step, free heap released first" if released else "step") if memory.reset_peak_rss()
+                  else "process (clear_refs refused: peak since process start)")
     rss_start = memory.rss_bytes()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
