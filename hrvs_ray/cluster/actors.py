@@ -57,8 +57,8 @@ class CellRunner:
         self.torch_preloaded = "torch" in sys.modules
         self.placement = placement
         self.applied = apply_placement(placement)
-        # Opened before torch exists, so its worker threads are counted (inherit) and
-        # nothing has been computed yet by a thread pool we cannot see.
+        # Opened on the threads alive now; each step's begin() adds a group for every thread
+        # started since (torch's pool, started below), so every compute thread is its own group.
         self.counters = open_counters(llc_event)
         import torch
 
@@ -66,6 +66,9 @@ class CellRunner:
 
         torch.set_num_threads(self.applied.threads)
         self.torch_threads = check_torch_threads(self.applied.threads)
+        # start torch's intra-op pool now: each step's counters cover the threads alive at its
+        # start (one group per thread), so the pool must not first appear inside a step
+        torch.ones(256, 256) @ torch.ones(256, 256)
 
     def ready(self) -> dict[str, Any]:
         return {"cpus": list(self.applied.cpus), "threads": self.torch_threads, "pid": os.getpid()}

@@ -11,17 +11,19 @@ Why ctypes and not a library: the Python perf bindings (``perf`` from the kernel
 syscall needs one 112-byte struct and ``read()``. ctypes keeps the container free of
 kernel-version-specific builds and lets every failure surface as an errno we can explain.
 
-How the whole process is counted: one event group per *existing* thread (``/proc/self/task``,
-``pid=tid``), each opened with ``inherit=1`` so threads those threads create later (torch's
-OpenMP pool, data threads) are counted into them. Opening per thread means it does not matter
-whether torch's pool already exists. Reads sum all threads. ``inherit`` also follows processes
-forked after opening (e.g. DataLoader workers): keep data loading out of the timed step.
+How the whole process is counted: one event group per thread (``/proc/self/task``,
+``pid=tid``), *without* ``inherit``, and every :meth:`Counters.begin` opens groups for threads
+that appeared since (torch's OpenMP pool, data threads): each compute thread has a group of
+its own. Why not ``inherit``: the kernel folds an inherited child's counts *and times* into
+its parent's counter, so torch's whole pool would be read, and scaled, as one thread — the
+per-thread scaling below would then be a scaling of sums. A thread that starts and ends
+inside one step, or a process forked during it, is not counted (the training step creates
+neither: torch's pools persist). Reads sum all threads.
 
 Groups: cycles, instructions and the LLC event are one group (``PERF_FORMAT_GROUP``) so they are
-scheduled on the PMU together and their ratios (IPC, MPKI) stay consistent. Group reads with
-``inherit=1`` are refused (EINVAL) by old kernels (before 4.3, which taught ``perf_read_group``
-to sum inherited children); there we fall back to one fd per event, each scaled on its own, and
-say so in :attr:`Counters.grouping`. Linux 6.18 here accepts the combination.
+scheduled on the PMU together and their ratios (IPC, MPKI) stay consistent. Should a kernel
+refuse a group read (EINVAL), each event gets its own fd, scaled on its own, and
+:attr:`Counters.grouping` says so.
 
 Multiplexing: each thread's (group's) count is scaled by its own ``time_enabled / time_running``
 *before* the threads are summed -- threads are multiplexed differently, so scaling the sums
@@ -49,7 +51,7 @@ import time
 from dataclasses import dataclass, field
 
 from .events import HW_EVENTS, SW_EVENTS, Event, EventSpecError, parse_llc_event
-from .perf import (FLAG_EXCLUDE_HV, FLAG_EXCLUDE_KERNEL, FLAG_INHERIT, FMT_GROUP, FMT_TOTAL_TIME_ENABLED,
+from .perf import (FLAG_EXCLUDE_HV, FLAG_EXCLUDE_KERNEL, FMT_GROUP, FMT_TOTAL_TIME_ENABLED,
                    FMT_TOTAL_TIME_RUNNING, explain_errno, has_cpu_pmu, open_event, paranoid)
 
 __all__ = ["SAMPLE_KEYS", "Counters", "explain_errno", "has_cpu_pmu", "open_counters", "probe_events",
@@ -65,10 +67,31 @@ Reading = list[tuple[int, int, int]]
 
 @dataclass
 class _Set:
-    """Events opened as a group (or one fd each when the kernel refuses group+inherit), per thread."""
+    """Events opened as a group (or one fd each when the kernel refuses group reads), per thread."""
     events: tuple[Event, ...]
     grouped: bool
+    flags: int = 0
     fds: list[list[int]] = field(default_factory=list)      # per thread: one fd per event (leader first)
+    tids: set[int] = field(default_factory=set)             # threads with a group (alive or not)
+
+    def add_threads(self, tids: list[int]) -> None:
+        """Open groups on threads that have none yet (a thread that exited meanwhile is skipped)."""
+        fmt = FMT_TOTAL_TIME_ENABLED | FMT_TOTAL_TIME_RUNNING | (FMT_GROUP if self.grouped else 0)
+        for tid in tids:
+            if tid in self.tids:
+                continue
+            fds: list[int] = []
+            try:
+                for ev in self.events:
+                    fds.append(open_event(ev, tid, fds[0] if (self.grouped and fds) else -1, fmt, self.flags))
+            except OSError as e:
+                for fd in fds:
+                    os.close(fd)
+                if e.errno == errno.ESRCH:      # the thread exited meanwhile
+                    continue
+                raise
+            self.fds.append(fds)
+            self.tids.add(tid)
 
     def read(self) -> list[Reading]:
         """Per thread (fd set), per event: (raw value, time_enabled, time_running)."""
@@ -90,24 +113,11 @@ class _Set:
 
 
 def _open_set(events: tuple[Event, ...], tids: list[int], flags: int) -> _Set:
-    """Open ``events`` on every thread; grouped if the kernel allows group reads with inherit."""
-    fmt = FMT_TOTAL_TIME_ENABLED | FMT_TOTAL_TIME_RUNNING
+    """Open ``events`` on every thread; grouped unless the kernel refuses group reads."""
     for grouped in (True, False):
-        s = _Set(events, grouped)
+        s = _Set(events, grouped, flags)
         try:
-            for tid in tids:
-                fds: list[int] = []
-                try:
-                    for ev in events:
-                        leader = fds[0] if (grouped and fds) else -1
-                        fds.append(open_event(ev, tid, leader, fmt | (FMT_GROUP if grouped else 0), flags))
-                except OSError as e:
-                    for fd in fds:
-                        os.close(fd)
-                    if e.errno == errno.ESRCH:      # the thread exited meanwhile
-                        continue
-                    raise
-                s.fds.append(fds)
+            s.add_threads(tids)
             return s
         except OSError as e:
             s.close()
@@ -164,7 +174,7 @@ class Counters:
         except EventSpecError as e:
             llc, self.llc_event = None, f"invalid:{llc_event}"
             self.llc_status = str(e)
-        hw_flags = FLAG_INHERIT | FLAG_EXCLUDE_KERNEL | FLAG_EXCLUDE_HV
+        hw_flags = FLAG_EXCLUDE_KERNEL | FLAG_EXCLUDE_HV
         try:
             self.hw = _open_set(HW_EVENTS + ((llc,) if llc else ()), tids, hw_flags)
         except OSError as e:
@@ -177,8 +187,7 @@ class Counters:
                     self.llc_status = explain_errno(e.errno, f"LLC event {self.llc_event}")
                 except OSError as e2:
                     self.hw_status = explain_errno(e2.errno)
-        for flags, kernel in ((FLAG_INHERIT | FLAG_EXCLUDE_HV, True),
-                              (FLAG_INHERIT | FLAG_EXCLUDE_KERNEL | FLAG_EXCLUDE_HV, False)):
+        for flags, kernel in ((FLAG_EXCLUDE_HV, True), (FLAG_EXCLUDE_KERNEL | FLAG_EXCLUDE_HV, False)):
             try:
                 self.sw = _open_set(SW_EVENTS, tids, flags)
                 self.sw_kernel = kernel
@@ -192,7 +201,7 @@ class Counters:
 
     @property
     def grouping(self) -> str:
-        return "none" if self.hw is None else ("group" if self.hw.grouped else "ungrouped (kernel refuses group+inherit)")
+        return "none" if self.hw is None else ("group" if self.hw.grouped else "ungrouped (kernel refuses group reads)")
 
     @property
     def status(self) -> str:
@@ -211,6 +220,14 @@ class Counters:
         return hw, sw, time.process_time(), ru.ru_nvcsw + ru.ru_nivcsw
 
     def begin(self) -> None:
+        """Open groups on threads started since the last step, then read every thread."""
+        tids = _threads()
+        for s in (self.hw, self.sw):
+            if s is not None:
+                try:
+                    s.add_threads(tids)
+                except OSError:  # e.g. out of fds: the new threads go uncounted, the old ones still count
+                    pass
         self._before = self._snapshot()
 
     def end(self) -> dict:
