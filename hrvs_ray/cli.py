@@ -21,15 +21,14 @@ def _err(msg: str) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from .config import load_sweep
-    from .plan import batch_table, check_batch_sizes, check_passes, planning_shapes
+    from .plan import batch_table, check_plan, planning_shapes
 
     sweep = load_sweep(args.sweep)
     if args.batches <= 0:
         _err("--batches must be > 0")
         return EXIT_BAD_INPUT
     shapes, source = planning_shapes(sweep)
-    check_batch_sizes(sweep, len(shapes), source)
-    check_passes(sweep, shapes, source)
+    check_plan(sweep, shapes, source)
     estimate, memory_source = _plan_estimator(args.memory_from)
     if estimate is None:
         return EXIT_BAD_INPUT

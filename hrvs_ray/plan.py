@@ -187,6 +187,13 @@ def check_passes(sweep: Sweep, shapes: ShapeTable, where: str) -> None:
                              f"BatchNorm one value per channel; choose a micro_batch that leaves no single image")
 
 
+def check_plan(sweep: Sweep, shapes: ShapeTable, where: str) -> None:
+    """Everything a sweep's plan needs from the shapes it will read: batches that fit in the
+    subset, passes that can train. Every caller (plan, sweep pre-flight, data check) uses this."""
+    check_batch_sizes(sweep, len(shapes), where)
+    check_passes(sweep, shapes, where)
+
+
 def _mma(values: np.ndarray, scale: float) -> dict[str, float]:
     v = np.asarray(values, dtype=np.float64) / scale
     return {"min": float(v.min()), "avg": float(v.mean()), "max": float(v.max())}
@@ -200,8 +207,7 @@ def batch_table(sweep: Sweep, n_batches: int, shapes: ShapeTable | None = None,
     memory format × checkpointing of the sweep (``memory_gb``: the first of them)."""
     if shapes is None:
         shapes, source = planning_shapes(sweep)
-        check_batch_sizes(sweep, len(shapes), source)
-        check_passes(sweep, shapes, source)
+        check_plan(sweep, shapes, source)
     spec = sweep.remedies
     several = len(spec.batching) > 1
     out: dict[str, dict] = {}

@@ -21,7 +21,7 @@ from .config import SweepError, Sweep, SyntheticSpec
 from .data.mame import Dataset, DatasetError, metadata_path, open_dataset, read_metadata
 from .data.shapes import METADATA_CSV, ShapeTable, shipped_shape_table
 from .data.synthetic import draw_rows, is_complete
-from .plan import check_batch_sizes, check_passes, plan_cells, step_plan
+from .plan import check_plan, plan_cells, step_plan
 from .remedies import PAPER
 
 DATA_CHECK_HINT = "run 'hrvs-ray data check {sweep}' to list every problem, truncated files included"
@@ -71,8 +71,7 @@ def check_dataset(sweep: Sweep) -> ShapeTable:
     if len(table) == 0:
         raise SweepError(sweep.source or "<sweep>", "dataset.subset",
                          f"no images in subset {sweep.dataset.subset!r} in {where}")
-    check_batch_sizes(sweep, len(table), where)
-    check_passes(sweep, table, where)
+    check_plan(sweep, table, where)
     return table
 
 
@@ -138,7 +137,7 @@ def data_check(sweep: Sweep, input_sets: Collection[str] | None = None, every_im
     except DatasetError as e:   # a malformed row is a data problem: listed, not a crash
         return DataCheck(0, [Problem(str(csv_path), "metadata", str(e))], time.perf_counter() - t0)
     table = full.select(ds.subset).sorted()
-    check_batch_sizes(sweep, len(table), str(csv_path))
+    check_plan(sweep, table, str(csv_path))
     ids = list(dict.fromkeys(table.ids)) if every_image else needed_image_ids(sweep, table, input_sets)
     shapes = {i: (int(h), int(w)) for i, h, w in zip(table.ids, table.heights, table.widths)}
     limit = pixel_limit(int((table.widths * table.heights).max()))

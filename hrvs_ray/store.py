@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -182,7 +183,7 @@ class ResultStore:
 
     def _cells(self) -> pa.Table:
         if self.cells_path.is_file():
-            return _read(self.cells_path, CELLS_SCHEMA)   # upgraded: a resumed v1 folder stays whole
+            return _read(self.cells_path, CELLS_SCHEMA)   # filled: a resumed v1 folder stays whole
         return conform([], CELLS_SCHEMA)
 
     def finished(self) -> dict[str, str]:
@@ -241,26 +242,34 @@ def _read(path: Path, schema: pa.Schema) -> pa.Table:
         t = pq.read_table(path)
     except (OSError, pa.ArrowException) as e:
         raise ResultsError(f"{path}: corrupt or unreadable parquet ({e})") from None
-    version = _check_version(path, t.schema)
-    t = conform(t, schema)
-    return _upgrade_v1(t) if version < 2 else t
+    _check_version(path, t.schema)
+    return _fill_defaults(conform(t, schema))
 
 
-def _upgrade_v1(t: pa.Table) -> pa.Table:
-    """Schema 1 predates the remedies axes: every cell ran the paper's batching, without
-    checkpointing, at the precision and memory format its rows (or its spec) name."""
-    if not t.num_rows or "batching" not in t.column_names:
+_FILLED = ("batching", "precision", "memory_format", "checkpointing", "remedy", "micro_batches", "growth_bytes",
+           "pass_px")
+
+
+def _fill_defaults(t: pa.Table) -> pa.Table:
+    """The one place a row without its remedy or derived memory columns gets them: schema-1
+    rows predate the remedies axes (every cell ran the paper's batching, without
+    checkpointing, at the precision and memory format its rows or its spec name), and a
+    reader should never have to guess them again."""
+    gaps = [c for c in _FILLED if c in t.column_names and t.column(c).null_count]
+    if not t.num_rows or not gaps:
         return t
     df = t.to_pandas()
     if "spec_json" in df and df["precision"].isna().any():
         specs = df["spec_json"].map(lambda j: json.loads(j).get("model", {}) if isinstance(j, str) else {})
         df["precision"] = df["precision"].fillna(specs.map(lambda m: m.get("precision")))
         df["memory_format"] = df["memory_format"].fillna(specs.map(lambda m: m.get("memory_format")))
-    df["precision"] = df["precision"].fillna("float32")
-    df["memory_format"] = df["memory_format"].fillna("contiguous")
-    df["batching"] = df["batching"].fillna("pad")
-    df["checkpointing"] = df["checkpointing"].fillna("none")
-    df["remedy"] = [Remedy(precision=p, memory_format=m).label for p, m in zip(df["precision"], df["memory_format"])]
+    df = df.fillna({"precision": "float32", "memory_format": "contiguous", "batching": "pad", "checkpointing": "none"})
+    missing = df["remedy"].isna()
+    if missing.any():
+        df.loc[missing, "remedy"] = [
+            Remedy(r.batching, r.precision, r.memory_format, r.checkpointing,
+                   **{k: int(getattr(r, k)) for k in ("window", "micro_batch") if not pd.isna(getattr(r, k))}).label
+            for r in df[missing].itertuples()]
     if "micro_batches" in df:
         df["micro_batches"] = df["micro_batches"].fillna(1)
         df["growth_bytes"] = df["growth_bytes"].fillna(df["peak_rss_bytes"] - df["rss_start_bytes"])

@@ -54,12 +54,6 @@ class SweepSummary:
     wall_seconds: float = 0.0
 
 
-def _dataset_for(sweep: Sweep) -> Dataset:
-    # validates against the dataset, generates a synthetic one once, checks every needed
-    # image's header: every bad image listed at once, before Ray starts or a folder is written
-    return preflight(sweep)
-
-
 def run_sweep(sweep: Sweep, out: Path, progress_factory: Any, address: str | None = None,
               fresh: bool = False) -> SweepSummary:
     """Run every missing cell of ``sweep`` into ``out``; return what happened.
@@ -70,7 +64,9 @@ def run_sweep(sweep: Sweep, out: Path, progress_factory: Any, address: str | Non
     # ones (the dataset and cache must be visible at the same path on every node).
     sweep = replace(sweep, dataset=replace(sweep.dataset, path=str(Path(sweep.dataset.path).resolve()),
                                            cache=str(Path(sweep.dataset.cache).resolve())))
-    dataset = _dataset_for(sweep)
+    # validates against the dataset, generates a synthetic one once, checks every needed
+    # image's header: every bad image listed at once, before Ray starts or a folder is written
+    dataset = preflight(sweep)
     store = ResultStore.open(out, sweep.name, sweep.fingerprint(), sweep.to_dict(), fresh=fresh)
 
     ray_io.connect(address)

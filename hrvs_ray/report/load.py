@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..metrics import derive
-from ..remedies import AXES, BATCHING, CHECKPOINTING, MEMORY_FORMAT, PAPER, PRECISION, Remedy
+from ..remedies import AXES, BATCHING, CHECKPOINTING, MEMORY_FORMAT, PAPER, PRECISION
 from ..scopes import scope_key, scope_label
 from ..store import ResultsError, read_results
 
@@ -83,8 +83,6 @@ class Merged:
 # The remedy columns the report reads, and what a row that lacks one ran (results written
 # before the remedies axes existed, schema 1, ran the paper's batching without checkpointing).
 REMEDY_COLS = ("remedy",) + AXES
-DEFAULTS = {"batching": PAPER.batching, "precision": PAPER.precision, "memory_format": PAPER.memory_format,
-            "checkpointing": PAPER.checkpointing}
 _RANK = {a: {v: i for i, v in enumerate(vals)} for a, vals in
          zip(AXES, (BATCHING, PRECISION, MEMORY_FORMAT, CHECKPOINTING))}
 
@@ -96,43 +94,6 @@ def remedy_order(rows: pd.DataFrame) -> list[str]:
     key = {r["remedy"]: (r["remedy"] != PAPER.label, *(_RANK[a].get(r[a], 99) for a in AXES), r["remedy"])
            for _, r in rows.iterrows()}
     return sorted(key, key=key.get)
-
-
-def _with_remedy(df: pd.DataFrame, by_cell: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Fill the remedy columns where a row lacks them: from the same cell's steps (cells of
-    an older folder) or the paper's defaults; the label as hrvs_ray.remedies spells it."""
-    df = df.copy()
-    for col, default in DEFAULTS.items():
-        if col not in df:
-            df[col] = None
-        if by_cell is not None and len(by_cell):
-            df[col] = df[col].fillna(df["cell_id"].map(by_cell[col]))
-        df[col] = df[col].fillna(default)
-    for col in ("remedy", "window", "micro_batch"):
-        if col not in df:
-            df[col] = None
-
-    def label(r: pd.Series) -> str:
-        extra = {k: int(r[k]) for k in ("window", "micro_batch") if not pd.isna(r[k])}
-        return Remedy(*(r[a] for a in AXES), **extra).label
-    if df["remedy"].isna().any():
-        df.loc[df["remedy"].isna(), "remedy"] = df[df["remedy"].isna()].apply(label, axis=1)
-    return df
-
-
-def _with_growth(steps: pd.DataFrame) -> pd.DataFrame:
-    """Steps of an older folder: one pass per step, growth = peak - start."""
-    if "micro_batches" not in steps:
-        steps["micro_batches"] = None
-    steps["micro_batches"] = steps["micro_batches"].fillna(1)
-    peak = pd.to_numeric(steps["peak_rss_bytes"], errors="coerce")
-    start = pd.to_numeric(steps["rss_start_bytes"], errors="coerce")
-    steps["growth_bytes"] = pd.to_numeric(steps.get("growth_bytes"), errors="coerce").fillna(peak - start) \
-        if "growth_bytes" in steps else peak - start
-    total = pd.to_numeric(steps["total_px"], errors="coerce")
-    # one pass per step unless recorded otherwise: its pixels are the step's
-    steps["pass_px"] = pd.to_numeric(steps["pass_px"], errors="coerce").fillna(total) if "pass_px" in steps else total
-    return steps
 
 
 def reference_remedy(steps: pd.DataFrame) -> str:
@@ -211,8 +172,8 @@ def load(dirs: list[Path]) -> Merged:
         steps_parts.append(steps)
         cells_parts.append(cells)
         nodes_parts.append(nodes)
-    steps = _with_growth(_with_remedy(pd.concat(steps_parts, ignore_index=True)))
-    by_cell = steps.drop_duplicates("cell_id").set_index("cell_id")
-    cells = _with_remedy(pd.concat(cells_parts, ignore_index=True), by_cell)
+    # remedy columns and derived memory columns come filled from hrvs_ray.store
+    steps = pd.concat(steps_parts, ignore_index=True)
+    cells = pd.concat(cells_parts, ignore_index=True)
     nodes = pd.concat(nodes_parts, ignore_index=True).drop_duplicates(subset=["cluster", "node"], keep="last")
     return Merged(sources, derive(steps), cells, nodes.reset_index(drop=True), notes, reference_remedy(steps))
