@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from hrvs_ray import config, scopes
-from hrvs_ray.probes.events import EVENT_HELP, EventSpecError, parse_llc_event
 from hrvs_ray.node.topology import read_topology, resolve_scope
+from hrvs_ray.probes.events import EVENT_HELP, EventSpecError, parse_llc_event
 
 # Valid (generic, named, raw, upper-case hex, 64 bits) and invalid spellings (wrong case,
 # padding, no 0x, no digits, not hex, 65 bits, perf's own names, not a string).
@@ -36,7 +36,8 @@ def _probes_accept(spec: object) -> bool:
 def _sweep_dict(top_llc: object = "generic", cluster_llc: object = "generic") -> dict:
     return {"name": "ev", "dataset": {"kind": "synthetic", "path": "/nonexistent/ev"},
             "input_sets": {"a": {"resize": "fixed", "size": [8, 8], "batch_size": 1}}, "scopes": ["node"],
-            "counters": {"llc": top_llc}, "clusters": [{"name": "c0"}, {"name": "c1", "counters": {"llc": cluster_llc}}]}
+            "counters": {"llc": top_llc},
+            "clusters": [{"name": "c0"}, {"name": "c1", "counters": {"llc": cluster_llc}}]}
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=repr)

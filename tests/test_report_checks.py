@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from fixtures.report_results import make_results
+
 from hrvs_ray import __version__
 from hrvs_ray.remedies import PAPER, Remedy
 from hrvs_ray.report.checks import determinism, failures, provenance
