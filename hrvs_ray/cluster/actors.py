@@ -1,5 +1,5 @@
-"""Work that runs on cluster nodes. Plain classes and functions: the driver wraps them
-with ``ray.remote`` at launch, so they stay importable and testable without Ray.
+"""Work that runs on cluster nodes. Plain classes and functions: the driver has them wrapped
+through ``ray_io`` at launch, so they stay importable and testable without Ray.
 
 Each cell gets a fresh actor process: placement, thread count and counters are set up in
 ``__init__`` before torch is imported, and the process's memory peak and counters are the
@@ -94,7 +94,8 @@ class CellRunner:
                            facts=facts, steps=result.steps)
 
     def _facts(self) -> "ProcessFacts":
-        import ray
+        from importlib.metadata import version
+
         import torch
 
         from .. import __version__
@@ -110,7 +111,7 @@ class CellRunner:
                   "placement_warning": "; ".join(warnings) or None,
                   "core_kinds": core_kinds_json(getattr(self.placement, "core_kinds", None)),
                   "hostname": socket.gethostname(), "pid": os.getpid(), "torch_version": torch.__version__,
-                  "ray_version": ray.__version__, "hrvs_ray_version": __version__,
+                  "ray_version": version("ray"), "hrvs_ray_version": __version__,
                   "python_version": sys.version.split()[0]}
         return ProcessFacts(**{**ProcessFacts.known(collect_provenance()), **values})
 
