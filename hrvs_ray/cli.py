@@ -89,7 +89,7 @@ def _mp(v: float) -> str:
 def print_summary(out: Path) -> None:
     """s/MP and s/informative-MP per cluster, scope, input set and remedy: the CENTRAL
     statistic of the timed steps ± their SPREAD, the same figures the report shows."""
-    from .metrics import CENTRAL, SPREAD, central, derive, group_keys, spread, timed
+    from .metrics import CENTRAL, GROUP_KEYS, SPREAD, central, derive, spread, timed
     from .scopes import scope_key
     from .store import read_results
 
@@ -97,7 +97,7 @@ def print_summary(out: Path) -> None:
     if d.empty:
         print("no timed steps recorded")
         return
-    keys = group_keys(d)
+    keys = GROUP_KEYS
     rows = [[*(str(k) for k in key), str(len(g)),
              *(f"{central(g[c]):.3f} ± {spread(g[c]):.3f}" for c in ("s_per_mp", "s_per_informative_mp")),
              f"{g['peak_rss_bytes'].max() / 1e9:.2f}"]
@@ -236,6 +236,8 @@ def cmd_node_info(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .config import SyntheticSpec   # pure and light: its defaults are the CLI's
+
     p = argparse.ArgumentParser(prog="hrvs-ray", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -267,10 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = s.add_subparsers(dest="data_command", required=True)
     d = dsub.add_parser("synth", help="write a synthetic MAMe-like dataset (real MAMe shapes, seeded pixels)")
     d.add_argument("--out", required=True)
-    d.add_argument("--scale", type=float, default=0.1, help="linear scale of the MAMe shapes (default 0.1)")
-    d.add_argument("--count", type=int, default=300)
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--quality", type=int, default=90, help="JPEG quality")
+    d.add_argument("--scale", type=float, default=SyntheticSpec.scale,
+                   help=f"linear scale of the MAMe shapes (default {SyntheticSpec.scale})")
+    d.add_argument("--count", type=int, default=SyntheticSpec.count)
+    d.add_argument("--seed", type=int, default=SyntheticSpec.seed)
+    d.add_argument("--quality", type=int, default=SyntheticSpec.quality, help="JPEG quality")
     d.set_defaults(func=cmd_synth)
     d = dsub.add_parser("check", help="decode every image a sweep's cells use and list every problem "
                         "(exit 0 clean, 1 with problems)")
