@@ -57,6 +57,9 @@ def test_plan_cli_json_imports_neither_torch_nor_ray(tmp_path):
     for entry in data.values():
         assert {"batch_size", "informative", "padding", "total"} <= set(entry)
         assert set(entry["total"]) == {"min", "avg", "max"}
+        for view in ("sampled", "epoch"):       # README: "plan --format json"
+            assert {"steps", "informative_px", "total_px", "padding_share", "labels"} <= set(entry[view])
+            assert set(entry[view]["labels"]) == {"mean_classes", "min_classes", "mean_top_share", "max_top_share"}
 
 
 def test_cells_are_the_cartesian_product_with_stable_ids(tmp_path):
