@@ -1,4 +1,4 @@
-"""Per-pixel memory factors of the remedies, measured: the constants of hrvs_ray.memory_model.
+"""Per-pixel memory factors of the remedies, measured: the constants of hrvs_ray.plan.memory_model.
 
     python benchmarks/memory_factors.py [--shape 4,3,512,640] [--steps 3]
 

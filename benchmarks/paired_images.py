@@ -10,7 +10,7 @@ For each sweep (default ``sweeps/quick-remedies.yaml`` and ``sweeps/remedies.yam
    the function every cell runs. Plan version 2 makes it 100 %.
 2. For MR&VS and HR&VS, ``pad`` and ``bucket``: padding share (Σ padding ÷ Σ total) and
    label diversity per batch (distinct media mean/min, largest medium share mean/max)
-   over the sweep's sampled timed steps and over one full epoch (``plan_epoch``).
+   over the sweep's sampled timed steps and over one full epoch (``plan.epoch``).
 
 ``remedies.yaml`` plans on the real MAMe shapes: the dataset's own CSV when ``--mame`` is
 given (default the shared copy beside the repository, when present), else the shipped table
@@ -25,8 +25,9 @@ from pathlib import Path
 
 from hrvs_ray.config import load_sweep
 from hrvs_ray.data.shapes import read_metadata_csv
-from hrvs_ray.plan import plan_cells, planning_shapes, step_plan
-from hrvs_ray.plan_epoch import policy_views
+from hrvs_ray.plan.cells import plan_cells, step_plan
+from hrvs_ray.plan.epoch import policy_views
+from hrvs_ray.plan.table import planning_shapes
 
 REPO = Path(__file__).resolve().parents[1]
 

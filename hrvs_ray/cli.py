@@ -21,7 +21,7 @@ def _err(msg: str) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from .config import load_sweep
-    from .plan import batch_table, check_plan, planning_shapes
+    from .plan.table import batch_table, check_plan, planning_shapes
 
     sweep = load_sweep(args.sweep)
     if args.batches <= 0:
@@ -45,11 +45,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def _plan_estimator(memory_from: str | None) -> tuple[Any, str]:
     """The built-in memory model, or the one calibrated on a results folder (None on error)."""
-    from .memory_model import estimate_step_bytes
+    from .plan.memory_model import estimate_step_bytes
 
     if not memory_from:
         return estimate_step_bytes, "built-in model (the paper's 430 B/px, remedy factors measured)"
-    from .memory_calibration import load_calibration
+    from .plan.memory_calibration import load_calibration
     from .store import ResultsError
 
     try:
@@ -84,7 +84,7 @@ def _print_plan(table: dict[str, dict]) -> None:
 
 def _print_sampled_vs_epoch(table: dict[str, dict], width: int) -> None:
     """What the sweep's timed steps stand for: padding and label diversity over them and
-    over one full epoch (plan_epoch)."""
+    over one full epoch (plan.epoch)."""
     print("\nsampled steps vs a full epoch: padding % (Σ padding ÷ Σ total) and classes per batch "
           "(distinct mean/min, largest class share mean/max)")
     print(f"{'input set':<{width}} {'sampled':>16}  {'padding':>7}  {'classes':>10}  {'top class':>9}   "
@@ -141,7 +141,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         sweep = replace(sweep, dataset=replace(sweep.dataset, path=args.data))
     out = Path(args.out) if args.out else Path("results") / sweep.name
     from .cluster.driver import NoUsableNodes, run_sweep
-    from .progress import cell_progress
+    from .cluster.progress import cell_progress
 
     try:
         summary = run_sweep(sweep, out, cell_progress(not args.no_progress), address=args.address, fresh=args.fresh)
@@ -213,7 +213,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     """Exit 0 when every image and row is fine, 1 listing every problem, 2 on bad input."""
     from .config import load_sweep
     from .data.check import format_problems
-    from .preflight import data_check
+    from .plan.preflight import data_check
 
     sweep = load_sweep(args.sweep)
     if args.data:
@@ -241,8 +241,8 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_node_info(args: argparse.Namespace) -> int:
-    from .probes.nodedoc import describe_node, format_node_info
-    from .probes.sysfs import TopologyError
+    from .node.nodedoc import describe_node, format_node_info
+    from .node.sysfs import TopologyError
 
     scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
     try:

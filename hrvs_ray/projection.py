@@ -1,7 +1,7 @@
 """Projected cost of a full epoch from a cell's measured steps. Pure: numpy only.
 
 A cell times a few steps; an epoch of real training runs every batch of the epoch, whose
-pixels the plan knows exactly (``plan_epoch.epoch_view``). The step time is modelled as
+pixels the plan knows exactly (``plan.epoch.epoch_view``). The step time is modelled as
 ``seconds = a + b × total_px`` (``a``: a fixed cost per optimizer step, ``b``: the cost
 per padded pixel), fitted by least squares on the group's timed steps, and applied to
 the epoch's steps and pixel totals. It is a projection, not a measurement: the report

@@ -84,7 +84,7 @@ def test_cli_bad_sweep_exits_2_and_runs_nothing(write_sweep, tmp_path):
 
 
 # Computed with the config.py of git HEAD 13c6d0a (before the remedies axes existed), by
-# loading these files with `git show HEAD:hrvs_ray/config.py` in a scratch package: a sweep
+# loading these files with `git show HEAD:hrvs_ray/config/__init__.py` in a scratch package: a sweep
 # without a remedies section must keep its fingerprint, or its results folder stops resuming.
 FINGERPRINTS_BEFORE_REMEDIES = {"quick": "12b8a3d7a4341059", "full": "13b53e6f2af4fb45", "smoke": "e82f77c4bb564287"}
 

@@ -8,7 +8,8 @@ import pytest
 
 from hrvs_ray.config import InputSetSpec, load_sweep, parse_sweep
 from hrvs_ray.data.shapes import read_metadata_csv, shipped_shape_table, transformed_shape
-from hrvs_ray.plan import CellSpec, batch_table, plan_cells
+from hrvs_ray.plan.cells import CellSpec, plan_cells
+from hrvs_ray.plan.table import batch_table
 from conftest import MAME_CSV, REPO, tiny_sweep_dict
 
 
@@ -89,7 +90,8 @@ def test_llc_event_and_scopes_can_differ_per_cluster(tmp_path):
 def test_cells_that_differ_only_in_remedy_train_on_the_same_images(name):
     from collections import Counter
 
-    from hrvs_ray.plan import planning_shapes, step_plan
+    from hrvs_ray.plan.cells import step_plan
+    from hrvs_ray.plan.table import planning_shapes
     sweep = load_sweep(REPO / "sweeps" / f"{name}.yaml")
     shapes, _ = planning_shapes(sweep)
     groups: dict[tuple, dict[str, tuple]] = {}

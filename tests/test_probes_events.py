@@ -13,7 +13,7 @@ import pytest
 from hrvs_ray import config, scopes
 from hrvs_ray.probes import events
 from hrvs_ray.probes.events import EVENT_HELP, EventSpecError, llc_event_problem, parse_llc_event
-from hrvs_ray.probes.topology import read_topology, resolve_scope
+from hrvs_ray.node.topology import read_topology, resolve_scope
 
 SPECS = ["generic", "ll-read", "none", "raw:0x20d1", "raw:0xFFFFFFFFFFFFFFFF", "raw:0x1ffffffffffffffff",
          "raw:20d1", "raw:0x", "raw:not-hex", "GENERIC", " generic", "", "cache-misses"]
@@ -50,7 +50,7 @@ def test_a_scope_the_validator_rejects_is_rejected_by_the_mapper_with_the_same_w
 
 
 def test_grammar_modules_stay_torch_free():
-    code = ("import json, sys\nimport hrvs_ray.config, hrvs_ray.probes.events, hrvs_ray.probes.placement\n"
+    code = ("import json, sys\nimport hrvs_ray.config, hrvs_ray.probes.events, hrvs_ray.node.placement\n"
             "print(json.dumps(sorted(m for m in ('torch', 'ray') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=os.getcwd(),
                          env={**os.environ, "PYTHONPATH": os.getcwd()})

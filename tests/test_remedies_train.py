@@ -105,7 +105,7 @@ class _Images:
 def _cell(tmp_path, remedies: dict | None):
     from conftest import tiny_sweep_dict
     from hrvs_ray.config import parse_sweep
-    from hrvs_ray.plan import plan_cells
+    from hrvs_ray.plan.cells import plan_cells
 
     d = tiny_sweep_dict(tmp_path, input_sets={"HR&VS": {"resize": "none", "batch_size": 3}})
     d["model"] = {"num_classes": 5}

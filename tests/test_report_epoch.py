@@ -19,8 +19,8 @@ from report_results import make_results, stored_steps  # noqa: E402
 
 from conftest import REPO  # noqa: E402
 from hrvs_ray.config import load_sweep  # noqa: E402
-from hrvs_ray.plan import planning_shapes  # noqa: E402
-from hrvs_ray.plan_epoch import policy_views  # noqa: E402
+from hrvs_ray.plan.epoch import policy_views  # noqa: E402
+from hrvs_ray.plan.table import planning_shapes  # noqa: E402
 from hrvs_ray.remedies import PAPER, Remedy  # noqa: E402
 from hrvs_ray.report import build_report  # noqa: E402
 

@@ -14,11 +14,11 @@ from typing import Any, Protocol
 
 from ..config import Sweep
 from ..data.mame import Dataset
-from ..memory_calibration import stored_calibration, write_calibration
-from ..memory_model import estimate_step_bytes
+from ..plan.memory_calibration import stored_calibration, write_calibration
+from ..plan.memory_model import estimate_step_bytes
 from ..metrics import central_s_per_mp
-from ..plan import CellSpec, cell_largest_pass, plan_cells
-from ..preflight import preflight
+from ..plan.cells import CellSpec, cell_largest_pass, plan_cells
+from ..plan.preflight import preflight
 from ..store import ResultStore
 from . import ray_io
 from .failures import Failure, FailureKind

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
 
-from ..plan import CellSpec
+from ..plan.cells import CellSpec
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The report's "Sampled steps vs a full epoch" section: what a cell's few timed steps stand
 for. Padding and label diversity per input set and batching policy over the sweep's timed
-steps and over one full epoch (from metadata, ``plan_epoch``), and a **projected** seconds
+steps and over one full epoch (from metadata, ``plan.epoch``), and a **projected** seconds
 per informative megapixel of a full epoch (``projection``): each group's measured cost per
 total pixel applied to the epoch's exact pixel totals.
 
@@ -16,8 +16,8 @@ import pandas as pd
 
 from ..config import Sweep, SweepError
 from ..metrics import GROUP_KEYS, timed
-from ..plan import planning_shapes
-from ..plan_epoch import diversity_sentence, policy_views
+from ..plan.epoch import diversity_sentence, policy_views
+from ..plan.table import planning_shapes
 from ..projection import fit_cost, project_epoch
 from .fmt import NA, Cell, Table, sig
 from .load import Merged, scope_label

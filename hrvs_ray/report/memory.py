@@ -6,8 +6,8 @@ factors) and the one calibrated on these very steps (per node and setting).
 """
 from __future__ import annotations
 
-from ..memory_calibration import calibrate
-from ..memory_model import estimate_step_bytes
+from ..plan.memory_calibration import calibrate
+from ..plan.memory_model import estimate_step_bytes
 from ..metrics import timed
 from ..remedies import Remedy
 from .fmt import Table, sig

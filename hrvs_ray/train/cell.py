@@ -16,11 +16,11 @@ import pyarrow as pa
 import torch
 
 from ..config import DatasetSpec
-from ..data.batching import BatchGeometry, derived_seed, geometry
+from ..plan.batching import BatchGeometry, derived_seed, geometry
 from ..data.inputs import PreparedSet
 from ..data.mame import Dataset, open_dataset
-from ..data.policies import micro_slices
-from ..plan import CellSpec, step_plan
+from ..plan.policies import micro_slices
+from ..plan.cells import CellSpec, step_plan
 from ..probes import memory
 from ..probes.flops import step_flops
 from ..store import STEPS_SCHEMA, conform

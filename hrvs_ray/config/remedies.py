@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config_check import Validator, at_least, preview
-from .config_specs import InputSetSpec, ModelSpec
-from .remedies import (BATCHING, CHECKPOINTING, DEFAULT_MICRO_BATCH, DEFAULT_WINDOW, MEMORY_FORMAT, PRECISION,
+from .check import Validator, at_least, preview
+from .specs import InputSetSpec, ModelSpec
+from ..remedies import (BATCHING, CHECKPOINTING, DEFAULT_MICRO_BATCH, DEFAULT_WINDOW, MEMORY_FORMAT, PRECISION,
                        RemediesSpec)
 
 AXIS_VALUES = {"batching": BATCHING, "precision": PRECISION, "memory_format": MEMORY_FORMAT,

@@ -8,12 +8,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .config_check import (Validator, fraction, in_range, kind, non_negative, not_blank,
+from .check import (Validator, fraction, in_range, kind, non_negative, not_blank,
                            one_of, positive, preview)
-from .config_specs import (RESIZE_KINDS, ClusterSpec, CounterSpec, DatasetSpec, ExecutionSpec, InputSetSpec,
+from .specs import (RESIZE_KINDS, ClusterSpec, CounterSpec, DatasetSpec, ExecutionSpec, InputSetSpec,
                            ModelSpec, OptimizerSpec, SyntheticSpec, TrainingSpec)
-from .probes.events import EVENT_RE  # the LLC event grammar, shared with the counters
-from .scopes import scope_problem
+from ..probes.events import EVENT_RE  # the LLC event grammar, shared with the counters
+from ..scopes import scope_problem
 
 # results/<name>/ and reports/<name>.html; the report's temporary file adds 27 characters,
 # and a file name may have 255 bytes: 200 leaves room and reads as "a name, not a sentence".

@@ -18,10 +18,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .config import InputSetSpec, Sweep
-from .data.policies import epoch_indices, step_indices, step_pixel_stats
-from .data.shapes import ShapeTable, label_index, transformed_arrays
-from .remedies import Remedy
+from ..config import InputSetSpec, Sweep
+from ..data.shapes import ShapeTable, label_index, transformed_arrays
+from ..remedies import Remedy
+from .policies import epoch_indices, step_indices, step_pixel_stats
 
 # "markedly less diverse than pad": mean distinct classes per batch this much below pad's,
 # or some batch of a single class where pad has none

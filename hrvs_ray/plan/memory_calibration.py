@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .fsutil import atomic_write_text
+from ..fsutil import atomic_write_text
 from .memory_model import Calibration, fit_line
-from .metrics import timed
-from .remedies import Remedy
-from .store import ResultsError, read_results
+from ..metrics import timed
+from ..remedies import Remedy
+from ..store import ResultsError, read_results
 
 FIT_FILE = "memory_fit.json"
 FIT_KEYS = ["node", "precision", "memory_format", "checkpointing"]

@@ -12,16 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .config_check import SweepError, Validator
-from .config_remedies import parse_remedies
-from .config_sections import (EVENT_RE, NAME_MAX, parse_clusters, parse_counters, parse_dataset, parse_execution,
+from .check import SweepError, Validator
+from .remedies import parse_remedies
+from .sections import (EVENT_RE, NAME_MAX, parse_clusters, parse_counters, parse_dataset, parse_execution,
                               parse_input_sets, parse_model, parse_name, parse_optimizer, parse_scopes,
                               parse_training)
-from .config_specs import (RESIZE_KINDS, ClusterSpec, CounterSpec, DatasetSpec, ExecutionSpec, InputSetSpec,
+from .specs import (RESIZE_KINDS, ClusterSpec, CounterSpec, DatasetSpec, ExecutionSpec, InputSetSpec,
                            ModelSpec, OptimizerSpec, Sweep, SyntheticSpec, TrainingSpec, implied_remedies)
-from .config_yaml import load_yaml
-from .remedies import RemediesSpec
-from .scopes import SCOPE_RE
+from .safe_yaml import load_yaml
+from ..remedies import RemediesSpec
+from ..scopes import SCOPE_RE
 
 __all__ = ["EVENT_RE", "NAME_MAX", "RESIZE_KINDS", "SCOPE_RE", "ClusterSpec", "CounterSpec", "DatasetSpec",
            "ExecutionSpec", "InputSetSpec", "ModelSpec", "OptimizerSpec", "RemediesSpec", "Sweep",

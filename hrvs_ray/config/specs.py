@@ -9,8 +9,8 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from .names import input_set_key
-from .remedies import RemediesSpec, plan_version
+from ..names import input_set_key
+from ..remedies import RemediesSpec, plan_version
 
 RESIZE_KINDS = ("fixed", "shorter_side", "none")
 
