@@ -66,9 +66,10 @@ def _labels(lab: dict) -> str:
 def padding_table(m: Merged, views: Views) -> Table:
     order = {n: i for i, n in enumerate(m.input_sets)}
     rows = []
+    flagged = diversity_notes(views)
     for (name, batching), v in sorted(views.items(), key=lambda kv: (order.get(kv[0][0], len(order)), kv[0][1])):
         s, e = v["sampled"], v["epoch"]
-        flag = "flag" if (name, batching) in diversity_notes(views) else ""
+        flag = "flag" if (name, batching) in flagged else ""
         rows.append([name, batching, str(v["batch_size"]), f"{s['steps']} ({s['runs']} run(s))",
                      f"{100 * s['padding_share']:.1f}", _labels(s["labels"]),
                      f"{e['steps']}" + (f" (window {e['window']})" if e.get("window") else ""),
