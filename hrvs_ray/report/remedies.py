@@ -144,9 +144,15 @@ def _sentence(name: str, cluster: str, scope: str, best: pd.Series, paper: pd.Se
                    f"{sig(best['mem_ratio'])}× its memory")
 
 
-def answers(g: pd.DataFrame) -> Table:
+def answers(g: pd.DataFrame, notes: dict[tuple[str, str], str] | None = None) -> Table:
     """Per cluster × scope × input set: the fastest combination, by how much and at what
-    memory, and the leanest one; every sentence is computed from ``grid``."""
+    memory, and the leanest one; every sentence is computed from ``grid``. ``notes``
+    ((input set, batching) -> sentence, e.g. ``report.epoch.diversity_notes``) are added
+    where an answer names that input set's policy."""
+    def noted(text: str | Cell, name: str, r: pd.Series | None) -> str | Cell:
+        note = None if r is None or isinstance(text, Cell) else (notes or {}).get((name, r["batching"]))
+        return f"{text}. Note: {note}" if note else text
+
     rows = []
     for (cluster, scope, name), e in g.groupby(GROUP_KEYS[:3], sort=False):
         ok = e[e["s_imp"].notna()]
@@ -164,8 +170,9 @@ def answers(g: pd.DataFrame) -> Table:
         lean_text: str | Cell = Cell(ABSENT, "na") if lean is None else (
             f"{describe(lean)}: {sig(lean['mem_ratio'])}× the paper's memory, {sig(lean['speedup'])}× its speed"
             if not math.isnan(lean["mem_ratio"]) else f"{describe(lean)}: {sig(lean['peak_gb'])} GB")
-        rows.append([cluster, scope_label(scope), name, _sentence(name, cluster, scope, best, paper_row),
-                     lean_text, measured])
+        rows.append([cluster, scope_label(scope), name,
+                     noted(_sentence(name, cluster, scope, best, paper_row), name, best),
+                     noted(lean_text, name, lean), measured])
     return Table("Answers: which combination to use", ["cluster", "scope", "input set", "fastest per informative MP",
                                                        "least memory", "combinations measured"], rows,
                  note=f"Computed from the tables below: fastest = lowest {CENTRAL} seconds per informative megapixel "
