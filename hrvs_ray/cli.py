@@ -1,4 +1,4 @@
-"""``hrvs-ray``: sweep | plan | report | data synth | node-info.
+"""``hrvs-ray``: sweep | plan | report | compare | data synth | node-info.
 
 Imports are deferred into each command so ``plan`` and bad-input paths never load torch
 or Ray. Exit codes: 0 ok, 1 some cell failed, 2 bad input (nothing ran), 130 interrupted.
@@ -176,6 +176,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Exit 1 when a group is slower by more than --threshold with its interval excluding 1,
+    0 otherwise, 2 on bad input (unreadable folder, nothing matches, different images)."""
+    from .report.compare import compare, to_json, to_text
+    from .store import ResultsError
+
+    if not 0 <= args.threshold < 1000:
+        _err("--threshold must be a percentage in [0, 1000)")
+        return EXIT_BAD_INPUT
+    try:
+        c = compare(Path(args.base), Path(args.new), args.threshold)
+    except ResultsError as e:
+        _err(str(e))
+        return EXIT_BAD_INPUT
+    print(json.dumps(to_json(c), indent=2) if args.format == "json" else to_text(c))
+    return c.exit_code
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from .config import SyntheticSpec
     from .data.synthetic import ensure_synthetic
@@ -256,6 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--memory-from", metavar="RESULTS_DIR",
                    help="plan memory with the model calibrated on this results folder's measured steps")
     s.set_defaults(func=cmd_plan)
+
+    s = sub.add_parser("compare", help="NEW ÷ BASE per matched group with 95 %% intervals; exit 1 on a "
+                                       "regression beyond --threshold")
+    s.add_argument("base", metavar="BASE_DIR")
+    s.add_argument("new", metavar="NEW_DIR")
+    s.add_argument("--threshold", type=float, default=5.0, metavar="PCT",
+                   help="a group slower by more than PCT %% (interval excluding 1) fails the check (default 5)")
+    s.add_argument("--format", choices=("table", "json"), default="table")
+    s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("report", help="one self-contained HTML report from stored results")
     s.add_argument("dirs", nargs="+", metavar="DIR")

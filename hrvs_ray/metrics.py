@@ -20,7 +20,8 @@ STATISTIC = ("ratio of sums over the timed steps of all runs (warm-up excluded):
 # the per-step columns a group's figures are sums of: figure -> (numerator, denominator, scale)
 RATIOS = {"s_per_mp": ("seconds", "total_px", 1e6),
           "s_per_informative_mp": ("seconds", "informative_px", 1e6),
-          "padding_fraction": ("padding_px", "total_px", 1.0)}
+          "padding_fraction": ("padding_px", "total_px", 1.0),
+          "growth_per_mp": ("growth_bytes", "total_px", 1e6)}   # memory a step adds, per MP (compare)
 
 
 def timed(steps: pd.DataFrame) -> pd.DataFrame:
@@ -48,6 +49,8 @@ def ratio_of_sums(num: object, den: object, scale: float = 1.0) -> float:
 def figure(steps: pd.DataFrame, name: str) -> float:
     """The group figure ``name`` (a key of RATIOS) of ``steps``, all of them timed."""
     num, den, scale = RATIOS[name]
+    if num not in steps or den not in steps:
+        return float("nan")
     return ratio_of_sums(steps[num], steps[den], scale)
 
 

@@ -2,16 +2,23 @@
 sums, hrvs_ray.metrics) from the stored step rows. Pure numpy/pandas, seeded: the same rows
 give the same interval on every machine.
 
-Method: a bootstrap. Each replicate redraws a group's timed steps with replacement within
-each run; with several runs it first redraws the runs (so run-to-run variation counts),
-then steps within each drawn run. A ratio's replicate is the ratio of the two groups'
-replicate ratios of sums, and the interval is the 2.5th-97.5th percentile of those.
-Two groups that trained on identical batches (same runs, steps and batch fingerprints, as
-in ``compare``) are redrawn with the same draws (paired), so the batches' sizes cancel.
-A group of one run carries no run-to-run information; where other groups of the same
-results have several runs, their pooled run-to-run spread (``run_spread``) is added to each
-replicate, else the interval covers step-to-step noise only, and ``Interval.basis`` says so.
-Peak memory is a maximum and is never bootstrapped (see README: memory ratios).
+Method: a bootstrap of the steps within each run (a run keeps its step count), plus the
+run-to-run spread. Each replicate redraws a group's timed steps with replacement inside
+each of its runs; a ratio's replicate is the ratio of the two groups' replicate ratios of
+sums. Two groups that trained on identical batches (same runs, steps and batch
+fingerprints, as in ``compare``) are redrawn with the same draws (paired), so the batches'
+sizes cancel. Whole runs differ by more than their steps' noise (a cell is a fresh
+process); that spread is the pooled standard deviation of each run's log figure over every
+group with several runs (``run_spread``: the two groups themselves, or the other groups
+of the same results), added to each replicate as a normal offset per group with the
+variance divided by its run count. Where no group has several runs, the interval covers
+step-to-step noise only, and ``Interval.basis`` says so.
+The interval is log(value) ± t(0.975, n-1) × the replicates' standard deviation × √(n / (n-1)),
+n the effective number of timed steps of the group with fewer (Kish's count, weighted by
+pixels: a ratio of sums over very unequal steps rests on fewer of them): a percentile bootstrap of few steps is far too
+narrow and lumpy (a redraw of 3 values never leaves their range: ~25 % false claims), and
+for n paired differences this is exactly the interval a t-test gives. Peak memory is a maximum and is
+never bootstrapped (see README: memory ratios).
 """
 from __future__ import annotations
 
@@ -26,6 +33,47 @@ LEVEL = 0.95
 REPLICATES = 2000
 SEED = 16042021       # fixed: an interval is a pure function of the rows
 NO_DIFFERENCE = "no measurable difference"
+
+
+# t(0.975, df) for df = 1..30; above, the Cornish-Fisher expansion (error < 1e-4)
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+_Z975 = 1.959964
+
+
+def _t975(df: float) -> float:
+    if df > len(_T975):
+        z = _Z975
+        return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+    return float(np.interp(df, np.arange(1, len(_T975) + 1), _T975))
+
+
+def small_sample_factor(n: float) -> float:
+    """t(0.975, n-1) / z(0.975) × √(n / (n-1)): how much wider than a normal interval on the
+    bootstrap's standard deviation a 95 % interval of n values must be (→ 1 as n grows; inf
+    below 2). ``n`` may be an effective (fractional) count."""
+    if n < 2:
+        return float("inf")
+    df = n - 1
+    return _t975(df) / _Z975 * float(np.sqrt(n / df))
+
+
+def effective_steps(steps: pd.DataFrame, name: str) -> float:
+    """Kish's effective count (Σw)² / Σw² of the steps weighted by the figure's denominator
+    (their pixels): a ratio of sums over steps of very unequal size rests on fewer of them."""
+    w = pd.to_numeric(steps[RATIOS[name][1]], errors="coerce").dropna().to_numpy("float64")
+    return float(w.sum() ** 2 / (w ** 2).sum()) if len(w) and (w ** 2).sum() > 0 else 0.0
+
+
+def _bounds(logs: np.ndarray, center: float, n: float) -> tuple[float, float]:
+    """The 95 % interval from log replicates: log(value) ± t(0.975, n-1) × their standard
+    deviation × √(n / (n-1)) (the bootstrap's standard error, small-sample corrected)."""
+    logs = logs[np.isfinite(logs)]
+    if len(logs) < 2 or n < 2:
+        return float("nan"), float("nan")
+    half = small_sample_factor(n) * _Z975 * float(np.std(logs, ddof=1))
+    return float(np.exp(center - half)), float(np.exp(center + half))
 
 
 @dataclass(frozen=True)
@@ -60,15 +108,11 @@ def _layout(steps: pd.DataFrame) -> pd.DataFrame:
 
 
 def _weights(runs: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
-    """(n, rows) draw counts: runs redrawn with replacement when there are several, then each
-    drawn run's steps redrawn with replacement (a run drawn twice draws twice as many)."""
-    labels, first = np.unique(runs, return_index=True)
+    """(n, rows) draw counts: each run's steps redrawn with replacement, as many as it has."""
     w = np.zeros((n, len(runs)))
-    copies = rng.multinomial(len(labels), np.full(len(labels), 1 / len(labels)), size=n) if len(labels) > 1 \
-        else np.ones((n, 1), dtype=np.int64)
-    for j, lab in enumerate(labels):
+    for lab in np.unique(runs):
         rows = np.flatnonzero(runs == lab)
-        w[:, rows] = rng.multinomial(copies[:, j] * len(rows), np.full(len(rows), 1 / len(rows)))
+        w[:, rows] = rng.multinomial(len(rows), np.full(len(rows), 1 / len(rows)), size=n)
     return w
 
 
@@ -105,55 +149,61 @@ def run_spread(steps: pd.DataFrame, keys: list[str], name: str = "s_per_mp") -> 
     return float(np.sqrt(ss / df)) if df else None
 
 
-def _basis(runs: tuple[int, int], run_sd: float | None, pair: bool) -> str:
-    lo = min(runs)
+def _basis(runs: tuple[int, ...], run_sd: float | None, pair: bool) -> str:
     how = "same batches, redrawn together; " if pair else ""
-    if lo > 1:
-        return how + f"runs and steps resampled ({runs[0]} and {runs[1]} runs)"
+    which = "one run: " if min(runs) == 1 else f"{' and '.join(map(str, runs))} runs: "
     if run_sd is not None:
-        return how + f"one run: steps resampled + run-to-run spread of other groups (σ = {100 * run_sd:.1f} %)"
-    return how + "one run: covers step-to-step noise only, not run-to-run variation"
+        return how + which + f"steps resampled within runs + run-to-run spread σ = {100 * run_sd:.1f} %"
+    return how + which + "covers step-to-step noise only, not run-to-run variation"
+
+
+def _own_spread(name: str, *groups: pd.DataFrame) -> float | None:
+    """The run-to-run spread of the groups themselves (None unless one has several runs)."""
+    both = pd.concat([g.assign(_group=i) for i, g in enumerate(groups)], ignore_index=True)
+    return run_spread(both, ["_group"], name)
+
+
+def _run_term(rng: np.random.Generator, run_sd: float | None, runs: tuple[int, ...]) -> np.ndarray | float:
+    """Each group's whole-run offset: normal, variance σ² ÷ its run count, independent between groups."""
+    if run_sd is None:
+        return 0.0
+    return sum(rng.normal(0.0, run_sd / np.sqrt(r), REPLICATES) for r in runs)
 
 
 def ratio_interval(num: pd.DataFrame, den: pd.DataFrame, name: str = "s_per_informative_mp",
                    run_sd: float | None = None, seed: int = SEED) -> Interval:
     """figure(num) ÷ figure(den) (figure ``name`` of each group's timed steps, a RATIOS key)
-    with its bootstrap 95 % interval. ``run_sd`` (from ``run_spread``) widens a one-run group."""
+    with its bootstrap 95 % interval. ``run_sd`` (from ``run_spread`` over the results) is the
+    run-to-run spread; without it, the two groups' own runs give it where either has several."""
     a, b = _layout(num), _layout(den)
     value = figure(a, name) / figure(b, name) if len(a) and len(b) else float("nan")
     runs = (int(a["run"].nunique()), int(b["run"].nunique()))
     if not np.isfinite(value):
         return Interval(value, float("nan"), float("nan"), len(a) + len(b), "not measured")
+    run_sd = run_sd if run_sd is not None else _own_spread(name, a, b)
     rng = np.random.default_rng(seed)
     pair = paired(a, b)
     wa = _weights(a["run"].to_numpy(), rng, REPLICATES)
     wb = wa if pair else _weights(b["run"].to_numpy(), rng, REPLICATES)
-    log_ratio = np.log(_replicates(a, name, wa)) - np.log(_replicates(b, name, wb))
-    if run_sd is not None:
-        for r in runs:   # each one-run group's whole-run offset, independent between groups
-            if r == 1:
-                log_ratio = log_ratio + rng.normal(0.0, run_sd, REPLICATES)
-    log_ratio = log_ratio[np.isfinite(log_ratio)]
-    tail = 100 * (1 - LEVEL) / 2
-    low, high = np.exp(np.percentile(log_ratio, [tail, 100 - tail]))
-    return Interval(float(value), float(low), float(high), len(a) + len(b), _basis(runs, run_sd, pair))
+    log_ratio = np.log(_replicates(a, name, wa)) - np.log(_replicates(b, name, wb)) + _run_term(rng, run_sd, runs)
+    low, high = _bounds(log_ratio, float(np.log(value)), min(effective_steps(a, name), effective_steps(b, name)))
+    return Interval(float(value), low, high, len(a) + len(b), _basis(runs, run_sd, pair))
 
 
 def value_interval(steps: pd.DataFrame, name: str = "s_per_informative_mp", run_sd: float | None = None,
                    seed: int = SEED) -> tuple[float, float, float]:
-    """One group's figure ``name`` and its bootstrap 95 % interval (value, low, high): the error
-    bars of the trade-off and scaling figures, drawn the same way as the ratios' intervals."""
+    """One group's figure ``name`` and its 95 % interval (value, low, high), drawn the same way
+    as the ratios' intervals: the error bars of the trade-off and scaling figures."""
     a = _layout(steps)
     value = figure(a, name) if len(a) else float("nan")
     if not np.isfinite(value):
         return value, float("nan"), float("nan")
+    run_sd = run_sd if run_sd is not None else _own_spread(name, a)
     rng = np.random.default_rng(seed)
     logs = np.log(_replicates(a, name, _weights(a["run"].to_numpy(), rng, REPLICATES)))
-    if run_sd is not None and a["run"].nunique() == 1:
-        logs = logs + rng.normal(0.0, run_sd, REPLICATES)
-    tail = 100 * (1 - LEVEL) / 2
-    low, high = np.exp(np.percentile(logs[np.isfinite(logs)], [tail, 100 - tail]))
-    return float(value), float(low), float(high)
+    logs = logs + _run_term(rng, run_sd, (int(a["run"].nunique()),))
+    low, high = _bounds(logs, float(np.log(value)), effective_steps(a, name))
+    return float(value), low, high
 
 
 def verdict(iv: Interval, lower: str = "faster", higher: str = "slower") -> str:
