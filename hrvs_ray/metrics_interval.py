@@ -63,7 +63,10 @@ def effective_steps(steps: pd.DataFrame, name: str) -> float:
     """Kish's effective count (Σw)² / Σw² of the steps weighted by the figure's denominator
     (their pixels): a ratio of sums over steps of very unequal size rests on fewer of them."""
     w = pd.to_numeric(steps[RATIOS[name][1]], errors="coerce").dropna().to_numpy("float64")
-    return float(w.sum() ** 2 / (w ** 2).sum()) if len(w) and (w ** 2).sum() > 0 else 0.0
+    if len(w) < 2 or (w ** 2).sum() <= 0:
+        return float(len(w))
+    # two steps or more always allow an interval (at least the t of one degree of freedom)
+    return max(2.0, float(w.sum() ** 2 / (w ** 2).sum()))
 
 
 def _bounds(logs: np.ndarray, center: float, n: float) -> tuple[float, float]:

@@ -106,3 +106,11 @@ def test_small_sample_factor_is_the_t_correction() -> None:
     assert small_sample_factor(31) == pytest.approx(2.042 / 1.959964 * np.sqrt(31 / 30), rel=2e-3)
     assert small_sample_factor(2.5) == pytest.approx((12.706 + 4.303) / 2 / 1.959964 * np.sqrt(2.5 / 1.5), rel=1e-3)
     assert small_sample_factor(1000) == pytest.approx(1.0, abs=0.01)
+
+
+def test_two_unequal_steps_still_give_a_wide_finite_interval() -> None:
+    # a smoke sweep's 2 timed steps: Kish's count is below 2, the t of one degree of freedom applies
+    a, b = steps(2, seed=1), steps(2, seed=2)
+    iv = ratio_interval(a, b)
+    assert np.isfinite(iv.low) and np.isfinite(iv.high) and iv.low < iv.value < iv.high
+    assert small_sample_factor(2) > 9
