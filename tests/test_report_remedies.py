@@ -200,3 +200,17 @@ def test_rows_without_a_remedy_label_get_one_from_their_axes(tmp_path: Path) -> 
         i = t.schema.get_field_index("remedy")
         pq.write_table(t.set_column(i, "remedy", pa.nulls(t.num_rows, pa.string())), f)
     assert set(load([res]).steps["remedy"]) == {FAST.label}
+
+
+def test_one_run_intervals_say_so_and_no_winner_within_noise(tmp_path: Path) -> None:
+    # one run everywhere: no run-to-run spread is known, and one timed step bounds nothing,
+    # so the generated 8 % of channels_last must not be named a winner
+    nhwc = Remedy(memory_format="channels_last")
+    res = make_results(tmp_path / "r", scopes=["node"], input_sets=["HR&VS"], runs=1, steps=2,
+                       remedies=[PAPER, nhwc])
+    text = build_report([res], tmp_path / "r.html").read_text().replace("&#x27;", "'").replace("&amp;", "&")
+    body = section(text, "Remedies")
+    assert "Intervals here: same batches, redrawn together; one run: covers step-to-step noise only" in body
+    assert ("HR&VS on cluster gen-a at scope node: no measurable difference with 2 steps from the paper's setup"
+            in body)
+    assert "best for HR&VS" not in body

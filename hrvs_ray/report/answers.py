@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..metrics import figure, timed
 from ..metrics_interval import Interval, ratio_interval, run_spread, verdict
-from .fmt import NA, Cell, Table, sig
+from .fmt import NA, Cell, Table, interval_bases, sig
 from .load import PAPER_ORDER, Merged, order_input_sets, scope_key, scope_label
 
 REFERENCE_SET = PAPER_ORDER[0]  # LR&FS: no padding, the fixed-size baseline of the paper
@@ -73,7 +73,7 @@ def fastest_cluster(m: Merged) -> Table:
                       "setup at the same scope; the same batches ran everywhere, so the ranking per informative "
                       "megapixel is the same. Where an interval includes 1 the two clusters show no measurable "
                       "difference. A scope names a place (4 cores, a socket, a node), not a core count: the cores "
-                      "used are shown.",
+                      "used are shown." + interval_bases(rows),
                  empty="One cluster per scope and input set in these results: nothing to compare across "
                        "architectures.")
 
@@ -109,4 +109,5 @@ def penalty(m: Merged) -> Table:
         table.rows.append([cluster, scope_label(scope), sig(ref)] +
                           [Cell(NA, "na") if iv is None or math.isnan(iv.value) else _times(iv) for iv in ivs] +
                           [Cell(NA, "na") if math.isnan(geo) else Cell(f"{sig(geo)}×", "best" if best else "")])
+    table.note += interval_bases(table.rows)
     return table

@@ -71,6 +71,13 @@ def sig(x: Any, digits: int = 3) -> str | Cell:
     return f"{v:.{decimals}f}"
 
 
+def interval_bases(rows: list[list[Any]]) -> str:
+    """' Intervals here: …' naming what the rows' intervals cover (each interval cell carries
+    its basis as its title), so a one-run interval says so beside the table, not only on hover."""
+    found = sorted({c.title for r in rows for c in r if isinstance(c, Cell) and c.title})
+    return f" Intervals here: {'; '.join(found)}." if found else ""
+
+
 def uniq(values: Iterable[Any], sep: str = ", ", none: str = "—") -> str:
     """Distinct non-empty values, sorted, joined; ``none`` when there are none."""
     out = sorted({str(v) for v in values if not missing(v)})

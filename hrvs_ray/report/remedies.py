@@ -20,7 +20,7 @@ import pandas as pd
 from ..metrics import GROUP_KEYS, figures, timed
 from ..metrics_interval import Interval, ratio_interval, run_spread, value_interval, verdict
 from ..remedies import AXES, PAPER
-from .fmt import Cell, Table, sig
+from .fmt import Cell, Table, interval_bases, sig
 from .load import REMEDY_COLS, Merged, remedy_order, scope_key, scope_label
 
 GB = 1e9
@@ -168,13 +168,13 @@ def tables(m: Merged, g: pd.DataFrame) -> list[Table]:
                          ["input set", "combination", "status", "runs", "timed steps",
                           "s / informative MP (Σ s ÷ Σ MP)", "× faster than the paper's setup [95 % interval]",
                           "peak RSS GB (max)", "× the paper's peak (ratio of peaks)", "padding % (Σ ÷ Σ)"], rows,
-                         note=INTERVAL_NOTE))
+                         note=INTERVAL_NOTE + interval_bases(rows)))
     return out
 
 
-INTERVAL_NOTE = ("Intervals: 95 %, a seeded bootstrap of the ratio of sums over the timed steps (runs resampled "
-                 "where there are several; with one run, the run-to-run spread measured on other groups of these "
-                 "results where any has several runs, else step-to-step noise only: hover a ratio to see which). "
+INTERVAL_NOTE = ("Intervals: 95 %, a seeded bootstrap of the ratio of sums over the timed steps, resampled "
+                 "within runs, plus the run-to-run spread of the groups of these results that have several runs "
+                 "(where none has, the interval covers step-to-step noise only). "
                  "Greyed: the interval includes 1, no measurable difference. Memory ratios are ratios of the "
                  "largest per-step peaks, measured once, without an interval (a maximum is not bootstrapped).")
 
@@ -213,6 +213,7 @@ def answers(g: pd.DataFrame) -> Table:
         best = ok.loc[ok["s_imp"].idxmin()]
         lean = ok.loc[ok["peak_gb"].idxmin()] if ok["peak_gb"].notna().any() else None
         lean_text: str | Cell = Cell(ABSENT, "na") if lean is None else (
+            "the paper's setup: no combination measured here used less" if lean["remedy"] == PAPER.label else
             f"{describe(lean)}: {sig(lean['mem_ratio'])}× the paper's peak memory, "
             f"{_speed_words(lean['speedup'])}" if not math.isnan(lean["mem_ratio"])
             else f"{describe(lean)}: {sig(lean['peak_gb'])} GB")

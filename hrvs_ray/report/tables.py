@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..metrics import STATISTIC, VARIABILITY_LIMIT, figure, ratio_of_sums, timed, variability
 from ..metrics_interval import ratio_interval, run_spread, verdict
-from .fmt import NA, Cell, Table, core_kinds_text, counters_text, missing, num, sig, uniq
+from .fmt import NA, Cell, Table, core_kinds_text, counters_text, interval_bases, missing, num, sig, uniq
 from .load import Merged, order_input_sets, scope_key, scope_label
 
 GB = 1e9
@@ -213,7 +213,7 @@ def summary(m: Merged) -> tuple[Table, Table]:
                "fastest per informative MP", "slowest ÷ fastest (s/informative MP) [95 % interval]"], answers,
               note="Fastest = lowest seconds per megapixel, Σ seconds ÷ Σ megapixels over all timed steps of all "
                    "runs. Intervals: 95 %, seeded bootstrap of that ratio of sums (hover for what it covers); "
-                   "where one includes 1, no measurable difference.")
+                   "where one includes 1, no measurable difference." + interval_bases(answers))
     d = Table("Summary per cluster, scope and input set",
               ["cluster", "scope", "input set", "runs", "timed steps", "s / MP", "s / informative MP",
                "padding overhead", "GFLOP/s", "% of node peak", "% of scope's share of peak", "run-to-run CV"],
