@@ -35,15 +35,15 @@ from hrvs_ray.data.inputs import PreparedSet  # noqa: E402
 from hrvs_ray.data.mame import open_dataset  # noqa: E402
 from hrvs_ray.metrics import figure  # noqa: E402
 from hrvs_ray.metrics_interval import ratio_interval  # noqa: E402
-from hrvs_ray.plan import CellSpec, plan_cells  # noqa: E402
+from hrvs_ray.plan.cells import CellSpec, plan_cells  # noqa: E402
 
 # One cell in this fresh process, placed and counted as the sweep's actor does it.
 CHILD = r"""
 import json, os, sys
 from hrvs_ray.cluster.actors import CellRunner
 from hrvs_ray.config import DatasetSpec, SyntheticSpec
-from hrvs_ray.plan import CellSpec
-from hrvs_ray.probes.topology import read_topology, resolve_scope
+from hrvs_ray.plan.cells import CellSpec
+from hrvs_ray.node.topology import read_topology, resolve_scope
 spec = CellSpec.from_json(sys.argv[1])
 d = json.loads(sys.argv[2])
 d["synthetic"] = SyntheticSpec(**d["synthetic"]) if d.get("synthetic") else None

@@ -29,11 +29,6 @@ def timed(steps: pd.DataFrame) -> pd.DataFrame:
     return steps[~steps["warmup"].astype(bool)]
 
 
-def group_keys(steps: pd.DataFrame) -> list[str]:
-    """GROUP_KEYS present in ``steps`` (frames built before the remedies axes lack ``remedy``)."""
-    return [k for k in GROUP_KEYS if k in steps.columns]
-
-
 def _num(values: object) -> np.ndarray:
     return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype="float64")
 
@@ -113,7 +108,7 @@ def variability(steps: pd.DataFrame, name: str = "s_per_mp") -> pd.DataFrame:
     """Per (cluster, scope, input_set, remedy): the group's figure ``name`` and the CV across
     runs of each run's own figure (ratio of sums), with a flag where it exceeds 6%."""
     d = timed(steps)
-    keys = group_keys(d)
+    keys = GROUP_KEYS
     rows = []
     for k, g in d.groupby(keys, sort=True):
         per_run = g.groupby("run").apply(lambda r: figure(r, name), include_groups=False)
