@@ -21,7 +21,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -116,8 +115,8 @@ def main() -> None:
         claims, pairs = claims + n, pairs + len(found)
         fps = {tuple(r["batch_fingerprint"]) for r in runs}
         spread = pd.Series(values)
-        print(f"  {name}: {a.name} per cell {spread.min():.4g}–{spread.max():.4g} (CV {spread.std() / spread.mean():.1%});"
-              f" same batches in every cell: {len(fps) == 1}; median interval "
+        print(f"  {name}: {a.name} per cell {spread.min():.4g}–{spread.max():.4g} "
+              f"(CV {spread.std() / spread.mean():.1%}); same batches in every cell: {len(fps) == 1}; median interval "
               f"{pd.Series([iv.high / iv.low for iv in found]).median():.3f}× wide; "
               f"{n} of {len(found)} pairs claim a difference")
     print(f"A/A false-positive rate: {claims} of {pairs} pairs = {claims / pairs:.1%} (must be at most about 5 %)")

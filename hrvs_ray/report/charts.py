@@ -108,9 +108,8 @@ def scaling_figure(m: Merged) -> FigureSVG:
         svg = to_svg(fig, "hrvs-scaling")
     return FigureSVG(title, svg, alt, caption=(
         "Points: s / MP (Σ seconds ÷ Σ megapixels of the timed steps) at each scope (label beside it), bars: its "
-        f"95 % bootstrap interval; colour "
-        f"= input set, marker and line = cluster. Dotted: ideal linear scaling from the cluster's smallest "
-        f"scope. Both axes logarithmic: equal slopes mean equal scaling."))
+        "95 % bootstrap interval; colour = input set, marker and line = cluster. Dotted: ideal linear scaling "
+        "from the cluster's smallest scope. Both axes logarithmic: equal slopes mean equal scaling."))
 
 
 def _bars(e: pd.DataFrame) -> np.ndarray:
@@ -139,8 +138,8 @@ def _tradeoff_panel(ax, e: pd.DataFrame) -> None:
         # s/informative-MP varies with its batch's padding, which would hide every difference)
         colour = FORMAT_COLOURS.get((r["precision"], r["memory_format"]), "#000000")
         if not math.isnan(r["s_imp_low"]):
-            ax.errorbar([r["peak_gb"]], [r["s_imp"]], yerr=[[r["s_imp"] - r["s_imp_low"]], [r["s_imp_high"] - r["s_imp"]]],
-                        color=colour, linestyle="", capsize=2, linewidth=0.9)
+            bars = [[r["s_imp"] - r["s_imp_low"]], [r["s_imp_high"] - r["s_imp"]]]
+            ax.errorbar([r["peak_gb"]], [r["s_imp"]], yerr=bars, color=colour, linestyle="", capsize=2, linewidth=0.9)
         ax.plot([r["peak_gb"]], [r["s_imp"]], marker=BATCHING_MARKERS.get(r["batching"], "D"), color=colour,
                 markersize=7, markerfacecolor=colour if r["checkpointing"] == "none" else "white", linestyle="")
         if r["remedy"] == PAPER.label:
@@ -192,6 +191,6 @@ def tradeoff_figures(g: pd.DataFrame) -> list[FigureSVG]:
                                  "Lower left is better. Points: Σ seconds ÷ Σ informative megapixels of the "
                                  "timed steps, bars: its 95 % bootstrap interval (the tables give each ratio's "
                                  "interval against the paper's setup); "
-                                 f"shape = batching, colour = precision + memory format, hollow = activation "
-                                 f"checkpointing; ringed: the paper's setup.")))
+                                 "shape = batching, colour = precision + memory format, hollow = activation "
+                                 "checkpointing; ringed: the paper's setup.")))
     return out

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..metrics import figure, timed
+from ..metrics import timed
 from ..metrics_interval import NO_DIFFERENCE, Interval, ratio_interval, run_spread
 from ..store import ResultsError, read_results
 

@@ -2,7 +2,8 @@
 
 Pure pandas. Derived figures come from hrvs_ray.metrics (``derive`` ran in load.py;
 ``timed``, ``figure`` and ``variability`` here), so the CLI summary and the report state
-the same statistic: ratios of sums over the timed steps (metrics.STATISTIC). The paper's tables show the results' reference setup
+the same statistic: ratios of sums over the timed steps (metrics.STATISTIC). The paper's
+tables show the results' reference setup
 (``Merged.reference``, the paper's own wherever it was run); the Remedies section compares
 the rest.
 """
