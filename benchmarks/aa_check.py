@@ -47,7 +47,7 @@ spec = CellSpec.from_json(sys.argv[1])
 d = json.loads(sys.argv[2])
 d["synthetic"] = SyntheticSpec(**d["synthetic"]) if d.get("synthetic") else None
 placement = resolve_scope(read_topology("/"), spec.scope, allowed=os.sched_getaffinity(0))
-runner = CellRunner(placement, spec.counters.llc_event)
+runner = CellRunner(placement, spec.counters.llc)
 outcome = runner.run(spec, DatasetSpec(**d), "local")
 runner.close()
 if outcome.status != "ok":
