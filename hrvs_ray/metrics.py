@@ -1,6 +1,11 @@
-"""Derived figures, computed one way for the CLI summary, the report and anyone querying
-the parquet: s/MP, s/informative-MP, IPC, instructions per MP, MPKI, GFLOP/s, and the
-coefficient of variation across steps and across runs. Pure: pandas/numpy only.
+"""Derived figures, computed one way for ``plan``, the CLI summary, the report, ``compare``
+and anyone querying the parquet. Pure: pandas/numpy only.
+
+The one statistic: the s/MP, s/informative-MP or padding share of any group of steps is a
+ratio of sums over its timed steps (Σ seconds ÷ Σ megapixels, Σ padding ÷ Σ total pixels),
+never the mean of per-step ratios: a step of a large batch weighs as much as its pixels,
+and a group's figure is what the group's pixels cost in all. Per-step ratios (``derive``)
+stay in the data and in the figures' distributions.
 """
 from __future__ import annotations
 
@@ -8,8 +13,15 @@ import numpy as np
 import pandas as pd
 
 VARIABILITY_LIMIT = 0.06  # the paper checked run-to-run variability stayed under 6%
-CENTRAL = "mean"          # the one central statistic of s/MP everywhere: the paper reports means
 GROUP_KEYS = ["cluster", "scope", "input_set", "remedy"]   # one comparison group per remedy
+STATISTIC = ("ratio of sums over the timed steps of all runs (warm-up excluded): s / MP = Σ seconds ÷ Σ "
+             "megapixels, s / informative MP = Σ seconds ÷ Σ informative megapixels, padding % = Σ padding "
+             "pixels ÷ Σ total pixels")
+# the per-step columns a group's figures are sums of: figure -> (numerator, denominator, scale)
+RATIOS = {"s_per_mp": ("seconds", "total_px", 1e6),
+          "s_per_informative_mp": ("seconds", "informative_px", 1e6),
+          "padding_fraction": ("padding_px", "total_px", 1.0),
+          "growth_per_mp": ("growth_bytes", "total_px", 1e6)}   # memory a step adds, per MP (compare)
 
 
 def timed(steps: pd.DataFrame) -> pd.DataFrame:
@@ -17,25 +29,47 @@ def timed(steps: pd.DataFrame) -> pd.DataFrame:
     return steps[~steps["warmup"].astype(bool)]
 
 
-SPREAD = "sd"  # shown beside CENTRAL wherever a person reads it: the sample standard deviation
+def _num(values: object) -> np.ndarray:
+    return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype="float64")
 
 
-def central(values: pd.Series | np.ndarray) -> float:
-    """The CENTRAL statistic of ``values`` (NaN when none): the CLI summary and the report
-    both call this, so their s/MP figures are the same number."""
-    v = pd.to_numeric(pd.Series(values), errors="coerce").dropna().astype("float64")
-    return float(v.agg(CENTRAL)) if len(v) else float("nan")
+def ratio_of_sums(num: object, den: object, scale: float = 1.0) -> float:
+    """Σ num ÷ (Σ den / scale) over the rows where both are known; NaN when none or Σ den is 0."""
+    n, d = _num(num), _num(den)
+    ok = ~(np.isnan(n) | np.isnan(d))
+    total = d[ok].sum() / scale
+    return float(n[ok].sum() / total) if ok.any() and total > 0 else float("nan")
 
 
-def spread(values: pd.Series | np.ndarray) -> float:
-    """The SPREAD (sample standard deviation) of ``values``; NaN for fewer than two."""
-    v = pd.to_numeric(pd.Series(values), errors="coerce").dropna().astype("float64")
-    return float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+def figure(steps: pd.DataFrame, name: str) -> float:
+    """The group figure ``name`` (a key of RATIOS) of ``steps``, all of them timed."""
+    num, den, scale = RATIOS[name]
+    if num not in steps or den not in steps:
+        return float("nan")
+    return ratio_of_sums(steps[num], steps[den], scale)
 
 
-def central_s_per_mp(steps: pd.DataFrame) -> float | None:
-    """The CENTRAL s/MP of a cell's timed steps (None when it has none)."""
-    value = central(timed(derive(steps))["s_per_mp"])
+def figures(steps: pd.DataFrame) -> dict[str, float]:
+    """Every RATIOS figure of ``steps`` (already timed), plus counts and the largest peak RSS."""
+    out = {k: figure(steps, k) for k in RATIOS}
+    peak = _num(steps["peak_rss_bytes"]) if "peak_rss_bytes" in steps else np.array([])
+    out.update(steps=int(len(steps)), runs=int(steps["run"].nunique()) if "run" in steps else 0,
+               peak_rss_bytes=float(np.nanmax(peak)) if np.isfinite(peak).any() else float("nan"))
+    return out
+
+
+def group_figures(steps: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``figures`` of the timed steps per group of ``keys`` (one row per group, keys as columns)."""
+    t = timed(steps)
+    rows = [dict(zip(keys, k if isinstance(k, tuple) else (k,)), **figures(g))
+            for k, g in t.groupby(keys, sort=False)]
+    return pd.DataFrame(rows, columns=keys + list(RATIOS) + ["steps", "runs", "peak_rss_bytes"])
+
+
+def cell_s_per_mp(steps: pd.DataFrame) -> float | None:
+    """A cell's s/MP over its timed steps (None when it has none), as the progress line shows it."""
+    t = timed(steps)
+    value = figure(t, "s_per_mp") if len(t) else float("nan")
     return None if np.isnan(value) else value
 
 
@@ -46,7 +80,8 @@ def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
 
 
 def derive(steps: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``steps`` with the derived per-step columns added (null where an input is null)."""
+    """A copy of ``steps`` with the derived per-step columns added (null where an input is null):
+    each step's own ratios, for the figures' distributions and for anyone reading the parquet."""
     d = steps.copy()
     mp = d["total_px"].astype("float64") / 1e6
     imp = d["informative_px"].astype("float64") / 1e6
@@ -69,17 +104,16 @@ def cv(values: pd.Series | np.ndarray) -> float:
     return float(v.std(ddof=1) / v.mean())
 
 
-def variability(steps: pd.DataFrame, metric: str = "s_per_mp") -> pd.DataFrame:
-    """Per (cluster, scope, input_set, remedy): CV across timed steps (pooled within runs) and CV of
-    the per-run means across runs, with a flag where run-to-run CV exceeds 6%."""
-    d = timed(steps if metric in steps.columns else derive(steps))
+def variability(steps: pd.DataFrame, name: str = "s_per_mp") -> pd.DataFrame:
+    """Per (cluster, scope, input_set, remedy): the group's figure ``name`` and the CV across
+    runs of each run's own figure (ratio of sums), with a flag where it exceeds 6%."""
+    d = timed(steps)
     keys = GROUP_KEYS
     rows = []
     for k, g in d.groupby(keys, sort=True):
-        per_run = g.groupby("run")[metric].mean()
-        step_cv = g.groupby("run")[metric].apply(cv).mean()
+        per_run = g.groupby("run").apply(lambda r: figure(r, name), include_groups=False)
         run_cv = cv(per_run)
-        rows.append(dict(zip(keys, k), runs=int(per_run.size), steps=int(len(g)),
-                         mean=float(g[metric].mean()), step_cv=float(step_cv), run_cv=run_cv,
-                         above_limit=bool(run_cv > VARIABILITY_LIMIT) if not np.isnan(run_cv) else False))
-    return pd.DataFrame(rows, columns=keys + ["runs", "steps", "mean", "step_cv", "run_cv", "above_limit"])
+        rows.append(dict(zip(keys, k), runs=int(per_run.size), steps=int(len(g)), value=figure(g, name),
+                         run_cv=run_cv, above_limit=bool(run_cv > VARIABILITY_LIMIT) if not np.isnan(run_cv)
+                         else False))
+    return pd.DataFrame(rows, columns=keys + ["runs", "steps", "value", "run_cv", "above_limit"])

@@ -45,6 +45,27 @@ def test_full_plan_reproduces_table_1():
     assert 25 < hr_big["informative"]["avg"] < 50
 
 
+def test_plan_padding_share_is_the_ratio_of_sums():
+    # Σ padding ÷ Σ total over the planned steps, the statistic the report uses too; with
+    # equal step counts it equals avg ÷ avg, and differs from the mean of per-step shares
+    import numpy as np
+    from hrvs_ray.data.shapes import transformed_arrays
+    from hrvs_ray.plan.policies import step_indices, step_pixel_stats
+
+    sweep = load_sweep(REPO / "sweeps" / "full.yaml")
+    t = batch_table(sweep, 50)
+    for name in ("MR&VS", "HR&VS"):
+        e = t[name]
+        assert e["padding_share"] == pytest.approx(e["padding"]["avg"] / e["total"]["avg"], rel=1e-9)
+    iset = next(i for i in sweep.input_sets if i.name == "HR&VS")
+    shapes = shipped_shape_table().select(sweep.dataset.subset).sorted()
+    h, w = transformed_arrays(iset, shapes.heights, shapes.widths)
+    remedy = sweep.remedies.combinations()[0]
+    stats = step_pixel_stats(h, w, step_indices(remedy, h, w, sweep.training.seed, 0, iset.batch_size, 50), remedy)
+    mean_of_shares = float(np.mean(np.asarray(stats["padding"]) / np.asarray(stats["total"])))
+    assert abs(t["HR&VS"]["padding_share"] - mean_of_shares) > 1e-3
+
+
 def test_plan_cli_json_imports_neither_torch_nor_ray(tmp_path):
     # its speed is measured by benchmarks/plan_speed.py, not asserted here
     code = ("import sys, runpy; sys.argv=['hrvs-ray','plan','sweeps/full.yaml','--batches','2000','--format','json'];"

@@ -16,7 +16,7 @@ from ..config import Sweep
 from ..data.mame import Dataset
 from ..plan.memory_calibration import stored_calibration, write_calibration
 from ..plan.memory_model import estimate_step_bytes
-from ..metrics import central_s_per_mp
+from ..metrics import cell_s_per_mp
 from ..plan.cells import CellSpec, cell_largest_pass, plan_cells
 from ..plan.preflight import preflight
 from ..store import ResultStore
@@ -257,7 +257,7 @@ class CellLoop:
         label = where(cell, node.name if node else None)
         if outcome.status == "ok":
             self.summary.ok += 1
-            value = central_s_per_mp(outcome.steps.to_pandas()) if outcome.steps is not None else None
+            value = cell_s_per_mp(outcome.steps.to_pandas()) if outcome.steps is not None else None
             return CellSummary(cell.cell_id, label, "ok", value)
         first = (outcome.error or "").splitlines()[0] if outcome.error else ""
         self.summary.failed.append((cell.cell_id, first))

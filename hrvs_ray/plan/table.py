@@ -14,6 +14,7 @@ import numpy as np
 
 from ..config import Sweep, SweepError
 from ..data.shapes import METADATA_CSV, ShapeTable, read_metadata_csv, shipped_shape_table, transformed_arrays
+from ..metrics import ratio_of_sums
 from ..remedies import Remedy
 from .memory_model import estimate_step_bytes
 from .epoch import policy_views
@@ -107,6 +108,8 @@ def batch_table(sweep: Sweep, n_batches: int, shapes: ShapeTable | None = None,
                            "batches": int(idx.shape[0])}
             for k in ("informative", "padding", "total"):
                 entry[k] = _mma(stats[k], 1e6)
+            # the one statistic (hrvs_ray.metrics): Σ padding ÷ Σ total over the planned steps
+            entry["padding_share"] = ratio_of_sums(stats["padding"], stats["total"])
             entry["memory"] = [
                 {"precision": r.precision, "memory_format": r.memory_format, "checkpointing": r.checkpointing,
                  "gb": _mma([estimate(int(p), r) for p in stats["largest_pass"]], 1e9)}
