@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from hrvs_ray.metrics import figure, figures, group_figures
-from hrvs_ray.metrics_interval import (ratio_interval, run_spread, small_sample_factor, value_interval,
+from hrvs_ray.metrics.interval import (ratio_interval, run_spread, small_sample_factor, value_interval,
                                        verdict)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hrvs_ray.projection import fit_cost, project_epoch
+from hrvs_ray.metrics.projection import fit_cost, project_epoch
 
 
 def test_fit_recovers_a_per_step_intercept_and_a_per_pixel_cost():

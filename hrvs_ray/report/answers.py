@@ -5,7 +5,7 @@ least from large, variably shaped images.
 
 Pure pandas; the paper's setup only (``Merged.ref_steps``), so remedies never mix in.
 Every figure is the one statistic (ratio of sums, hrvs_ray.metrics) and every ratio carries
-its 95 % interval (hrvs_ray.metrics_interval).
+its 95 % interval (hrvs_ray.metrics.interval).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..metrics import figure, timed
-from ..metrics_interval import Interval, ratio_interval, run_spread, verdict
+from ..metrics.interval import Interval, ratio_interval, run_spread, verdict
 from .fmt import NA, Cell, Table, interval_bases, sig
 from .load import PAPER_ORDER, Merged, order_input_sets, scope_key, scope_label
 

@@ -3,7 +3,7 @@
 Groups (scope × input set × remedy, and cluster) are matched across the folders: on cluster
 name where both hold that cluster, or, when each holds exactly one cluster, those two. Per
 matched group: NEW ÷ BASE of s/MP and s/informative-MP (the one statistic, ratio of sums)
-with a bootstrap 95 % interval (hrvs_ray.metrics_interval; identical batches are redrawn
+with a bootstrap 95 % interval (hrvs_ray.metrics.interval; identical batches are redrawn
 together), the ratio of peak RSS (a maximum, no interval) and the ratio of memory growth
 per MP over the same steps (equal batches, interval by the same paired bootstrap), and a
 verdict. Pure pandas; reads parquet through hrvs_ray.store only.
@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from ..metrics import timed
-from ..metrics_interval import NO_DIFFERENCE, Interval, ratio_interval, run_spread
+from ..metrics.interval import NO_DIFFERENCE, Interval, ratio_interval, run_spread
 from ..store import ResultsError, read_results
 
 KEYS = ["scope", "input_set", "remedy"]

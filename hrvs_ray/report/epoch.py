@@ -18,7 +18,7 @@ from ..config import Sweep, SweepError
 from ..metrics import GROUP_KEYS, timed
 from ..plan.epoch import diversity_sentence, policy_views
 from ..plan.table import planning_shapes
-from ..projection import fit_cost, project_epoch
+from ..metrics.projection import fit_cost, project_epoch
 from .fmt import NA, Cell, Table, sig
 from .load import Merged, scope_label
 

@@ -8,7 +8,7 @@ Ratios are against the paper's setup (pad + float32 + contiguous, no checkpointi
 same cluster, scope and input set; time is seconds per informative megapixel, memory the
 largest per-step peak RSS (what the node must hold). Time is the one statistic (ratio of
 sums, hrvs_ray.metrics); every "× faster" carries a bootstrap 95 % interval
-(hrvs_ray.metrics_interval); "× memory" is the measured ratio of peaks (a maximum, not
+(hrvs_ray.metrics.interval); "× memory" is the measured ratio of peaks (a maximum, not
 bootstrapped).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import math
 import pandas as pd
 
 from ..metrics import GROUP_KEYS, figures, timed
-from ..metrics_interval import Interval, ratio_interval, run_spread, value_interval, verdict
+from ..metrics.interval import Interval, ratio_interval, run_spread, value_interval, verdict
 from ..remedies import AXES, PAPER
 from .fmt import Cell, Table, interval_bases, sig
 from .load import REMEDY_COLS, Merged, remedy_order, scope_key, scope_label
