@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from hrvs_ray.store.migrate import upgrade_definition
 from hrvs_ray.config import Sweep, SweepError, load_sweep, parse_sweep
 from conftest import REPO, tiny_sweep_dict
 
@@ -108,4 +109,4 @@ def test_a_definition_written_before_remedies_reads_back_with_the_implied_axes(t
     s = parse_sweep(tiny_sweep_dict(tmp_path, model={"precision": "bfloat16"}))
     d = json.loads(json.dumps(s.to_dict(), default=list))
     d.pop("remedies")
-    assert Sweep.from_dict(d, s.source) == s and s.remedies.precision == ("bfloat16",)
+    assert Sweep.from_dict(upgrade_definition(d), s.source) == s and s.remedies.precision == ("bfloat16",)

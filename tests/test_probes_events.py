@@ -25,6 +25,10 @@ ALWAYS_VALID = {"generic", "ll-read", "none", "raw:0x20d1", "raw:0xFFFFFFFFFFFFF
 NEVER_VALID = {"raw:0x1ffffffffffffffff", "raw:0x", "raw:not-hex", "", " generic", "generic\n", "raw:0x20d1\n"}
 
 
+def test_validator_and_counters_use_the_same_scope_grammar():
+    assert config.SCOPE_RE is scopes.SCOPE_RE
+
+
 def _probes_accept(spec: object) -> bool:
     try:
         parse_llc_event(spec)  # type: ignore[arg-type]

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
 
-from ..config import CounterSpec, InputSetSpec, ModelSpec, OptimizerSpec, Sweep
+from ..config import CounterSpec, InputSetSpec, NetworkSpec, OptimizerSpec, Sweep
 from ..data.shapes import transformed_arrays
 from ..names import id_part
 from ..remedies import PAPER, Remedy
@@ -30,11 +30,11 @@ class CellSpec:
     seed: int
     warmup_steps: int
     steps: int
-    model: ModelSpec
+    model: NetworkSpec          # precision and memory format: in ``remedy``, once
     optimizer: OptimizerSpec
     counters: CounterSpec
     cell_id: str
-    remedy: Remedy = PAPER     # model.precision / memory_format always equal the remedy's
+    remedy: Remedy = PAPER
     release_heap: bool = False  # execution.release_heap: free heap handed back before each step
 
     @property
@@ -49,13 +49,11 @@ class CellSpec:
         d = json.loads(text)
         d["input_set"]["size"] = tuple(d["input_set"]["size"])
         d["input_set"] = InputSetSpec(**d["input_set"])
-        d["model"] = ModelSpec(**d["model"])
+        d["model"] = NetworkSpec(**d["model"])
         d["optimizer"]["betas"] = tuple(d["optimizer"]["betas"])
         d["optimizer"] = OptimizerSpec(**d["optimizer"])
         d["counters"] = CounterSpec(**d["counters"])
-        # specs stored before the remedies axes existed ran the paper's batching
-        d["remedy"] = Remedy(**d.get("remedy", {"precision": d["model"].precision,
-                                                "memory_format": d["model"].memory_format}))
+        d["remedy"] = Remedy(**d["remedy"])
         return CellSpec(**d)
 
 
@@ -108,8 +106,7 @@ def plan_cells(sweep: Sweep, clusters: Sequence[str]) -> list[CellSpec]:
                         cells.append(CellSpec(
                             sweep=sweep.name, cluster=cluster, scope=scope, input_set=iset, run=run,
                             seed=t.seed, warmup_steps=t.warmup_steps, steps=t.steps,
-                            model=replace(sweep.model, precision=remedy.precision,
-                                          memory_format=remedy.memory_format),
+                            model=sweep.model.network,
                             optimizer=sweep.optimizer, counters=counters, remedy=remedy,
                             release_heap=sweep.execution.release_heap,
                             cell_id=cell_id(cluster, scope, iset, run, params, remedy.label if extra else "")))
@@ -119,9 +116,12 @@ def plan_cells(sweep: Sweep, clusters: Sequence[str]) -> list[CellSpec]:
 def step_plan(cell: CellSpec, heights: np.ndarray, widths: np.ndarray) -> np.ndarray:
     """(n_batches, batch_size) indices into the sorted shape table: the images of each of
     the cell's optimizer steps under its batching policy. ``heights``/``widths`` are the
-    original shapes in sorted-id order (the input set's resize is applied here)."""
+    original shapes in sorted-id order (the input set's resize is applied here). Cells that
+    differ only in their remedy train their warm-up and their timed steps on the same
+    images: they share seed and run, and every policy regroups ``pad``'s steps."""
     h, w = transformed_arrays(cell.input_set, heights, widths)
-    return step_indices(cell.remedy, h, w, cell.seed, cell.run, cell.input_set.batch_size, cell.n_batches)
+    return step_indices(cell.remedy, h, w, cell.seed, cell.run, cell.input_set.batch_size, cell.n_batches,
+                        cell.warmup_steps)
 
 
 def cell_largest_pass(cell: CellSpec, heights: np.ndarray, widths: np.ndarray) -> int:

@@ -28,7 +28,7 @@ def calibrate(steps: pd.DataFrame) -> Calibration:
     d = d[d["peak_rss_scope"].fillna("step").str.startswith("step")]   # a process-wide peak is not the step's
     fits = {}
     for key, g in d.groupby(FIT_KEYS, sort=True):
-        remedy = Remedy(precision=key[1], memory_format=key[2], checkpointing=key[3])
+        remedy = Remedy.from_row(dict(zip(FIT_KEYS, key)))
         fits[tuple(key)] = fit_line(g["pass_px"].to_numpy(), g["peak_rss_bytes"].to_numpy(), remedy)
     return Calibration(fits)
 

@@ -2,6 +2,9 @@
 
 Format history (like pyperf's JSON format history), newest first:
 
+- **3** (issues 16, 17, 19): steps gain ``image_ids`` (the step's images, literal ids in pass
+  order; null in older folders: they were not recorded); sweep.json gains ``plan_version``
+  (absent: version 1).
 - **2** (hrvs-ray 0.1, remedies): steps and cells gain the remedies axes (``batching``,
   ``precision``, ``memory_format``, ``checkpointing``, ``remedy``, ``window``, ``micro_batch``),
   steps gain ``micro_batches``, ``growth_bytes``, ``counter_time_fraction``, ``pass_px``; cells
@@ -17,12 +20,13 @@ on read. A resumed older folder is rewritten in the current schema as cells are 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 
-from ..remedies import Remedy
+from ..remedies import PAPER, RemediesSpec, Remedy
 from .schema import SCHEMA_VERSION, conform
 
 
@@ -41,6 +45,18 @@ def check_version(path: Path, version: object) -> int:
     if v < 1:
         raise ResultsError(f"{path}: schema_version {v} is older than any this hrvs-ray can read")
     return v
+
+
+def upgrade_definition(d: dict[str, Any]) -> dict[str, Any]:
+    """A ``sweep.json`` definition in the current form: one written before the remedies axes
+    (schema 1) ran what its model section implies, the paper's setup at its precision and
+    memory format."""
+    if "remedies" in d:
+        return d
+    model = d.get("model", {})
+    implied = RemediesSpec(precision=(model.get("precision", PAPER.precision),),
+                           memory_format=(model.get("memory_format", PAPER.memory_format),))
+    return {**d, "remedies": asdict(implied)}
 
 
 def upgrade(path: Path, t: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -70,10 +86,7 @@ def fill_defaults(t: pa.Table) -> pa.Table:
     df = df.fillna({"precision": "float32", "memory_format": "contiguous", "batching": "pad", "checkpointing": "none"})
     missing = df["remedy"].isna()
     if missing.any():
-        df.loc[missing, "remedy"] = [
-            Remedy(r.batching, r.precision, r.memory_format, r.checkpointing,
-                   **{k: int(getattr(r, k)) for k in ("window", "micro_batch") if not pd.isna(getattr(r, k))}).label
-            for r in df[missing].itertuples()]
+        df.loc[missing, "remedy"] = [Remedy.from_row(r).label for r in df[missing].itertuples()]
     if "micro_batches" in df:
         df["micro_batches"] = df["micro_batches"].fillna(1)
         df["growth_bytes"] = df["growth_bytes"].fillna(df["peak_rss_bytes"] - df["rss_start_bytes"])
