@@ -89,8 +89,8 @@ def test_process_facts_keep_only_their_own_keys():
 
 
 def test_the_line_a_person_reads_per_cell():
-    assert CellSummary("id", "c1 n1 node HR&VS pad run 0", "ok", 1.23456).line() == \
-        "c1 n1 node HR&VS pad run 0: ok, 1.235 s/MP (mean of timed steps)"
+    assert CellSummary("id", "c1 n1 node HR&VS pad run 0", "ok", 1.23456, statistic="Σ s ÷ Σ MP").line() == \
+        "c1 n1 node HR&VS pad run 0: ok, 1.235 s/MP (Σ s ÷ Σ MP of timed steps)"
     assert CellSummary("id", "w", "ok", None, statistic="median").line() == "w: ok, n/a s/MP (median of timed steps)"
     assert CellSummary("id", "w", "failed", first_error="OOM").line() == "w: FAILED: OOM"
     assert CellSummary("id", "w", "skipped").line() == "w: FAILED: "

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from hrvs_ray.config import Sweep, implied_remedies, load_sweep, parse_sweep
+from hrvs_ray.store.migrate import upgrade_definition
 
 SWEEPS = sorted(Path(__file__).resolve().parent.parent.glob("sweeps/*.yaml"))
 
@@ -125,13 +126,18 @@ def test_unused_policy_parameters_do_not_count():
     assert replace(b, remedies=replace(b.remedies, window=8)).fingerprint() != b.fingerprint()
 
 
-def test_a_sweep_of_only_implied_remedies_hashes_as_one_without_the_section():
-    s = parse_sweep(copy.deepcopy(BASE), "fp.yaml")
+def test_a_schema_1_definition_reads_back_as_the_sweep_it_ran():
+    """sweep.json written before the remedies axes has no ``remedies``: upgraded, it is the
+    sweep its model keys implied, with the fingerprint its results folder carries."""
+    d0 = copy.deepcopy(BASE)
+    d0["model"] = {"arch": "resnet18", "num_classes": 29, "precision": "bfloat16"}
+    s = parse_sweep(d0, "fp.yaml")
     assert s.remedies == implied_remedies(s.model)
-    d = s.to_dict()
-    del d["remedies"]                     # sweep.json written before the remedies axes
-    assert Sweep.from_dict(d).remedies == implied_remedies(s.model)
-    assert Sweep.from_dict(d).fingerprint() == s.fingerprint()
+    d = json.loads(json.dumps(s.to_dict(), default=list))
+    del d["remedies"]
+    old = Sweep.from_dict(upgrade_definition(d), source="fp.yaml")
+    assert old == s and old.fingerprint() == s.fingerprint()
+    assert old.remedies.precision == ("bfloat16",)
 
 
 def _json_round_trip(s: Sweep) -> Sweep:

@@ -1,4 +1,4 @@
-"""``metrics.derive`` and the statistics beside it, against figures computed by hand."""
+"""``metrics.derive`` (per-step ratios) and the statistics beside it, against figures computed by hand."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hrvs_ray.metrics import central, central_s_per_mp, cv, derive, spread, variability
+from hrvs_ray.metrics import cell_s_per_mp, cv, derive, ratio_of_sums, variability
 
 DERIVED = ["s_per_mp", "s_per_informative_mp", "ipc", "instructions_per_mp", "instructions_per_informative_mp",
            "mpki", "gflops", "padding_fraction"]
@@ -69,31 +69,32 @@ def test_derived_columns_are_plain_floats_even_from_nullable_integers():
     assert all(d[k].dtype == np.float64 for k in DERIVED)
 
 
-def test_central_spread_and_cv():
-    assert central([1.0, 2.0, 6.0]) == 3.0
-    assert math.isnan(central([])) and central([None, 4.0]) == 4.0
-    assert spread([2.0, 4.0]) == pytest.approx(math.sqrt(2)) and math.isnan(spread([1.0]))
+def test_ratio_of_sums_and_cv():
+    assert ratio_of_sums([1.0, 2.0], [1e6, 3e6], 1e6) == pytest.approx(0.75)     # not mean(1, 2/3)
+    assert ratio_of_sums([1.0, 2.0, 5.0], [1e6, None, 1e6], 1e6) == pytest.approx(3.0)   # pairs both known
+    assert math.isnan(ratio_of_sums([1.0], [0.0])) and math.isnan(ratio_of_sums([], []))
     assert cv([2.0, 4.0]) == pytest.approx(math.sqrt(2) / 3)
     assert math.isnan(cv([5.0])) and math.isnan(cv([0.0, 0.0]))
 
 
-def test_central_s_per_mp_ignores_warm_up():
-    s = _steps(warmup=[True, False, False], seconds=[100.0, 1.0, 3.0], total_px=[1_000_000] * 3,
+def test_a_cells_s_per_mp_is_over_its_timed_steps():
+    s = _steps(warmup=[True, False, False], seconds=[100.0, 1.0, 3.0], total_px=[1_000_000, 1_000_000, 2_000_000],
                informative_px=[1] * 3, padding_px=[0] * 3, instructions=[1] * 3, cycles=[1] * 3,
                llc_misses=[0] * 3, flops=[1] * 3)
-    assert central_s_per_mp(s) == pytest.approx(2.0)
-    assert central_s_per_mp(s.iloc[:1]) is None
+    assert cell_s_per_mp(s) == pytest.approx(4.0 / 3)       # Σ seconds ÷ Σ MP, warm-up left out
+    assert cell_s_per_mp(s.iloc[:1]) is None
 
 
-def test_variability_per_group_across_steps_and_runs():
+def test_variability_per_group_across_runs():
     rows = []
-    for run, values in ((0, [1.0, 3.0]), (1, [2.0, 2.0])):
-        for i, v in enumerate(values):
+    for run, seconds in ((0, [1.0, 3.0]), (1, [2.0, 2.0])):
+        for i, v in enumerate(seconds):
             rows.append({"cluster": "c", "scope": "node", "input_set": "a", "remedy": "pad+fp32+nchw", "run": run,
-                         "warmup": False, "s_per_mp": v, "step": i})
+                         "warmup": False, "seconds": v, "total_px": 1_000_000, "step": i})
+    rows.append(dict(rows[0], warmup=True, seconds=50.0))
     v = variability(pd.DataFrame(rows)).iloc[0]
-    # per-run means 2.0 and 2.0: no run-to-run spread; within run 0 cv = sqrt(2)/2, run 1: 0
-    assert (v["runs"], v["steps"], v["mean"]) == (2, 4, 2.0)
-    assert v["run_cv"] == 0.0 and v["step_cv"] == pytest.approx(math.sqrt(2) / 4) and not v["above_limit"]
-    rows[2]["s_per_mp"] = rows[3]["s_per_mp"] = 3.0          # run means 2 and 3: cv 0.28 > 6 %
-    assert bool(variability(pd.DataFrame(rows)).iloc[0]["above_limit"])
+    # each run's figure is 4 s / 2 MP = 2.0: no run-to-run spread
+    assert (v["runs"], v["steps"], v["value"], v["run_cv"], v["above_limit"]) == (2, 4, 2.0, 0.0, False)
+    rows[2]["seconds"] = rows[3]["seconds"] = 3.0            # runs 2.0 and 3.0: cv 0.28 > 6 %
+    v = variability(pd.DataFrame(rows)).iloc[0]
+    assert v["run_cv"] == pytest.approx(math.sqrt(0.5) / 2.5) and bool(v["above_limit"])
