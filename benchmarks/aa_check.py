@@ -7,14 +7,14 @@ Runs the same cell (same images, same setup: the sweep's paper setup at its firs
 run 0, the sweep's own warm-up and timed step counts) ``--cells`` times per input set, each
 as an independent cell: a fresh process placed and counted exactly as the sweep's actors
 do it (hrvs_ray.cluster.actors.CellRunner, without Ray). Then every pair of those cells is
-compared with the interval the report and ``compare`` state (hrvs_ray.metrics_interval),
+compared with the interval the report and ``compare`` state (hrvs_ray.metrics.interval),
 and the share of pairs whose interval excludes 1 is printed: the false-positive rate, which
 must be at most about 5 %. Two rates: one run each with nothing else known (a one-run
 sweep: the interval covers step-to-step noise only), and with the run-to-run spread known
 from the other cells of the set (as in a sweep whose groups have several runs: each pair's
-interval uses the pooled spread of the cells not in it). ``--save FILE`` keeps the rows. Splitting one cell's
-steps in two would not do: it would hide what differs between cells (process, heap,
-placement, the machine's state at the time).
+interval uses the pooled spread of the cells not in it). ``--save FILE`` keeps the rows.
+Splitting one cell's steps in two would not do: it would hide what differs between cells
+(process, heap, placement, the machine's state at the time).
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from hrvs_ray.config import load_sweep  # noqa: E402
 from hrvs_ray.data.inputs import PreparedSet  # noqa: E402
 from hrvs_ray.data.mame import open_dataset  # noqa: E402
 from hrvs_ray.metrics import figure  # noqa: E402
-from hrvs_ray.metrics_interval import ratio_interval, run_spread  # noqa: E402
+from hrvs_ray.metrics.interval import ratio_interval, run_spread  # noqa: E402
 from hrvs_ray.plan.cells import CellSpec, plan_cells  # noqa: E402
 
 # One cell in this fresh process, placed and counted as the sweep's actor does it.

@@ -78,6 +78,25 @@ def _print_plan(table: dict[str, dict]) -> None:
         cells = ", ".join(f"{m['precision']}/{m['memory_format']}/{m['checkpointing']} "
                           f"{m['gb']['avg']:.2f}/{m['gb']['max']:.2f}" for m in e["memory"])
         print(f"  {name:<{width}} {cells}")
+    _print_sampled_vs_epoch(table, width)
+
+
+def _print_sampled_vs_epoch(table: dict[str, dict], width: int) -> None:
+    """What the sweep's timed steps stand for: padding and label diversity over them and
+    over one full epoch (plan.epoch)."""
+    print("\nsampled steps vs a full epoch: padding % (Σ padding ÷ Σ total) and classes per batch "
+          "(distinct mean/min, largest class share mean/max)")
+    print(f"{'input set':<{width}} {'sampled':>16}  {'padding':>7}  {'classes':>10}  {'top class':>9}   "
+          f"{'epoch':>14}  {'padding':>7}  {'classes':>10}  {'top class':>9}")
+    for name, e in table.items():
+        cols = []
+        for view in ("sampled", "epoch"):
+            v, lab = e[view], e[view]["labels"]
+            what = (f"{v['steps']} steps, {v['runs']} run{'s' if v['runs'] != 1 else ''}" if view == "sampled"
+                    else f"{v['steps']} steps" + (f", w{v['window']}" if v.get("window") else ""))
+            cols.append(f"{what:>16}  {v['padding_share']:>7.1%}  {lab['mean_classes']:>5.1f}/{lab['min_classes']:<4.0f}"
+                        f"  {lab['mean_top_share']:>4.0%}/{lab['max_top_share']:<4.0%}")
+        print(f"{name:<{width}} " + "   ".join(cols))
 
 
 def _mp(v: float) -> str:

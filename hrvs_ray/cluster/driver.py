@@ -67,7 +67,8 @@ def run_sweep(sweep: Sweep, out: Path, progress_factory: Any, address: str | Non
     # validates against the dataset, generates a synthetic one once, checks every needed
     # image's header: every bad image listed at once, before Ray starts or a folder is written
     dataset = preflight(sweep)
-    store = ResultStore.open(out, sweep.name, sweep.fingerprint(), sweep.to_dict(), fresh=fresh)
+    store = ResultStore.open(out, sweep.name, sweep.fingerprint(), sweep.to_dict(), fresh=fresh,
+                             plan_version=sweep.plan_version)
 
     ray_io.connect(address)
     try:

@@ -15,7 +15,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from ..metrics import timed
-from ..metrics_interval import run_spread, value_interval
+from ..metrics.interval import run_spread, value_interval
 from ..remedies import PAPER
 from .figures import RC, RUN_MARKERS, FigureSVG, colours, log_y, to_svg
 from .load import Merged, scope_key, scope_label

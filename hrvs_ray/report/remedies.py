@@ -8,7 +8,7 @@ Ratios are against the paper's setup (pad + float32 + contiguous, no checkpointi
 same cluster, scope and input set; time is seconds per informative megapixel, memory the
 largest per-step peak RSS (what the node must hold). Time is the one statistic (ratio of
 sums, hrvs_ray.metrics); every "× faster" carries a bootstrap 95 % interval
-(hrvs_ray.metrics_interval); "× memory" is the measured ratio of peaks (a maximum, not
+(hrvs_ray.metrics.interval); "× memory" is the measured ratio of peaks (a maximum, not
 bootstrapped).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import math
 import pandas as pd
 
 from ..metrics import GROUP_KEYS, figures, timed
-from ..metrics_interval import Interval, ratio_interval, run_spread, value_interval, verdict
+from ..metrics.interval import Interval, ratio_interval, run_spread, value_interval, verdict
 from ..remedies import AXES, PAPER
 from .fmt import Cell, Table, interval_bases, sig
 from .load import REMEDY_COLS, Merged, remedy_order, scope_key, scope_label
@@ -195,9 +195,15 @@ def _sentence(name: str, cluster: str, scope: str, best: pd.Series, paper: pd.Se
                    f"({iv.basis}), {sig(best['mem_ratio'])}× its peak memory")
 
 
-def answers(g: pd.DataFrame) -> Table:
+def answers(g: pd.DataFrame, notes: dict[tuple[str, str], str] | None = None) -> Table:
     """Per cluster × scope × input set: the fastest combination, by how much (with its interval)
-    and at what memory, and the leanest one; every sentence is computed from ``grid``."""
+    and at what memory, and the leanest one; every sentence is computed from ``grid``. ``notes``
+    ((input set, batching) -> sentence, e.g. ``report.epoch.diversity_notes``) are added
+    where an answer names that input set's policy."""
+    def noted(text: str | Cell, name: str, r: pd.Series | None) -> str | Cell:
+        note = None if r is None or isinstance(text, Cell) else (notes or {}).get((name, r["batching"]))
+        return f"{text}. Note: {note}" if note else text
+
     rows = []
     for (cluster, scope, name), e in g.groupby(GROUP_KEYS[:3], sort=False):
         ok = e[e["s_imp"].notna()]
@@ -217,8 +223,9 @@ def answers(g: pd.DataFrame) -> Table:
             f"{describe(lean)}: {sig(lean['mem_ratio'])}× the paper's peak memory, "
             f"{_speed_words(lean['speedup'])}" if not math.isnan(lean["mem_ratio"])
             else f"{describe(lean)}: {sig(lean['peak_gb'])} GB")
-        rows.append([cluster, scope_label(scope), name, _sentence(name, cluster, scope, best, paper_row),
-                     lean_text, measured])
+        rows.append([cluster, scope_label(scope), name,
+                     noted(_sentence(name, cluster, scope, best, paper_row), name, best),
+                     noted(lean_text, name, lean), measured])
     return Table("Answers: which combination to use", ["cluster", "scope", "input set", "fastest per informative MP",
                                                        "least memory", "combinations measured"], rows,
                  note="Computed from the tables below: fastest = lowest seconds per informative megapixel, Σ seconds "

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ..metrics import STATISTIC, VARIABILITY_LIMIT, figure, ratio_of_sums, timed, variability
-from ..metrics_interval import ratio_interval, run_spread, verdict
+from ..metrics.interval import ratio_interval, run_spread, verdict
 from .fmt import NA, Cell, Table, core_kinds_text, counters_text, interval_bases, missing, num, sig, uniq
 from .load import Merged, order_input_sets, scope_key, scope_label
 

@@ -2,6 +2,9 @@
 
 Format history (like pyperf's JSON format history), newest first:
 
+- **3** (issues 16, 17, 19): steps gain ``image_ids`` (the step's images, literal ids in pass
+  order; null in older folders: they were not recorded); sweep.json gains ``plan_version``
+  (absent: version 1).
 - **2** (hrvs-ray 0.1, remedies): steps and cells gain the remedies axes (``batching``,
   ``precision``, ``memory_format``, ``checkpointing``, ``remedy``, ``window``, ``micro_batch``),
   steps gain ``micro_batches``, ``growth_bytes``, ``counter_time_fraction``, ``pass_px``; cells

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .metrics import RATIOS, figure, timed
+from . import RATIOS, figure, timed
 
 LEVEL = 0.95
 REPLICATES = 2000
