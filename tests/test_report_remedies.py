@@ -62,7 +62,7 @@ def _means(roots: list[Path]) -> pd.DataFrame:
 
 def _times(text: str) -> tuple[float, float, float]:
     """'0.818× [0.813–0.821]' -> (0.818, 0.813, 0.821)."""
-    m = re.fullmatch(r"([\d.]+)× \[([\d.]+)–([\d.]+)\]", text)
+    m = re.fullmatch(r"([\d.e+-]+)× \[([\d.e+-]+)–([\d.e+-]+)\]", text)
     assert m, text
     return float(m.group(1)), float(m.group(2)), float(m.group(3))
 

@@ -61,7 +61,7 @@ def figures(steps: pd.DataFrame) -> dict[str, float]:
 def group_figures(steps: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """``figures`` of the timed steps per group of ``keys`` (one row per group, keys as columns)."""
     t = timed(steps)
-    rows = [dict(zip(keys, k if isinstance(k, tuple) else (k,)), **figures(g))
+    rows = [dict(zip(keys, k if isinstance(k, tuple) else (k,), strict=True), **figures(g))
             for k, g in t.groupby(keys, sort=False)]
     return pd.DataFrame(rows, columns=keys + list(RATIOS) + ["steps", "runs", "peak_rss_bytes"])
 
@@ -113,7 +113,7 @@ def variability(steps: pd.DataFrame, name: str = "s_per_mp") -> pd.DataFrame:
     for k, g in d.groupby(keys, sort=True):
         per_run = g.groupby("run").apply(lambda r: figure(r, name), include_groups=False)
         run_cv = cv(per_run)
-        rows.append(dict(zip(keys, k), runs=int(per_run.size), steps=int(len(g)), value=figure(g, name),
+        rows.append(dict(zip(keys, k, strict=True), runs=int(per_run.size), steps=int(len(g)), value=figure(g, name),
                          run_cv=run_cv, above_limit=bool(run_cv > VARIABILITY_LIMIT) if not np.isnan(run_cv)
                          else False))
     return pd.DataFrame(rows, columns=keys + ["runs", "steps", "value", "run_cv", "above_limit"])

@@ -101,6 +101,8 @@ def _sig(x: float, digits: int) -> str:
         return "n/a"
     if x == 0:
         return "0"
+    if not 1e-3 <= abs(x) < 1e4:
+        return f"{x:.2g}"   # an interval of one or two steps can span decades: keep it short
     decimals = max(0, digits - 1 - int(np.floor(np.log10(abs(x)))))
     return f"{x:.{decimals}f}"
 
@@ -188,7 +190,9 @@ def ratio_interval(num: pd.DataFrame, den: pd.DataFrame, name: str = "s_per_info
     pair = paired(a, b)
     wa = _weights(a["run"].to_numpy(), rng, REPLICATES)
     wb = wa if pair else _weights(b["run"].to_numpy(), rng, REPLICATES)
-    log_ratio = np.log(_replicates(a, name, wa)) - np.log(_replicates(b, name, wb)) + _run_term(rng, run_sd, runs)
+    with np.errstate(divide="ignore", invalid="ignore"):   # a replicate of zero growth: dropped in _bounds
+        log_ratio = np.log(_replicates(a, name, wa)) - np.log(_replicates(b, name, wb))
+    log_ratio = log_ratio + _run_term(rng, run_sd, runs)
     low, high = _bounds(log_ratio, float(np.log(value)), min(effective_steps(a, name), effective_steps(b, name)))
     return Interval(float(value), low, high, len(a) + len(b), _basis(runs, run_sd, pair))
 
@@ -203,7 +207,8 @@ def value_interval(steps: pd.DataFrame, name: str = "s_per_informative_mp", run_
         return value, float("nan"), float("nan")
     run_sd = run_sd if run_sd is not None else _own_spread(name, a)
     rng = np.random.default_rng(seed)
-    logs = np.log(_replicates(a, name, _weights(a["run"].to_numpy(), rng, REPLICATES)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(_replicates(a, name, _weights(a["run"].to_numpy(), rng, REPLICATES)))
     logs = logs + _run_term(rng, run_sd, (int(a["run"].nunique()),))
     low, high = _bounds(logs, float(np.log(value)), effective_steps(a, name))
     return float(value), low, high

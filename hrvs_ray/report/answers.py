@@ -30,7 +30,8 @@ def _groups(m: Merged, name: str) -> tuple[pd.DataFrame, dict, float | None]:
     if t.empty:
         return pd.DataFrame(columns=KEYS + ["value", "cores"]), {}, None
     parts = {k: g for k, g in t.groupby(KEYS, sort=False)}
-    rows = [dict(zip(KEYS, k), value=figure(g, name), cores=float(g["cores"].median())) for k, g in parts.items()]
+    rows = [dict(zip(KEYS, k, strict=True), value=figure(g, name), cores=float(g["cores"].median()))
+            for k, g in parts.items()]
     return pd.DataFrame(rows, columns=KEYS + ["value", "cores"]), parts, run_spread(t, KEYS, name)
 
 
@@ -53,19 +54,17 @@ def fastest_cluster(m: Merged) -> Table:
     c = c.dropna(subset=["value"])
     rows = []
     order = {n: i for i, n in enumerate(m.input_sets)}
-    keys = sorted({(s, n) for s, n in zip(c["scope"], c["input_set"])},
+    keys = sorted({(s, n) for s, n in zip(c["scope"], c["input_set"], strict=True)},
                   key=lambda k: (scope_key(k[0]), order.get(k[1], len(order))))
     for scope, name in keys:
         e = c[(c["scope"] == scope) & (c["input_set"] == name)].sort_values(["value", "cluster"])
         if len(e) < 2:
             continue
         first, second, last = e.iloc[0], e.iloc[1], e.iloc[-1]
-
-        def vs(r: pd.Series) -> Interval:
-            return ratio_interval(parts[(scope, name, r["cluster"])], parts[(scope, name, first["cluster"])],
-                                  "s_per_mp", run_sd)
+        vs = [ratio_interval(parts[(scope, name, r["cluster"])], parts[(scope, name, first["cluster"])],
+                             "s_per_mp", run_sd) for r in (second, last)]
         rows.append([scope_label(scope), name, str(len(e)), Cell(first["cluster"] + _cores(first["cores"]), "best"),
-                     sig(first["value"]), _times(vs(second), second["cluster"]), _times(vs(last), last["cluster"])])
+                     sig(first["value"]), _times(vs[0], second["cluster"]), _times(vs[1], last["cluster"])])
     return Table("Fastest cluster per scope and input set",
                  ["scope", "input set", "clusters", "fastest", "its s / MP (Σ s ÷ Σ MP)",
                   "runner-up (× slower) [95 % interval]", "slowest (× slower) [95 % interval]"], rows,

@@ -170,9 +170,12 @@ def compare(base_dir: Path, new_dir: Path, threshold_pct: float = 5.0) -> Compar
     return c
 
 
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
 def _iv(iv: Interval) -> dict[str, Any]:
-    f = (lambda x: x if math.isfinite(x) else None)
-    return {"ratio": f(iv.value), "low": f(iv.low), "high": f(iv.high)}
+    return {"ratio": _finite(iv.value), "low": _finite(iv.low), "high": _finite(iv.high)}
 
 
 def to_json(c: Comparison) -> dict[str, Any]:
@@ -191,8 +194,8 @@ def to_json(c: Comparison) -> dict[str, Any]:
             "clusters": [{"base": b, "new": n} for b, n in c.pairs],
             "differences": [{"what": w, "base": a, "new": b} for w, a, b in c.identity],
             "groups": [group(g) for g in c.groups],
-            "only_base": [dict(zip(keys, k)) for k in c.only_base],
-            "only_new": [dict(zip(keys, k)) for k in c.only_new],
+            "only_base": [dict(zip(keys, k, strict=True)) for k in c.only_base],
+            "only_new": [dict(zip(keys, k, strict=True)) for k in c.only_new],
             "regressions": sum(g.regression for g in c.groups), "exit_code": c.exit_code}
 
 
@@ -213,7 +216,7 @@ def to_text(c: Comparison) -> str:
             for g in c.groups]
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
     lines.append("")
-    lines += ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in [head] + rows]
+    lines += ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in [head] + rows]
     bases = sorted({g.s_mp.basis for g in c.groups})
     lines += ["", *(f"interval: {b}" for b in bases)]
     lines += [f"only in base: {' '.join(k)}" for k in c.only_base] + [f"only in new: {' '.join(k)}" for k in c.only_new]
