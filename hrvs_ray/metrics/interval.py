@@ -10,10 +10,10 @@ fingerprints, as in ``compare``) are redrawn with the same draws (paired), so th
 sizes cancel. Whole runs differ by more than their steps' noise (a cell is a fresh
 process); that spread is the pooled standard deviation of each run's log figure over every
 group with several runs (``run_spread``: the two groups themselves, or the other groups
-of the same results), added to each replicate as a normal offset per group with the
-variance divided by its run count. Where no group has several runs, the interval covers
+of the same results); its variance, divided by each group's run count, is added to the
+interval's variance (not widened by the steps' t factor: it is pooled over many runs). Where no group has several runs, the interval covers
 step-to-step noise only, and ``Interval.basis`` says so.
-The interval is log(value) ± t(0.975, n-1) × the replicates' standard deviation × √(n / (n-1)),
+The steps' part is the replicates' standard deviation × t(0.975, n-1)/z(0.975) × √(n / (n-1)),
 n the effective number of timed steps of the group with fewer (Kish's count, weighted by
 pixels: a ratio of sums over very unequal steps rests on fewer of them): a percentile bootstrap of few steps is far too
 narrow and lumpy (a redraw of 3 values never leaves their range: ~25 % false claims), and
@@ -69,13 +69,14 @@ def effective_steps(steps: pd.DataFrame, name: str) -> float:
     return max(2.0, float(w.sum() ** 2 / (w ** 2).sum()))
 
 
-def _bounds(logs: np.ndarray, center: float, n: float) -> tuple[float, float]:
-    """The 95 % interval from log replicates: log(value) ± t(0.975, n-1) × their standard
-    deviation × √(n / (n-1)) (the bootstrap's standard error, small-sample corrected)."""
+def _bounds(logs: np.ndarray, center: float, n: float, run_var: float = 0.0) -> tuple[float, float]:
+    """The 95 % interval from the steps' log replicates: log(value) ± z × √((k × their standard
+    deviation)² + run_var), k = small_sample_factor(n) widening the steps' part only (the
+    run-to-run variance ``run_var`` is pooled over many runs, not over these n steps)."""
     logs = logs[np.isfinite(logs)]
     if len(logs) < 2 or n < 2:
         return float("nan"), float("nan")
-    half = small_sample_factor(n) * _Z975 * float(np.std(logs, ddof=1))
+    half = _Z975 * float(np.sqrt((small_sample_factor(n) * np.std(logs, ddof=1)) ** 2 + run_var))
     return float(np.exp(center - half)), float(np.exp(center + half))
 
 
@@ -168,11 +169,9 @@ def _own_spread(name: str, *groups: pd.DataFrame) -> float | None:
     return run_spread(both, ["_group"], name)
 
 
-def _run_term(rng: np.random.Generator, run_sd: float | None, runs: tuple[int, ...]) -> np.ndarray | float:
-    """Each group's whole-run offset: normal, variance σ² ÷ its run count, independent between groups."""
-    if run_sd is None:
-        return 0.0
-    return sum(rng.normal(0.0, run_sd / np.sqrt(r), REPLICATES) for r in runs)
+def _run_var(run_sd: float | None, runs: tuple[int, ...]) -> float:
+    """Each group's whole-run offset: variance σ² ÷ its run count, independent between groups."""
+    return 0.0 if run_sd is None else float(sum(run_sd ** 2 / r for r in runs))
 
 
 def ratio_interval(num: pd.DataFrame, den: pd.DataFrame, name: str = "s_per_informative_mp",
@@ -192,8 +191,8 @@ def ratio_interval(num: pd.DataFrame, den: pd.DataFrame, name: str = "s_per_info
     wb = wa if pair else _weights(b["run"].to_numpy(), rng, REPLICATES)
     with np.errstate(divide="ignore", invalid="ignore"):   # a replicate of zero growth: dropped in _bounds
         log_ratio = np.log(_replicates(a, name, wa)) - np.log(_replicates(b, name, wb))
-    log_ratio = log_ratio + _run_term(rng, run_sd, runs)
-    low, high = _bounds(log_ratio, float(np.log(value)), min(effective_steps(a, name), effective_steps(b, name)))
+    low, high = _bounds(log_ratio, float(np.log(value)), min(effective_steps(a, name), effective_steps(b, name)),
+                        _run_var(run_sd, runs))
     return Interval(float(value), low, high, len(a) + len(b), _basis(runs, run_sd, pair))
 
 
@@ -209,8 +208,8 @@ def value_interval(steps: pd.DataFrame, name: str = "s_per_informative_mp", run_
     rng = np.random.default_rng(seed)
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.log(_replicates(a, name, _weights(a["run"].to_numpy(), rng, REPLICATES)))
-    logs = logs + _run_term(rng, run_sd, (int(a["run"].nunique()),))
-    low, high = _bounds(logs, float(np.log(value)), effective_steps(a, name))
+    low, high = _bounds(logs, float(np.log(value)), effective_steps(a, name),
+                        _run_var(run_sd, (int(a["run"].nunique()),)))
     return float(value), low, high
 
 
