@@ -89,7 +89,7 @@ def _mp(v: float) -> str:
 def print_summary(out: Path) -> None:
     """s/MP and s/informative-MP per cluster, scope, input set and remedy: the CENTRAL
     statistic of the timed steps ± their SPREAD, the same figures the report shows."""
-    from .metrics import CENTRAL, SPREAD, central, derive, group_keys, spread, timed
+    from .metrics import CENTRAL, SPREAD, central, derive, group_keys, spread, steal_note, timed
     from .scopes import scope_key
     from .store import read_results
 
@@ -110,6 +110,9 @@ def print_summary(out: Path) -> None:
         print("  ".join(v.ljust(w) if i < len(keys) else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))))
     print(f"({CENTRAL} ± sample {SPREAD} over the timed steps of all runs, warm-up excluded, as in the report; "
           f"peak GB = largest per-step peak RSS)")
+    note = steal_note(d)
+    if note:
+        print(f"warning: {note}")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

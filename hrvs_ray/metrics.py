@@ -10,6 +10,7 @@ import pandas as pd
 VARIABILITY_LIMIT = 0.06  # the paper checked run-to-run variability stayed under 6%
 CENTRAL = "mean"          # the one central statistic of s/MP everywhere: the paper reports means
 GROUP_KEYS = ["cluster", "scope", "input_set", "remedy"]   # one comparison group per remedy
+STEAL_LIMIT = 0.05        # a step whose hypervisor steal exceeds 5 % of its CPU time is flagged
 
 
 def timed(steps: pd.DataFrame) -> pd.DataFrame:
@@ -63,7 +64,24 @@ def derive(steps: pd.DataFrame) -> pd.DataFrame:
     d["mpki"] = _ratio(d["llc_misses"].astype("float64") * 1000.0, d["instructions"])
     d["gflops"] = _ratio(d["flops"].astype("float64") / 1e9, d["seconds"])
     d["padding_fraction"] = _ratio(d["padding_px"], d["total_px"])
+    # steal is summed over the cell's CPUs: its share is of the step's CPU time, seconds x cores
+    cpu_time = d["seconds"].astype("float64") * pd.to_numeric(d["cores"], errors="coerce").astype("float64")
+    d["steal_share"] = (_ratio(d["steal_seconds"], cpu_time) if "steal_seconds" in d
+                        else pd.Series(np.nan, index=d.index, dtype="float64"))
     return d
+
+
+def steal_note(derived: pd.DataFrame) -> str | None:
+    """A sentence naming the timed steps whose steal exceeds STEAL_LIMIT (None when none):
+    the CLI summary and the report print the same one."""
+    t = timed(derived)
+    bad = t[t["steal_share"] > STEAL_LIMIT]
+    if bad.empty:
+        return None
+    worst = bad.loc[bad["steal_share"].idxmax()]
+    return (f"{len(bad)} of {len(t)} timed steps lost more than {STEAL_LIMIT:.0%} of their CPU time to the "
+            f"hypervisor (steal time, /proc/stat): their seconds include time the VM did not run; worst "
+            f"{worst['steal_share']:.0%} in cell {worst['cell_id']} step {int(worst['step'])}")
 
 
 def cv(values: pd.Series | np.ndarray) -> float:
