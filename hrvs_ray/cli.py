@@ -32,7 +32,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
     estimate, memory_source = _plan_estimator(args.memory_from)
     if estimate is None:
         return EXIT_BAD_INPUT
-    table = batch_table(sweep, args.batches, shapes, estimate)
+    from .memory_model import FitError
+    try:
+        table = batch_table(sweep, args.batches, shapes, estimate)
+    except FitError as e:
+        _err(f"{args.memory_from}: {e}; delete its memory_fit.json to refit, or plan without --memory-from")
+        return EXIT_BAD_INPUT
+    from .memory_calibration import fallback_note
+    fallback = fallback_note(estimate) if hasattr(estimate, "fallbacks") else None
+    if fallback:
+        memory_source += f"; {fallback}"
+        print(f"warning: {fallback}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps(table, indent=2))
         return EXIT_OK
@@ -44,22 +54,25 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _plan_estimator(memory_from: str | None) -> tuple[Any, str]:
-    """The built-in memory model, or the one calibrated on a results folder (None on error)."""
+    """The built-in memory model, or the one calibrated on a results folder for a machine like
+    this one (None on error)."""
     from .memory_model import estimate_step_bytes
 
+    builtin = "built-in model (the paper's 430 B/px, remedy factors measured)"
     if not memory_from:
-        return estimate_step_bytes, "built-in model (the paper's 430 B/px, remedy factors measured)"
-    from .memory_calibration import load_calibration
+        return estimate_step_bytes, builtin
+    from .memory_calibration import plan_estimator
     from .store import ResultsError
 
     try:
-        cal = load_calibration(memory_from)
+        est, text = plan_estimator(memory_from)
     except ResultsError as e:
         _err(str(e))
         return None, ""
-    fits = ", ".join(f"{n} {p}/{m}/{c}: {f.base_bytes / 1e9:.2f} GB + {f.bytes_per_pixel:.0f} B/px ({f.slope_from})"
-                     for (n, p, m, c), f in sorted(cal.fits.items()))
-    return cal.estimator(), f"calibrated on {memory_from}: {fits}; built-in where no fit matches"
+    if est is None:
+        print(f"warning: {text}", file=sys.stderr)
+        return estimate_step_bytes, text
+    return est, text
 
 
 def _print_plan(table: dict[str, dict]) -> None:

@@ -104,6 +104,15 @@ def _cache_summary(topo: Topology) -> tuple[dict[str, int | None], list[dict[str
     return sizes, detail
 
 
+def _torch_version() -> str | None:
+    """From torch's package metadata: the probe must not import torch (it runs before placement)."""
+    from importlib import metadata
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def _kernel(root: Path) -> str | None:
     if root == Path("/"):
         return os.uname().release
@@ -152,9 +161,11 @@ def collect_node_info(root: str | Path = "/", llc_event: str = "generic",
     peak, assumption = _peak(root, topo, mhz, fpc)
     sizes, caches = _cache_summary(topo)
     counters = None
+    detail = _detail(root, topo, caches, fpc, assumption)
     if live:
         from .counters import probe_events  # noqa: PLC0415 - only the live node can be probed
         counters = probe_events(llc_event)
+        detail["torch_version"] = _torch_version()    # part of the node's identity for memory fits
     kinds: dict[str, int] = {}
     for c in topo.cores:
         kinds[c.kind] = kinds.get(c.kind, 0) + 1
@@ -167,5 +178,5 @@ def collect_node_info(root: str | Path = "/", llc_event: str = "generic",
         perf_event_paranoid=optional_int(root / "proc/sys/kernel/perf_event_paranoid"), counters=counters,
         peak_gflops_fp32=peak, collected_at=datetime.now(timezone.utc),
         physical_cores=len(topo.cores), core_kinds=kinds, numa_node_ids=list(topo.numa),
-        numa_warning=topo.numa_problem, info=_detail(root, topo, caches, fpc, assumption))
+        numa_warning=topo.numa_problem, info=detail)
     return info

@@ -17,6 +17,7 @@ GB = 1e9
 NOTE = ("Peak RSS of the largest timed step against the memory model's prediction for that step's "
         "largest forward/backward pass. Built-in: the paper's 430 B/px times the measured factor of "
         "the setting, plus 1.2 GB. Calibrated: base + B/px fitted on these results' own timed steps "
+        "whose peak is their own (the largest pass so far in their cell, or run with the heap released) "
         "per node and setting (what `hrvs-ray plan --memory-from` and a resumed sweep use). "
         "Error = (predicted − measured) / measured: positive means the model plans with room to spare.")
 
@@ -28,7 +29,7 @@ def _remedy(row) -> Remedy:
 
 def predicted_vs_measured(m: Merged) -> Table:
     t = timed(m.steps).dropna(subset=["peak_rss_bytes", "pass_px"])
-    cal = calibrate(t)
+    cal = calibrate(m.steps)      # every step: warm-up passes leave heap that masks later peaks
     rows = []
     keys = ["cluster", "input_set", "remedy"]
     for (cluster, iset, label), g in sorted(t.groupby(keys), key=lambda kv: (kv[0][0], order_input_sets(
