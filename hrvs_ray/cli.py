@@ -101,31 +101,42 @@ def _mp(v: float) -> str:
 
 def print_summary(out: Path) -> None:
     """s/MP and s/informative-MP per cluster, scope, input set and remedy: the CENTRAL
-    statistic of the timed steps ± their SPREAD, the same figures the report shows."""
-    from .metrics import CENTRAL, SPREAD, central, derive, group_keys, spread, steal_note, timed
+    statistic of the timed steps ± their SPREAD, the same figures the report shows, and the
+    counted GFLOP/s as a share of the scope's measured ceiling."""
+    from .metrics import (CENTRAL, SPREAD, ceiling_note, central, derive, group_keys, spread, steal_note,
+                          step_ceilings, timed)
     from .scopes import scope_key
     from .store import read_results
 
-    d = timed(derive(read_results(out).steps.to_pandas()))
+    res = read_results(out)
+    d = timed(derive(res.steps.to_pandas()))
     if d.empty:
         print("no timed steps recorded")
         return
+    d["pct_ceiling"] = 100 * d["gflops"] / step_ceilings(d, res.nodes.to_pandas())
     keys = group_keys(d)
     rows = [[*(str(k) for k in key), str(len(g)),
              *(f"{central(g[c]):.3f} ± {spread(g[c]):.3f}" for c in ("s_per_mp", "s_per_informative_mp")),
-             f"{g['peak_rss_bytes'].max() / 1e9:.2f}"]
+             f"{g['peak_rss_bytes'].max() / 1e9:.2f}", _pct(central(g["pct_ceiling"]))]
             for key, g in sorted(d.groupby(keys), key=lambda kg: (kg[0][0], scope_key(kg[0][1]), kg[0][2:]))]
     head = ["cluster", "scope", "input set", "remedy"][:len(keys)] + [
-        "steps", f"s/MP ({CENTRAL} ± {SPREAD})", f"s/inf-MP ({CENTRAL} ± {SPREAD})", "peak GB"]
+        "steps", f"s/MP ({CENTRAL} ± {SPREAD})", f"s/inf-MP ({CENTRAL} ± {SPREAD})", "peak GB", "% ceiling"]
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     print()
     for r in [head] + rows:
         print("  ".join(v.ljust(w) if i < len(keys) else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))))
     print(f"({CENTRAL} ± sample {SPREAD} over the timed steps of all runs, warm-up excluded, as in the report; "
-          f"peak GB = largest per-step peak RSS)")
-    note = steal_note(d)
-    if note:
-        print(f"warning: {note}")
+          f"peak GB = largest per-step peak RSS; % ceiling = counted GFLOP/s over the scope's measured ceiling)")
+    for note in (ceiling_note(d["pct_ceiling"]), steal_note(d)):
+        if note:
+            print(f"warning: {note}")
+
+
+def _pct(v: float) -> str:
+    from .metrics import CEILING_LIMIT
+    if v != v:          # NaN: no ceiling measured for this scope
+        return "n/a"
+    return f"{v:.0f}%" + ("!" if v > 100 * CEILING_LIMIT else "")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -247,6 +258,10 @@ def cmd_node_info(args: argparse.Namespace) -> int:
     except (TopologyError, ValueError) as e:    # unreadable snapshot, malformed scope
         _err(str(e))
         return EXIT_BAD_INPUT
+    if Path(args.sysroot) == Path("/"):         # a snapshot has no CPUs to run kernels on
+        from .probes.ceiling import measure_scope
+        doc["ceilings"] = {s: measure_scope(p["cpus"], p["threads"]) for s, p in doc["scopes"].items()
+                           if "cpus" in p}
     print(json.dumps(doc, indent=2, default=str) if args.format == "json" else format_node_info(doc))
     return EXIT_OK
 

@@ -87,10 +87,12 @@ NODES_SCHEMA = pa.schema([
     # added with the scope rules (absent in older files: read as null)
     ("physical_cores", pa.int32()), ("core_kinds", pa.string()), ("numa_node_ids", pa.list_(pa.int32())),
     ("numa_warning", pa.string()), ("unusable", pa.string()),
+    # schema 3: the measured compute ceiling per scope (probes.ceiling), JSON text
+    ("ceilings", pa.string()),
 ])
 
 # nodes columns stored as JSON text <- the node description's key holding plain nested values
-NODE_JSON_COLUMNS = {"counters": "counters", "core_kinds": "core_kinds", "info_json": "info"}
+NODE_JSON_COLUMNS = {"counters": "counters", "core_kinds": "core_kinds", "info_json": "info", "ceilings": "ceilings"}
 
 
 def node_row(node: dict[str, Any]) -> dict[str, Any]:

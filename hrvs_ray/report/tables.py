@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..metrics import CENTRAL, VARIABILITY_LIMIT, central, timed, variability
+from ..metrics import ABOVE_CEILING, CEILING_LIMIT, CENTRAL, VARIABILITY_LIMIT, central, step_ceilings, timed, variability
 from .fmt import NA, STAT, Cell, Table, core_kinds_text, counters_text, missing, num, sig, stat, uniq
 from .load import Merged, order_input_sets, scope_key, scope_label
 
@@ -104,7 +104,18 @@ def _isa(v: Any) -> str:
 
 TABLE3_ROWS = ("hostname", "CPU model", "vendor", "sockets×cores×threads", "logical CPUs",
                "NUMA nodes", "L1d / L2 / L3 KiB", "memory GiB", "base MHz", "ISA", "kernel", "perf_event_paranoid",
-               "counters", "est. peak GFLOP/s fp32", "core kinds", "unusable because")
+               "counters", "theoretical peak GFLOP/s fp32 (max clock /sys states)",
+               "measured ceiling GFLOP/s (fp32 / bf16, per scope)", "core kinds", "unusable because")
+
+
+def _ceilings_text(v: Any) -> str:
+    """A node's measured ceilings, per scope: 'node: 203 / 806; cores:2: ...'."""
+    got = json.loads(v) if isinstance(v, str) else None
+    if not isinstance(got, dict) or not got:
+        return "not measured"
+    return "; ".join(f"{scope_label(s)}: " + (f"{c['fp32_gflops']:.0f} / {c['bf16_gflops']:.0f}" if "error" not in c
+                                              else f"not measured ({c['error']})")
+                     for s, c in sorted(got.items(), key=lambda kv: scope_key(kv[0])))
 
 
 def _kinds(v: Any) -> str:
@@ -132,7 +143,8 @@ def table3(m: Merged) -> Table:
                      topo, num(n["logical_cpus"], ".0f"), num(n["numa_nodes"], ".0f"), caches,
                      _gib(n["memory_bytes"]), num(n["base_mhz"], ".0f"), _isa(n["isa"]), n["kernel"] or "—",
                      num(n["perf_event_paranoid"], ".0f"), counters_text(n["counters"]),
-                     num(n["peak_gflops_fp32"], ".0f"), _kinds(n.get("core_kinds")),
+                     num(n["peak_gflops_fp32"], ".0f") if not missing(n["peak_gflops_fp32"]) else "unknown",
+                     _ceilings_text(n.get("ceilings")), _kinds(n.get("core_kinds")),
                      "—" if missing(n.get("unusable")) else str(n.get("unusable"))])
     rows = [[name, *(c[i] for c in cols)] for i, name in enumerate(TABLE3_ROWS)] if cols else []
     return Table("Table 3. Node hardware", ["cluster / node"] + heads, rows,
@@ -171,7 +183,15 @@ def _cv_cell(v: pd.Series | None) -> Any:
 def _timed_with_peaks(m: Merged) -> pd.DataFrame:
     t = timed(m.ref_steps)
     peak, scope_peak = _peaks(m, t) if len(t) else (pd.Series(dtype="float64"), pd.Series(dtype="float64"))
-    return t.assign(pct_node=100 * t["gflops"] / peak, pct_scope=100 * t["gflops"] / scope_peak)
+    return t.assign(pct_ceiling=100 * t["gflops"] / step_ceilings(t, m.nodes), pct_scope=100 * t["gflops"] / scope_peak)
+
+
+def _pct_ceiling(v: float) -> Any:
+    if math.isnan(v):
+        return Cell(NA, "na")
+    if v > 100 * CEILING_LIMIT:
+        return Cell(f"{v:.1f}% > {100 * CEILING_LIMIT:.0f}%: counted FLOPs above executed?", "flag")
+    return f"{v:.1f}"
 
 
 def summary(m: Merged) -> tuple[Table, Table]:
@@ -197,7 +217,7 @@ def summary(m: Merged) -> tuple[Table, Table]:
             step_cv = float(v["step_cv"]) if v is not None else float("nan")
             detail.append([cluster, where, name, str(int(g1["run"].nunique())), str(len(g1)), *cells,
                            num(imp[name] / mp[name] if mp[name] else float("nan"), ".2f"),
-                           num(g1["gflops"].mean(), ".1f"), num(g1["pct_node"].mean(), ".1f"),
+                           num(g1["gflops"].mean(), ".1f"), _pct_ceiling(float(g1["pct_ceiling"].mean())),
                            num(g1["pct_scope"].mean(), ".1f"),
                            Cell(NA, "na") if math.isnan(step_cv) else f"{100 * step_cv:.1f}%", _cv_cell(v)])
     a = Table("Answers per cluster and scope",
@@ -206,12 +226,16 @@ def summary(m: Merged) -> tuple[Table, Table]:
               note=f"Fastest = lowest {CENTRAL} seconds per megapixel over all timed steps of all runs.")
     d = Table("Summary per cluster, scope and input set",
               ["cluster", "scope", "input set", "runs", "timed steps", f"s / MP ({STAT})",
-               f"s / informative MP ({STAT})", "padding overhead", "GFLOP/s", "% of node peak",
-               "% of scope's share of peak", "step-to-step CV", "run-to-run CV"], detail,
+               f"s / informative MP ({STAT})", "padding overhead", "GFLOP/s", "% of measured ceiling",
+               "% of theoretical peak (scope's share)", "step-to-step CV", "run-to-run CV"], detail,
               note=(f"s / MP: the {CENTRAL} over the timed steps of all runs (warm-up excluded) ± their sample "
                     f"standard deviation; the CLI summary prints the same {CENTRAL}. Padding overhead = "
                     f"({CENTRAL} s per informative MP) ÷ ({CENTRAL} s per MP). GFLOP/s = counted forward+backward "
-                    f"FLOPs ÷ step time; peak is the node's estimated fp32 peak, and its share for a scope is "
+                    f"FLOPs ÷ step time. Measured ceiling: the GFLOP/s dense fp32 (bf16 for bf16 steps) "
+                    f"kernels reached on the scope's CPUs and threads when the sweep started (the faster of a "
+                    f"matmul and a 1×1 channels-last convolution, operands beyond the LLC); above "
+                    f"{100 * CEILING_LIMIT:.0f}% it is flagged: {ABOVE_CEILING}. Theoretical peak: the node's "
+                    f"fp32 estimate from the maximum clock /sys states, its share for a scope is "
                     f"peak × cores used ÷ physical cores. Run-to-run CV is the coefficient of variation of per-run "
                     f"mean s/MP; above {100 * VARIABILITY_LIMIT:.0f}% it is flagged. Green = fastest in its "
                     f"cluster and scope."))
