@@ -7,10 +7,10 @@ factors) and the one calibrated on these very steps (per node and setting).
 from __future__ import annotations
 
 from ..memory_calibration import calibrate
-from ..memory_model import estimate_step_bytes
+from ..memory_model import FitError, estimate_step_bytes
 from ..metrics import timed
 from ..remedies import Remedy
-from .fmt import Table, sig
+from .fmt import Cell, Table, sig
 from .load import Merged, order_input_sets
 
 GB = 1e9
@@ -38,12 +38,16 @@ def predicted_vs_measured(m: Merged) -> Table:
         measured = float(top["peak_rss_bytes"])
         remedy = _remedy(top)
         builtin = estimate_step_bytes(int(top["pass_px"]), remedy)
-        fitted = cal.predict(int(top["pass_px"]), remedy, node=top["node"])
+        try:
+            fitted = cal.predict(int(top["pass_px"]), remedy, node=top["node"])
+        except FitError:        # a fit predicting <= 0 bytes is wrong, and shown so, not as missing
+            fitted = "error"
         rows.append([cluster, iset, label, str(len(g)), sig(measured / GB), sig(builtin / GB),
                      f"{(builtin - measured) / measured:+.0%}",
-                     "—" if fitted is None else sig(fitted / GB),
-                     "—" if fitted is None else f"{(fitted - measured) / measured:+.0%}"])
-    errs = [abs(float(r[8].rstrip("%")) / 100) for r in rows if r[8] != "—"]
+                     *(("—", "—") if fitted is None else
+                       (Cell("fit error: predicts ≤ 0", "flag"), Cell("—", "na")) if fitted == "error" else
+                       (sig(fitted / GB), f"{(fitted - measured) / measured:+.0%}"))])
+    errs = [abs(float(r[8].rstrip("%")) / 100) for r in rows if isinstance(r[8], str) and r[8] != "—"]
     note = NOTE + (f" Worst calibrated error here: {max(errs):.0%}." if errs else "")
     return Table("Memory model: planned vs measured peak per step",
                  ["cluster", "input set", "remedy", "timed steps", "measured peak GB", "built-in GB",
