@@ -21,7 +21,7 @@ def _err(msg: str) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from .config import load_sweep
-    from .plan import batch_table, check_plan, planning_shapes
+    from .plan.table import batch_table, check_plan, planning_shapes
 
     sweep = load_sweep(args.sweep)
     if args.batches <= 0:
@@ -32,13 +32,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     estimate, memory_source = _plan_estimator(args.memory_from)
     if estimate is None:
         return EXIT_BAD_INPUT
-    from .memory_model import FitError
+    from .plan.memory_model import FitError
     try:
         table = batch_table(sweep, args.batches, shapes, estimate)
     except FitError as e:
         _err(f"{args.memory_from}: {e}; delete its memory_fit.json to refit, or plan without --memory-from")
         return EXIT_BAD_INPUT
-    from .memory_calibration import fallback_note
+    from .plan.memory_calibration import fallback_note
     fallback = fallback_note(estimate) if hasattr(estimate, "fallbacks") else None
     if fallback:
         memory_source += f"; {fallback}"
@@ -56,12 +56,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def _plan_estimator(memory_from: str | None) -> tuple[Any, str]:
     """The built-in memory model, or the one calibrated on a results folder for a machine like
     this one (None on error)."""
-    from .memory_model import estimate_step_bytes
+    from .plan.memory_model import estimate_step_bytes
 
     builtin = "built-in model (the paper's 430 B/px, remedy factors measured)"
     if not memory_from:
         return estimate_step_bytes, builtin
-    from .memory_calibration import plan_estimator
+    from .plan.memory_calibration import plan_estimator
     from .store import ResultsError
 
     try:
@@ -103,7 +103,7 @@ def print_summary(out: Path) -> None:
     """s/MP and s/informative-MP per cluster, scope, input set and remedy: the CENTRAL
     statistic of the timed steps ± their SPREAD, the same figures the report shows, and the
     counted GFLOP/s as a share of the scope's measured ceiling."""
-    from .metrics import (CENTRAL, SPREAD, ceiling_note, central, derive, group_keys, spread, steal_note,
+    from .metrics import (CENTRAL, GROUP_KEYS, SPREAD, ceiling_note, central, derive, spread, steal_note,
                           step_ceilings, timed)
     from .scopes import scope_key
     from .store import read_results
@@ -114,7 +114,7 @@ def print_summary(out: Path) -> None:
         print("no timed steps recorded")
         return
     d["pct_ceiling"] = 100 * d["gflops"] / step_ceilings(d, res.nodes.to_pandas())
-    keys = group_keys(d)
+    keys = GROUP_KEYS
     rows = [[*(str(k) for k in key), str(len(g)),
              *(f"{central(g[c]):.3f} ± {spread(g[c]):.3f}" for c in ("s_per_mp", "s_per_informative_mp")),
              f"{g['peak_rss_bytes'].max() / 1e9:.2f}", _pct(central(g["pct_ceiling"]))]
@@ -149,7 +149,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         sweep = replace(sweep, dataset=replace(sweep.dataset, path=args.data))
     out = Path(args.out) if args.out else Path("results") / sweep.name
     from .cluster.driver import NoUsableNodes, run_sweep
-    from .progress import cell_progress
+    from .cluster.progress import cell_progress
 
     try:
         summary = run_sweep(sweep, out, cell_progress(not args.no_progress), address=args.address, fresh=args.fresh)
@@ -221,7 +221,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     """Exit 0 when every image and row is fine, 1 listing every problem, 2 on bad input."""
     from .config import load_sweep
     from .data.check import format_problems
-    from .preflight import data_check
+    from .plan.preflight import data_check
 
     sweep = load_sweep(args.sweep)
     if args.data:
@@ -249,8 +249,8 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_node_info(args: argparse.Namespace) -> int:
-    from .probes.nodedoc import describe_node, format_node_info
-    from .probes.sysfs import TopologyError
+    from .node.nodedoc import describe_node, format_node_info
+    from .node.sysfs import TopologyError
 
     scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
     try:
@@ -267,6 +267,8 @@ def cmd_node_info(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .config import SyntheticSpec   # pure and light: its defaults are the CLI's
+
     p = argparse.ArgumentParser(prog="hrvs-ray", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -298,10 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = s.add_subparsers(dest="data_command", required=True)
     d = dsub.add_parser("synth", help="write a synthetic MAMe-like dataset (real MAMe shapes, seeded pixels)")
     d.add_argument("--out", required=True)
-    d.add_argument("--scale", type=float, default=0.1, help="linear scale of the MAMe shapes (default 0.1)")
-    d.add_argument("--count", type=int, default=300)
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--quality", type=int, default=90, help="JPEG quality")
+    d.add_argument("--scale", type=float, default=SyntheticSpec.scale,
+                   help=f"linear scale of the MAMe shapes (default {SyntheticSpec.scale})")
+    d.add_argument("--count", type=int, default=SyntheticSpec.count)
+    d.add_argument("--seed", type=int, default=SyntheticSpec.seed)
+    d.add_argument("--quality", type=int, default=SyntheticSpec.quality, help="JPEG quality")
     d.set_defaults(func=cmd_synth)
     d = dsub.add_parser("check", help="decode every image a sweep's cells use and list every problem "
                         "(exit 0 clean, 1 with problems)")

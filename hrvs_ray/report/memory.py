@@ -6,8 +6,8 @@ factors) and the one calibrated on these very steps (per node and setting).
 """
 from __future__ import annotations
 
-from ..memory_calibration import calibrate
-from ..memory_model import FitError, estimate_step_bytes
+from ..plan.memory_calibration import calibrate
+from ..plan.memory_model import FitError, estimate_step_bytes
 from ..metrics import timed
 from ..remedies import Remedy
 from .fmt import Cell, Table, sig
@@ -22,11 +22,6 @@ NOTE = ("Peak RSS of the largest timed step against the memory model's predictio
         "Error = (predicted − measured) / measured: positive means the model plans with room to spare.")
 
 
-def _remedy(row) -> Remedy:
-    return Remedy(batching=row["batching"], precision=row["precision"], memory_format=row["memory_format"],
-                  checkpointing=row["checkpointing"])
-
-
 def predicted_vs_measured(m: Merged) -> Table:
     t = timed(m.steps).dropna(subset=["peak_rss_bytes", "pass_px"])
     cal = calibrate(m.steps)      # every step: warm-up passes leave heap that masks later peaks
@@ -36,7 +31,7 @@ def predicted_vs_measured(m: Merged) -> Table:
             set(t["input_set"])).index(kv[0][1]), kv[0][2])):
         top = g.loc[g["peak_rss_bytes"].idxmax()]
         measured = float(top["peak_rss_bytes"])
-        remedy = _remedy(top)
+        remedy = Remedy.from_row(top)
         builtin = estimate_step_bytes(int(top["pass_px"]), remedy)
         try:
             fitted = cal.predict(int(top["pass_px"]), remedy, node=top["node"])

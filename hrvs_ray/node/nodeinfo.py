@@ -161,7 +161,7 @@ def collect_node_info(root: str | Path = "/", llc_event: str = "generic",
     counters = None
     detail = _detail(root, topo, caches, fpc, assumption)
     if live:
-        from .counters import probe_events  # noqa: PLC0415 - only the live node can be probed
+        from ..probes.counters import probe_events  # noqa: PLC0415 - only the live node can be probed
         counters = probe_events(llc_event)
         detail["torch_version"] = _torch_version()    # part of the node's identity for memory fits
     kinds: dict[str, int] = {}
