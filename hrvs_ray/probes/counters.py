@@ -6,10 +6,9 @@ Usage (one step)::
     c.begin(); train_step(); sample = c.end()   # sample: the steps-table counter columns
     c.close()
 
-Why ctypes and not a library: the Python perf bindings (``perf`` from the kernel tree,
-``pyperf``-style wrappers, ``bcc``) are not on PyPI, pin to kernel headers, or need root; the
-syscall needs one 112-byte struct and ``read()``. ctypes keeps the container free of
-kernel-version-specific builds and lets every failure surface as an errno we can explain.
+Why ctypes and not a library: the Python perf bindings are not on PyPI, pin to kernel headers
+or need root; the syscall needs one 112-byte struct and ``read()``, and every failure surfaces
+as an errno we can explain.
 
 How the whole process is counted: one event group per thread (``/proc/self/task``,
 ``pid=tid``), *without* ``inherit``, and every :meth:`Counters.begin` opens groups for threads
@@ -258,17 +257,6 @@ class Counters:
         self._before = self._snapshot()
         self._cpu0 = time.process_time()
 
-    def _partial(self, tids1: set[int], task_clock_ns: int | None, cpu_s: float) -> tuple[int | None, str | None]:
-        """(uncounted_threads, partial status or None) of the step that just ended."""
-        sets = self._sets()
-        if not sets:
-            return None, None
-        counted = set.intersection(*(set(s.fds) for s in sets))
-        failed = {t: e for s in sets for t, e in s.failed.items()}
-        causes = partial.uncounted(self._tids0, tids1, counted, failed)
-        mismatch = partial.cpu_mismatch(task_clock_ns / 1e9, cpu_s) if task_clock_ns is not None else None
-        return len(causes), partial.partial_status(causes, mismatch)
-
     def end(self) -> dict:
         """Counter deltas since :meth:`begin`, as the steps-table columns (:data:`SAMPLE_KEYS`)."""
         if self._before is None:
@@ -293,7 +281,8 @@ class Counters:
             d = [sum(t[i][0] for t in sw1) - sum(t[i][0] for t in sw0) for i in range(len(SW_EVENTS))]
             out["task_clock_ns"], out["page_faults"] = d[0], d[1]
             out["context_switches"] = d[2] if self.sw_kernel else cs1 - cs0
-        out["uncounted_threads"], part = self._partial(tids1, out["task_clock_ns"], ref1 - ref0)
+        out["uncounted_threads"], part = partial.of_step(
+            [(set(s.fds), s.failed) for s in self._sets()], self._tids0, tids1, out["task_clock_ns"], ref1 - ref0)
         out["counter_status"] = part if part and status == "ok" else "; ".join(x for x in (status, part) if x)
         for s in self._sets():      # the final counts of exited threads are read: close them
             s.drop_exited(tids1)

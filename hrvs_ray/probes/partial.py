@@ -67,3 +67,16 @@ def partial_status(causes: list[str], mismatch: str | None) -> str | None:
     if mismatch:
         parts.append(f"partial: {mismatch} — a thread born and gone within the step, or one without a group")
     return "; ".join(parts) or None
+
+
+def of_step(sets: list[tuple[set[int], dict[int, int]]], at_begin: set[int], at_end: set[int],
+            task_clock_ns: int | None, cpu_s: float) -> tuple[int | None, str | None]:
+    """(uncounted_threads, partial status or None) of one step. ``sets``: per open event set,
+    (threads with a group, tid -> errno of a failed open); none open: counters are off (None)."""
+    if not sets:
+        return None, None
+    counted = set.intersection(*(tids for tids, _ in sets))
+    failed = {t: e for _, f in sets for t, e in f.items()}
+    causes = uncounted(at_begin, at_end, counted, failed)
+    gap = cpu_mismatch(task_clock_ns / 1e9, cpu_s) if task_clock_ns is not None else None
+    return len(causes), partial_status(causes, gap)
