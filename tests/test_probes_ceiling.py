@@ -55,3 +55,25 @@ def test_a_step_above_105_percent_of_its_ceiling_is_flagged_with_the_likely_caus
     assert note.startswith("1 timed steps ran above 105 % of their measured ceiling (up to 152 %)")
     assert "Winograd" in note and ceiling_note(pct.iloc[:2]) is None
     assert _pct_ceiling(152.0).cls == "flag" and _pct_ceiling(99.0) == "99.0"
+
+
+def test_the_report_flags_steps_above_their_ceiling(tmp_path):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+    from report_results import make_results  # noqa: E402
+
+    from hrvs_ray.report import build_report
+    from hrvs_ray.report.load import load
+    from hrvs_ray.report.tables import timed_with_peaks
+
+    plain = make_results(tmp_path / "p", runs=1, steps=2, scopes=("node",), input_sets=("HR&VS",))
+    t = timed_with_peaks(load([plain]))
+    assert t["pct_ceiling"].isna().all()                 # no ceiling measured: n/a, never a guess
+    top = float(t["gflops"].max())
+    low = {"node": {"fp32_gflops": top / 2, "bf16_gflops": top / 2, "fp32_kernel": "matmul", "bf16_kernel": "matmul",
+                    "threads": 1, "cpus": [0]}}
+    flagged = make_results(tmp_path / "f", runs=1, steps=2, scopes=("node",), input_sets=("HR&VS",),
+                           node_over={"ceilings": json.dumps(low)})
+    html = build_report([flagged], tmp_path / "r.html").read_text()
+    assert "of their measured ceiling" in html and "Winograd" in html and "% of measured ceiling" in html

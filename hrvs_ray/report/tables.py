@@ -180,7 +180,7 @@ def _cv_cell(v: pd.Series | None) -> Any:
     return f"{100 * run_cv:.1f}%"
 
 
-def _timed_with_peaks(m: Merged) -> pd.DataFrame:
+def timed_with_peaks(m: Merged) -> pd.DataFrame:
     t = timed(m.ref_steps)
     peak, scope_peak = _peaks(m, t) if len(t) else (pd.Series(dtype="float64"), pd.Series(dtype="float64"))
     return t.assign(pct_ceiling=100 * t["gflops"] / step_ceilings(t, m.nodes), pct_scope=100 * t["gflops"] / scope_peak)
@@ -196,7 +196,7 @@ def _pct_ceiling(v: float) -> Any:
 
 def summary(m: Merged) -> tuple[Table, Table]:
     """The answers per cluster and scope, and the per-input-set detail behind them."""
-    t = _timed_with_peaks(m)
+    t = timed_with_peaks(m)
     var = variability(t).set_index(["cluster", "scope", "input_set"]) if len(t) else None
     answers, detail = [], []
     for cluster, scope in sorted({(c, s) for c, s in zip(t["cluster"], t["scope"])},
