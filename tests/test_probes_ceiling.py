@@ -8,9 +8,9 @@ import os
 import pandas as pd
 import pytest
 
-from hrvs_ray.metrics import CEILING_LIMIT, ceiling_note, step_ceilings
-from hrvs_ray.probes.ceiling import measure_scope
+from hrvs_ray.metrics.flags import CEILING_LIMIT, ceiling_note, step_ceilings
 from hrvs_ray.node.nodedoc import ceiling_text
+from hrvs_ray.probes.ceiling import measure_scope
 from hrvs_ray.report.tables import _ceilings_text, _pct_ceiling
 
 
@@ -54,7 +54,9 @@ def test_a_step_above_105_percent_of_its_ceiling_is_flagged_with_the_likely_caus
     note = ceiling_note(pct)
     assert note.startswith("1 timed steps ran above 105 % of their measured ceiling (up to 152 %)")
     assert "Winograd" in note and ceiling_note(pct.iloc[:2]) is None
-    assert _pct_ceiling(152.0).cls == "flag" and _pct_ceiling(99.0) == "99.0"
+    steps = pd.DataFrame({"flops": [1.52e9, 1.52e9], "seconds": [1.0, 1.0], "ceiling_flops_s": [1e9, 1e9]})
+    assert _pct_ceiling(steps).cls == "flag"                     # Σ FLOPs ÷ Σ (s × ceiling) = 152 %
+    assert _pct_ceiling(steps.assign(flops=0.99e9)) == "99.0"
 
 
 def test_the_report_flags_steps_above_their_ceiling(tmp_path):

@@ -20,7 +20,8 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 BUDGET_S = 2.5            # per scope, all four kernels together (the issue allows ~10 s)
 # Operand sizes, largest first: the first is well beyond any LLC (matmul: 3 x 36 MiB fp32;
@@ -86,8 +87,8 @@ def run_kernels(threads: int, budget_s: float) -> dict[str, Any]:
         for short, name in DTYPES.items():
             dtype = getattr(torch, name)
             rates = {}
-            for build, sizes in ((lambda n: _matmul(torch, dtype, n), MATMUL_SIZES),
-                                 (lambda s: _conv(torch, dtype, s), CONV_SIZES)):
+            for build, sizes in ((lambda n, dt=dtype: _matmul(torch, dt, n), MATMUL_SIZES),
+                                 (lambda s, dt=dtype: _conv(torch, dt, s), CONV_SIZES)):
                 kernel, run, flops = _fitted(build, sizes, share)
                 rates[kernel] = _rate(run, flops, share)
             best = max(rates, key=rates.get)
@@ -96,7 +97,8 @@ def run_kernels(threads: int, budget_s: float) -> dict[str, Any]:
     return out
 
 
-def measure_scope(cpus: list[int], threads: int, budget_s: float = BUDGET_S, timeout_s: float = 120.0) -> dict[str, Any]:
+def measure_scope(cpus: list[int], threads: int, budget_s: float = BUDGET_S,
+                  timeout_s: float = 120.0) -> dict[str, Any]:
     """Run the kernels in a fresh process pinned to ``cpus``; ``{"error": why}`` when it fails."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "hrvs_ray.probes.ceiling", "--threads", str(threads), "--budget", str(budget_s)]

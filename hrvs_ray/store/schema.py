@@ -35,7 +35,9 @@ STEPS_SCHEMA = pa.schema([
     ("window", pa.int32()), ("micro_batch", pa.int32()), ("micro_batches", pa.int32()),
     ("growth_bytes", pa.int64()), ("counter_time_fraction", pa.float64()),
     ("pass_px", pa.int64()),   # total pixels of the step's largest forward/backward pass
-    # schema 3: threads without a counter group during the step (null: counters off), and the
+    # schema 3: the step's images (ids as the dataset names them: file names) in pass order
+    ("image_ids", pa.list_(pa.string())),
+    # and threads without a counter group during the step (null: counters off), and the
     # hypervisor's steal time over the step on the cell's CPUs (/proc/stat)
     ("uncounted_threads", pa.int32()), ("steal_seconds", pa.float64()),
 ])
