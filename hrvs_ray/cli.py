@@ -32,7 +32,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
     estimate, memory_source = _plan_estimator(args.memory_from)
     if estimate is None:
         return EXIT_BAD_INPUT
-    table = batch_table(sweep, args.batches, shapes, estimate)
+    from .plan.memory_model import FitError
+    try:
+        table = batch_table(sweep, args.batches, shapes, estimate)
+    except FitError as e:
+        _err(f"{args.memory_from}: {e}; delete its memory_fit.json to refit, or plan without --memory-from")
+        return EXIT_BAD_INPUT
+    from .plan.memory_calibration import fallback_note
+    fallback = fallback_note(estimate) if hasattr(estimate, "fallbacks") else None
+    if fallback:
+        memory_source += f"; {fallback}"
+        print(f"warning: {fallback}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps(table, indent=2))
         return EXIT_OK
@@ -44,22 +54,25 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _plan_estimator(memory_from: str | None) -> tuple[Any, str]:
-    """The built-in memory model, or the one calibrated on a results folder (None on error)."""
+    """The built-in memory model, or the one calibrated on a results folder for a machine like
+    this one (None on error)."""
     from .plan.memory_model import estimate_step_bytes
 
+    builtin = "built-in model (the paper's 430 B/px, remedy factors measured)"
     if not memory_from:
-        return estimate_step_bytes, "built-in model (the paper's 430 B/px, remedy factors measured)"
-    from .plan.memory_calibration import load_calibration
+        return estimate_step_bytes, builtin
+    from .plan.memory_calibration import plan_estimator
     from .store import ResultsError
 
     try:
-        cal = load_calibration(memory_from)
+        est, text = plan_estimator(memory_from)
     except ResultsError as e:
         _err(str(e))
         return None, ""
-    fits = ", ".join(f"{n} {p}/{m}/{c}: {f.base_bytes / 1e9:.2f} GB + {f.bytes_per_pixel:.0f} B/px ({f.slope_from})"
-                     for (n, p, m, c), f in sorted(cal.fits.items()))
-    return cal.estimator(), f"calibrated on {memory_from}: {fits}; built-in where no fit matches"
+    if est is None:
+        print(f"warning: {text}", file=sys.stderr)
+        return estimate_step_bytes, text
+    return est, text
 
 
 def _print_plan(table: dict[str, dict]) -> None:
@@ -106,28 +119,50 @@ def _mp(v: float) -> str:
 
 def print_summary(out: Path) -> None:
     """s/MP and s/informative-MP per cluster, scope, input set and remedy: Σ seconds ÷ Σ
-    megapixels over the timed steps (hrvs_ray.metrics.group_figures), as the report shows."""
+    megapixels over the timed steps (hrvs_ray.metrics.group_figures), as the report shows, and
+    the counted GFLOP/s as a share of the scope's measured ceiling."""
     from .metrics import GROUP_KEYS, derive, group_figures, timed
+    from .metrics.flags import ceiling_note, steal_note, step_ceilings
     from .scopes import scope_key
     from .store import read_results
 
-    d = timed(derive(read_results(out).steps.to_pandas()))
+    res = read_results(out)
+    d = timed(derive(res.steps.to_pandas()))
     if d.empty:
         print("no timed steps recorded")
         return
+    d["ceiling"] = step_ceilings(d, res.nodes.to_pandas())
+    d["pct_ceiling"] = 100 * d["gflops"] / d["ceiling"]
     keys = GROUP_KEYS
     f = group_figures(d, keys)
+    pct = _pct_of_ceiling(d, keys)
     rows = [[*(str(r[k]) for k in keys), str(int(r["steps"])), f"{r['s_per_mp']:.3f}",
-             f"{r['s_per_informative_mp']:.3f}", f"{r['peak_rss_bytes'] / 1e9:.2f}"]
+             f"{r['s_per_informative_mp']:.3f}", f"{r['peak_rss_bytes'] / 1e9:.2f}",
+             pct.get(tuple(r[k] for k in keys), "n/a")]
             for _, r in sorted(f.iterrows(), key=lambda ir: (ir[1][keys[0]], scope_key(ir[1][keys[1]]),
                                                             *(ir[1][k] for k in keys[2:])))]
-    head = ["cluster", "scope", "input set", "remedy"][:len(keys)] + ["steps", "s/MP", "s/inf-MP", "peak GB"]
+    head = ["cluster", "scope", "input set", "remedy"][:len(keys)] + ["steps", "s/MP", "s/inf-MP", "peak GB",
+                                                                      "% ceiling"]
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     print()
     for r in [head] + rows:
         print("  ".join(v.ljust(w) if i < len(keys) else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))))
     print("(Σ seconds ÷ Σ megapixels over the timed steps of all runs, warm-up excluded, as in the report; "
-          "peak GB = largest per-step peak RSS)")
+          "peak GB = largest per-step peak RSS; % ceiling = Σ counted FLOPs ÷ Σ seconds over the scope's "
+          "measured ceiling)")
+    for note in (ceiling_note(d["pct_ceiling"]), steal_note(d)):
+        if note:
+            print(f"warning: {note}")
+
+
+def _pct_of_ceiling(d: Any, keys: list[str]) -> dict[tuple, str]:
+    """Per group: its GFLOP/s (ratio of sums) as a share of its measured ceiling; '!' above 105 %."""
+    from .metrics.flags import CEILING_LIMIT
+    out = {}
+    for key, g in d.groupby(keys):
+        v = 100 * g["flops"].sum() / 1e9 / g["seconds"].sum() / g["ceiling"].mean()
+        out[tuple(key)] = "n/a" if v != v else f"{v:.0f}%" + ("!" if v > 100 * CEILING_LIMIT else "")
+    return out
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -267,6 +302,10 @@ def cmd_node_info(args: argparse.Namespace) -> int:
     except (TopologyError, ValueError) as e:    # unreadable snapshot, malformed scope
         _err(str(e))
         return EXIT_BAD_INPUT
+    if Path(args.sysroot) == Path("/"):         # a snapshot has no CPUs to run kernels on
+        from .probes.ceiling import measure_scope
+        doc["ceilings"] = {s: measure_scope(p["cpus"], p["threads"]) for s, p in doc["scopes"].items()
+                           if "cpus" in p}
     print(json.dumps(doc, indent=2, default=str) if args.format == "json" else format_node_info(doc))
     return EXIT_OK
 

@@ -63,8 +63,8 @@ def test_xeon_silver_row(machine):
     assert info["memory_bytes"] == 97445600 * 1024
     assert {"avx2", "fma", "avx512f"} <= set(info["isa"]) and "amx_bf16" not in info["isa"]
     assert info["base_mhz"] == 1800.0
-    # Silver: one AVX-512 FMA unit -> 32 FP32 FLOPs/cycle; 16 cores x 1.8 GHz x 32
-    assert info["peak_gflops_fp32"] == pytest.approx(921.6)
+    # the model name's clock is no maximum /sys states: the theoretical peak is unknown
+    assert info["peak_gflops_fp32"] is None and info["info"]["peak_assumption"].startswith("unknown")
     assert info["counters"] is None and info["hostname"] is None      # not probed on a snapshot
     d = info["info"]
     assert d["numa"] == {"0": "0-7,16-23", "1": "8-15,24-31"}
@@ -79,12 +79,25 @@ def test_opteron_row_counts_compute_units_once_for_the_peak(machine):
     info = collect_node_info(machine("64amd64-4s2n4ca2co"))
     assert info["vendor"] == "AMD" and info["cpu_model"] == "AMD Opteron(TM) Processor 6276"
     assert (info["sockets"], info["cores_per_socket"], info["numa_nodes"]) == (4, 16, 8)
-    # the model name carries no clock: base stays unknown, the peak falls back to cpuinfo's
-    # reported clock (2300 MHz here) and says so; two cores of a compute unit share one FPU
-    assert info["base_mhz"] is None
-    assert info["peak_gflops_fp32"] == pytest.approx(32 * 2.3 * 16, rel=0.01)
-    assert "cpuinfo 'cpu MHz'" in info["info"]["peak_assumption"]
+    # no clock in the model name nor in /sys: /proc/cpuinfo's "cpu MHz" (2300, the current
+    # clock) does not count, so the theoretical peak is unknown and says why
+    assert info["base_mhz"] is None and info["peak_gflops_fp32"] is None
+    assert "'cpu MHz' is the current clock, not a maximum" in info["info"]["peak_assumption"]
+
+
+def test_theoretical_peak_uses_the_maximum_clock_sys_states(machine, tmp_path):
+    import shutil
+    root = tmp_path / "m"
+    shutil.copytree(machine("64amd64-4s2n4ca2co"), root)
+    for cpu in range(64):
+        f = root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq/cpuinfo_max_freq"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("2600000\n")
+    info = collect_node_info(root)
+    # two cores of a compute unit share one FPU: 32 FP units x 2.6 GHz x 16 FLOPs/cycle (AVX)
+    assert info["peak_gflops_fp32"] == pytest.approx(32 * 2.6 * 16, rel=0.01)
     assert "32 FP units (64 cores sharing FPUs" in info["info"]["peak_assumption"]
+    assert "maximum clocks from /sys" in info["info"]["peak_assumption"]
 
 
 def test_flops_per_cycle_assumptions():

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 from ..config import Sweep
 from ..data.mame import Dataset
-from ..plan.memory_calibration import stored_calibration, write_calibration
-from ..plan.memory_model import estimate_step_bytes
+from ..plan.memory_calibration import node_estimators, stored_calibration, write_calibration
+from ..plan.memory_model import FitError, estimate_step_bytes
 from ..metrics import cell_s_per_mp
 from ..plan.cells import CellSpec, cell_largest_pass, plan_cells
 from ..plan.preflight import preflight
@@ -110,14 +110,25 @@ def pending_cells(sweep: Sweep, store: ResultStore, nodes: list[NodeView], datas
     memory) are recorded as skipped, with the reason, before anything starts."""
     cells = plan_cells(sweep, sorted({n.cluster for n in nodes}))
     table = dataset.table.sorted()
-    # a resumed folder that already holds a fit of its own steps plans each node with its fit
+    # a resumed folder that already holds a fit of its own steps plans each node with the fits
+    # of recorded nodes whose identity matches it, the built-in model elsewhere
     cal = stored_calibration(store.root)
+    ests, notes = node_estimators(cal, {n.name: n.info for n in nodes}) if cal else ({}, [])
+    summary.notes += notes
+
+    def on(node: NodeView, px: int, cell: CellSpec) -> int:
+        try:
+            return ests[node.name](px, cell.remedy) if node.name in ests else estimate_step_bytes(px, cell.remedy)
+        except FitError as e:
+            del ests[node.name]
+            summary.notes.append(f"memory pre-flight on node {node.name}: built-in model, {e}")
+            return estimate_step_bytes(px, cell.remedy)
 
     def peak_of(cell: CellSpec) -> Any:
         px = cell_largest_pass(cell, table.heights, table.widths)
-        if cal is None:
+        if not ests:
             return estimate_step_bytes(px, cell.remedy)
-        return lambda node: cal.estimator(node.name)(px, cell.remedy)
+        return lambda node: on(node, px, cell)
 
     t = triage(cells, store.finished(), nodes, peak_of, sweep.execution.memory_headroom)
     summary.total, summary.already_done = len(cells), t.already_done

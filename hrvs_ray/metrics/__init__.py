@@ -93,6 +93,10 @@ def derive(steps: pd.DataFrame) -> pd.DataFrame:
     d["mpki"] = _ratio(d["llc_misses"].astype("float64") * 1000.0, d["instructions"])
     d["gflops"] = _ratio(d["flops"].astype("float64") / 1e9, d["seconds"])
     d["padding_fraction"] = _ratio(d["padding_px"], d["total_px"])
+    # steal is summed over the cell's CPUs: its share is of the step's CPU time, seconds x cores
+    cpu_time = d["seconds"].astype("float64") * pd.to_numeric(d["cores"], errors="coerce").astype("float64")
+    d["steal_share"] = (_ratio(d["steal_seconds"], cpu_time) if "steal_seconds" in d
+                        else pd.Series(np.nan, index=d.index, dtype="float64"))
     return d
 
 

@@ -4,7 +4,8 @@ Every source found is intersected:
 
 * the cgroup cpuset: v2 (``cpuset.cpus.effective`` / ``cpuset.mems.effective``, from the job's
   cgroup up to the hierarchy root, the nearest that has them), v1 (``cpuset.effective_cpus``
-  or ``cpuset.cpus``, same for mems) and the legacy ``cpuset`` filesystem (``cpus`` / ``mems``).
+  or ``cpuset.cpus``, same for mems; ``cpus`` / ``mems`` when mounted with ``noprefix``, as hwloc
+  reads them) and the legacy ``cpuset`` filesystem (``cpus`` / ``mems``).
   The job's cgroup comes from ``/proc/self/cgroup`` (or ``/proc/self/cpuset``), the mount from
   ``/proc/self/mountinfo`` (whose root field handles a container that sees only its own
   sub-tree) or ``/proc/mounts``;
@@ -37,7 +38,7 @@ class Allowed:
 
 @dataclass(frozen=True)
 class _Mount:
-    kind: str             # "v2" | "v1" | "legacy"
+    kind: str             # "v2" | "v1" | "v1-noprefix" | "legacy"
     point: str            # mount point, absolute inside the root
     base: str             # the hierarchy path mounted there ("/" unless a container sees a sub-tree)
 
@@ -63,8 +64,10 @@ def _mounts(root: Path) -> list[_Mount]:
 def _mount(fstype: str, point: str, base: str, options: str) -> _Mount | None:
     if fstype == "cgroup2":
         return _Mount("v2", point, base)
-    if fstype == "cgroup" and "cpuset" in options.split(","):
-        return _Mount("v1", point, base)
+    opts = options.split(",")
+    if fstype == "cgroup" and "cpuset" in opts:
+        # mounted with noprefix, a v1 cpuset hierarchy names its files as the legacy one did
+        return _Mount("v1-noprefix" if "noprefix" in opts else "v1", point, base)
     if fstype == "cpuset":
         return _Mount("legacy", point, base)
     return None
@@ -77,9 +80,9 @@ def _own_cgroup(root: Path, kind: str) -> str | None:
         ctrls, _, path = rest.partition(":")
         if kind == "v2" and hid == "0" and ctrls == "":
             return path
-        if kind in ("v1", "legacy") and "cpuset" in ctrls.split(","):
+        if kind != "v2" and "cpuset" in ctrls.split(","):
             return path
-    if kind in ("v1", "legacy"):
+    if kind != "v2":
         return read_optional(root / "proc/self/cpuset")
     return None
 
@@ -106,7 +109,7 @@ def _from_cgroup(root: Path, m: _Mount) -> tuple[tuple[int, ...] | None, tuple[i
     if d is None:
         return None
     top = root / m.point.lstrip("/")
-    names = {"v2": _V2, "v1": _V1, "legacy": _LEGACY}[m.kind]
+    names = {"v2": _V2, "v1": _V1, "v1-noprefix": _LEGACY, "legacy": _LEGACY}[m.kind]
     while True:       # v2: a cgroup without the cpuset controller inherits its parent's sets
         cpus, mems = _first(d, names[0]), _first(d, names[1])
         if cpus or mems or m.kind != "v2" or d == top or top not in d.parents:

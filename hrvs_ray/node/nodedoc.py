@@ -84,10 +84,19 @@ def _node_rows(info: dict[str, Any]) -> list[tuple[str, str]]:
         ("kernel", info.get("kernel") or "unknown"),
         ("perf_event_paranoid", "unknown" if info.get("perf_event_paranoid") is None
          else str(info["perf_event_paranoid"])),
-        ("peak FP32 (estimate)", f"{peak:.0f} GFLOP/s ({d.get('peak_assumption', '')})" if peak else "unknown"),
+        ("peak FP32 (theoretical estimate)", f"{peak:.0f} GFLOP/s ({d.get('peak_assumption', '')})" if peak
+         else d.get("peak_assumption") or "unknown"),
     ]
     rows += [(f"counter {ev}", status) for ev, status in (info.get("counters") or {}).items()]
     return rows
+
+
+def ceiling_text(c: dict[str, Any]) -> str:
+    """One scope's measured ceiling (:mod:`.ceiling`) in words."""
+    if "error" in c:
+        return f"not measured: {c['error']}"
+    return (f"fp32 {c['fp32_gflops']:.0f} GFLOP/s ({c['fp32_kernel']}), bf16 {c['bf16_gflops']:.0f} GFLOP/s "
+            f"({c['bf16_kernel']}), {c['threads']} threads")
 
 
 def format_node_info(doc: dict[str, Any]) -> str:
@@ -106,5 +115,7 @@ def format_node_info(doc: dict[str, Any]) -> str:
         kinds = ", ".join(f"{n} {k}" for k, n in p["core_kinds"].items())
         text = f"CPUs {format_cpulist(p['cpus'])} ({kinds}), memory nodes {format_cpulist(p['numa_nodes']) or 'not bound'}"
         rows.append((f"scope {scope}", text + (f"; {p['numa_warning']}" if p.get("numa_warning") else "")))
+        if scope in (doc.get("ceilings") or {}):
+            rows.append(("  measured ceiling", ceiling_text(doc["ceilings"][scope])))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

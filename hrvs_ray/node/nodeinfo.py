@@ -5,15 +5,14 @@ snapshots work too; the live-only parts (kernel release, hostname, which perf ev
 are filled only for ``root="/"``. No torch, no ray. The description holds plain nested values
 (``counters`` and ``info`` are dicts); ``store.node_row`` turns them into JSON text columns.
 
-Peak FP32 estimate = sum over FP units of (base GHz x FP32 FLOPs per cycle), where an FP unit
-is a physical core (or a compute unit whose cores share one FPU, as the kernel's thread
-siblings say), the clock is each unit's own base clock where the kernel gives one (hybrid
-CPUs: P- and E-cores differ), and FLOPs per cycle assume two FMA pipes of the widest vector
+Peak FP32 estimate (theoretical; "% of peak" uses the measured ceiling of :mod:`.ceiling`) =
+sum over FP units of (GHz x FP32 FLOPs per cycle), where an FP unit is a physical core (or a
+compute unit whose cores share one FPU, as the kernel's thread siblings say), the clock is each
+unit's own maximum as /sys states it (``base_frequency``, else ``cpuinfo_max_freq``; unknown,
+and the estimate with it, where /sys states none: VMs often do not), and FLOPs per cycle assume two FMA pipes of the widest vector
 ISA: AVX-512 = 2 x 16 lanes x 2 = 64, AVX2+FMA = 2 x 8 x 2 = 32, AVX = 16 (8-wide add + 8-wide
 mul), otherwise SSE = 8. Known exceptions from the vendors' data: Xeon Bronze/Silver have one
-AVX-512 FMA unit (32), and AMD Zen 4 executes AVX-512 on 256-bit pipes (32). Turbo is ignored
-(base clock), so the real peak under load is usually higher for few cores and lower for
-all-core AVX-512 runs. ``None`` when no clock is known.
+AVX-512 FMA unit (32), and AMD Zen 4 executes AVX-512 on 256-bit pipes (32). ``None`` when no clock is known.
 """
 from __future__ import annotations
 
@@ -34,7 +33,7 @@ ISA_FLAGS = ("sse4_2", "avx", "fma", "avx2", "avx512f", "avx512bw", "avx512vl", 
 NODE_KEYS = ("node", "cluster", "hostname", "ray_node_id", "cpu_model", "vendor", "sockets", "cores_per_socket",
              "threads_per_core", "logical_cpus", "numa_nodes", "l1d_kib", "l2_kib", "l3_kib", "memory_bytes",
              "isa", "base_mhz", "kernel", "perf_event_paranoid", "counters", "peak_gflops_fp32", "collected_at",
-             "info", "physical_cores", "core_kinds", "numa_node_ids", "numa_warning", "unusable")
+             "info", "physical_cores", "core_kinds", "numa_node_ids", "numa_warning", "unusable", "ceilings")
 
 _VENDORS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD", "HygonGenuine": "Hygon", "CentaurHauls": "Centaur"}
 _ARM_IMPLEMENTERS = {"0x41": "Arm", "0x46": "Fujitsu", "0x48": "HiSilicon", "0x4e": "NVIDIA", "0x51": "Qualcomm",
@@ -67,26 +66,25 @@ def flops_per_cycle_fp32(isa: list[str], vendor: str | None, model: str) -> int:
     return 8
 
 
-def _peak(root: Path, topo: Topology, mhz: float | None, fpc: int) -> tuple[float | None, str]:
-    """(GFLOP/s, how it was computed)."""
+def _max_khz(root: Path, cpu: int) -> int | None:
+    """The highest clock /sys states for ``cpu``: intel_pstate's base_frequency, else cpufreq's
+    cpuinfo_max_freq. Never /proc/cpuinfo's "cpu MHz": that is the current clock, not a maximum."""
+    return _base_khz(root, cpu) or optional_int(root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq/cpuinfo_max_freq")
+
+
+def _peak(root: Path, topo: Topology, fpc: int) -> tuple[float | None, str]:
+    """(GFLOP/s or None, how it was computed): a theoretical estimate, kept beside the measured
+    ceiling (:mod:`.ceiling`), and only where /sys states every FP unit's maximum clock."""
     units = sorted({c.unit or c.cpus for c in topo.cores})
-    khz = [_base_khz(root, u[0]) for u in units]
+    khz = [_max_khz(root, u[0]) for u in units]
     shared = f" ({len(topo.cores)} cores sharing FPUs in pairs or more)" if len(units) < len(topo.cores) else ""
     what = f"{len(units)} FP units{shared} x "
     if units and all(khz):
         ghz = sum(k for k in khz if k) / 1e6
-        return ghz * fpc, what + f"their base clocks (sum {ghz:.1f} GHz) x {fpc} FP32 FLOPs/cycle"
-    clock, source = mhz, "base clock"
-    if clock is None:
-        # VMs often expose no base frequency; the reported clock is then the best estimate
-        # for a peak, and the assumption says so (base_mhz itself stays unknown).
-        try:
-            clock = float(topo.cpuinfo.get("cpu MHz", "")) or None
-            source = "cpuinfo 'cpu MHz' (reported clock; no base frequency exposed)"
-        except ValueError:
-            clock = None
-    peak = len(units) * clock / 1000 * fpc if clock else None
-    return peak, what + f"{source} x {fpc} FP32 FLOPs/cycle"
+        return ghz * fpc, what + (f"their maximum clocks from /sys (base_frequency, else cpuinfo_max_freq; "
+                                  f"sum {ghz:.1f} GHz) x {fpc} FP32 FLOPs/cycle")
+    return None, ("unknown: /sys states no maximum clock (base_frequency, cpuinfo_max_freq) for every FP unit; "
+                  "/proc/cpuinfo's 'cpu MHz' is the current clock, not a maximum")
 
 
 def _cache_summary(topo: Topology) -> tuple[dict[str, int | None], list[dict[str, Any]]]:
@@ -102,6 +100,15 @@ def _cache_summary(topo: Topology) -> tuple[dict[str, int | None], list[dict[str
                "shared_cpu_lists": [format_cpulist(s) for s in shared]}
               for (lvl, typ, size), shared in sorted(groups.items())]
     return sizes, detail
+
+
+def _torch_version() -> str | None:
+    """From torch's package metadata: the probe must not import torch (it runs before placement)."""
+    from importlib import metadata
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _kernel(root: Path) -> str | None:
@@ -134,7 +141,7 @@ def _detail(root: Path, topo: Topology, caches: list[dict[str, Any]], fpc: int, 
         allowed_cpus=format_cpulist(topo.allowed_cpus) if topo.allowed_cpus is not None else None,
         allowed_mems=format_cpulist(topo.allowed_mems) if topo.allowed_mems is not None else None,
         allowed_sources=list(topo.allowed_sources), caches=caches, flops_per_cycle_fp32=fpc,
-        peak_assumption=f"{assumption} (widest ISA, 2 FMA pipes unless known otherwise); turbo ignored")
+        peak_assumption=f"{assumption} (widest ISA, 2 FMA pipes unless known otherwise)")
 
 
 def collect_node_info(root: str | Path = "/", llc_event: str = "generic",
@@ -149,12 +156,14 @@ def collect_node_info(root: str | Path = "/", llc_event: str = "generic",
     per_socket = [len(topo.cores_of(s)) for s in topo.sockets]
     mhz = base_mhz(root, topo)
     fpc = flops_per_cycle_fp32(isa, vendor, model or "")
-    peak, assumption = _peak(root, topo, mhz, fpc)
+    peak, assumption = _peak(root, topo, fpc)
     sizes, caches = _cache_summary(topo)
     counters = None
+    detail = _detail(root, topo, caches, fpc, assumption)
     if live:
         from ..probes.counters import probe_events  # noqa: PLC0415 - only the live node can be probed
         counters = probe_events(llc_event)
+        detail["torch_version"] = _torch_version()    # part of the node's identity for memory fits
     kinds: dict[str, int] = {}
     for c in topo.cores:
         kinds[c.kind] = kinds.get(c.kind, 0) + 1
@@ -167,5 +176,5 @@ def collect_node_info(root: str | Path = "/", llc_event: str = "generic",
         perf_event_paranoid=optional_int(root / "proc/sys/kernel/perf_event_paranoid"), counters=counters,
         peak_gflops_fp32=peak, collected_at=datetime.now(timezone.utc),
         physical_cores=len(topo.cores), core_kinds=kinds, numa_node_ids=list(topo.numa),
-        numa_warning=topo.numa_problem, info=_detail(root, topo, caches, fpc, assumption))
+        numa_warning=topo.numa_problem, info=detail)
     return info

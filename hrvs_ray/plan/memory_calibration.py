@@ -5,6 +5,13 @@ constants: ``calibrate`` fits ``peak = base + bytes_per_pixel × pass pixels`` p
 per precision × memory format × checkpointing; the driver stores the fit as
 ``memory_fit.json`` in the results folder when a sweep ends, and uses it (when the folder
 has one) for its pre-flight memory skip; ``hrvs-ray plan --memory-from DIR`` plans with it.
+
+Which steps are fitted: only those whose peak is the step's own. Without ``release_heap`` the
+allocator keeps the heap of an earlier, larger pass, so a smaller step's peak RSS shows the
+larger one's heap and flattens the slope; a step counts when its largest pass is the largest
+so far in its cell (warm-up steps included), or when it ran with the free heap released.
+Which machine: the fit records each node's identity (:mod:`.memory_identity`) and is used only
+for a node whose identity matches (:func:`node_estimators`, :func:`plan_estimator`).
 """
 from __future__ import annotations
 
@@ -13,18 +20,32 @@ from pathlib import Path
 import pandas as pd
 
 from ..fsutil import atomic_write_text
-from .memory_model import Calibration, fit_line
 from ..metrics import timed
 from ..remedies import Remedy
 from ..store import ResultsError, read_results
+from .memory_identity import local_identity, node_identity, results_identities
+from .memory_model import Calibration, Estimator, FitError, fit_line
 
 FIT_FILE = "memory_fit.json"
 FIT_KEYS = ["node", "precision", "memory_format", "checkpointing"]
 
 
+def unmasked(steps: pd.DataFrame) -> pd.DataFrame:
+    """The steps whose peak is not masked by heap kept from an earlier, larger pass: the
+    largest pass so far in their cell (ties count), or run with the free heap released."""
+    if not {"cell_id", "step"} <= set(steps.columns) or steps.empty:
+        return steps
+    d = steps.sort_values(["cell_id", "step"])
+    px = d["pass_px"].astype("float64")
+    before = px.groupby(d["cell_id"]).cummax().groupby(d["cell_id"]).shift(1)
+    released = d["peak_rss_scope"].fillna("").str.contains("released")
+    return d[released | before.isna() | (px >= before)]
+
+
 def calibrate(steps: pd.DataFrame) -> Calibration:
-    """One fit per (node, precision, memory format, checkpointing) over the timed steps."""
-    d = timed(steps).dropna(subset=["peak_rss_bytes", "pass_px"])
+    """One fit per (node, precision, memory format, checkpointing) over the timed, unmasked
+    steps (pass every step of a cell, warm-up included: warm-up passes leave heap too)."""
+    d = timed(unmasked(steps.dropna(subset=["pass_px"]))).dropna(subset=["peak_rss_bytes"])
     d = d[d["peak_rss_scope"].fillna("step").str.startswith("step")]   # a process-wide peak is not the step's
     fits = {}
     for key, g in d.groupby(FIT_KEYS, sort=True):
@@ -36,7 +57,7 @@ def calibrate(steps: pd.DataFrame) -> Calibration:
 def write_calibration(results_dir: str | Path) -> Calibration | None:
     """Fit the folder's steps and store the fit beside them; None when no step qualifies."""
     res = read_results(results_dir)
-    cal = calibrate(res.steps.to_pandas())
+    cal = _with_identities(calibrate(res.steps.to_pandas()), res)
     if not cal.fits:
         return None
     atomic_write_text(Path(results_dir) / FIT_FILE, cal.to_json())
@@ -51,10 +72,61 @@ def load_calibration(results_dir: str | Path) -> Calibration:
             return Calibration.from_json(path.read_text())
         except (OSError, ValueError, TypeError, KeyError) as e:
             raise ResultsError(f"{path}: unreadable memory fit ({e}); delete it to refit from the steps") from None
-    cal = calibrate(read_results(results_dir).steps.to_pandas())
+    res = read_results(results_dir)
+    cal = _with_identities(calibrate(res.steps.to_pandas()), res)
     if not cal.fits:
         raise ResultsError(f"{results_dir}: no timed step with a per-step peak to calibrate memory on")
     return cal
+
+
+def _with_identities(cal: Calibration, res) -> Calibration:
+    ids = results_identities(res.nodes.to_pandas(), res.cells.to_pandas())
+    return Calibration(cal.fits, {n: ids[n] for n in sorted({k[0] for k in cal.fits}) if n in ids})
+
+
+def _why(reasons: dict[str, list[str]]) -> str:
+    return "; ".join(f"node {n} does not match: " + ", ".join(w) for n, w in reasons.items())
+
+
+def plan_estimator(results_dir: str | Path, here: dict | None = None) -> tuple[Estimator | None, str]:
+    """The estimator ``hrvs-ray plan --memory-from`` uses on this machine, and what it says about
+    it: the fits of nodes whose identity matches ``here`` (this machine), or None (built-in model)
+    with every node that did not match and why. Raises ResultsError for an unreadable fit."""
+    cal = load_calibration(results_dir)
+    mine, reasons = cal.matching(here or local_identity())
+    if not mine.fits:
+        return None, (f"built-in model: the fit in {results_dir} is for other machines ({_why(reasons)})")
+    fits = ", ".join(f"{n} {p}/{m}/{c}: {f.base_bytes / 1e9:.2f} GB + {f.bytes_per_pixel:.0f} B/px ({f.slope_from})"
+                     for (n, p, m, c), f in sorted(mine.fits.items()))
+    skipped = f"; not used: {_why(reasons)}" if reasons else ""
+    return mine.estimator(), f"calibrated on {results_dir}: {fits}{skipped}"
+
+
+def fallback_note(est: Estimator) -> str | None:
+    """Which settings had no matching fit and were planned with the built-in model."""
+    if not est.fallbacks:
+        return None
+    return ("built-in model for " + ", ".join("/".join(k) for k in sorted(est.fallbacks))
+            + ": no fit of a matching node for that setting")
+
+
+def node_estimators(cal: Calibration, nodes: dict[str, dict]) -> tuple[dict[str, Estimator], list[str]]:
+    """Per live node (name -> its node description): an estimator over the fits of recorded
+    nodes whose identity matches it (nodes without one get none: the built-in model), and a
+    note for each live node planned without the fit, saying why."""
+    out, notes = {}, []
+    for name, info in sorted(nodes.items()):
+        mine, reasons = cal.matching(node_identity(info))
+        if mine.fits:
+            out[name] = mine.estimator()
+        else:
+            notes.append(f"memory pre-flight on node {name}: built-in model, the stored fit is for other "
+                         f"machines ({_why(reasons)})")
+    return out, notes
+
+
+__all__ = ["FIT_FILE", "FitError", "calibrate", "fallback_note", "load_calibration", "node_estimators",
+           "plan_estimator", "stored_calibration", "unmasked", "write_calibration"]
 
 
 def stored_calibration(results_dir: str | Path) -> Calibration | None:

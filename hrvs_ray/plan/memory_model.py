@@ -17,8 +17,7 @@ pre-flight skip use it when present.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
-from typing import Callable
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -83,31 +82,75 @@ def fit_line(pass_px: np.ndarray, peak: np.ndarray, remedy: Remedy = PAPER) -> F
     return Fit(float(base), float(slope), int(len(x)), err, source)
 
 
+class FitError(ValueError):
+    """A calibrated fit that predicts no memory at all: an error in the fit, not a missing one."""
+
+
+def _setting(remedy: Remedy) -> tuple[str, str, str]:
+    return remedy.precision, remedy.memory_format, remedy.checkpointing
+
+
 @dataclass(frozen=True)
 class Calibration:
-    """Fits per (node, precision, memory format, checkpointing), from one results folder."""
+    """Fits per (node, precision, memory format, checkpointing), from one results folder, and
+    each node's identity (``memory_identity``; empty in files written before identities were kept)."""
     fits: dict[tuple[str, str, str, str], Fit]
+    nodes: dict[str, dict] = field(default_factory=dict)
 
     def predict(self, pass_px: int, remedy: Remedy, node: str | None = None) -> int | None:
-        """The largest prediction over the matching fits (any node unless ``node``), or None."""
-        got = [f.predict(pass_px) for (n, p, m, c), f in self.fits.items()
-               if (node is None or n == node) and (p, m, c) == (remedy.precision, remedy.memory_format,
-                                                              remedy.checkpointing)]
+        """The largest prediction over the matching fits (any node unless ``node``), or None.
+        Raises FitError when a fit predicts <= 0 bytes."""
+        got = []
+        for (n, p, m, c), f in sorted(self.fits.items()):
+            if (node is None or n == node) and (p, m, c) == _setting(remedy):
+                v = f.predict(pass_px)
+                if v <= 0:
+                    raise FitError(f"the memory fit of node {n} for {p}/{m}/{c} predicts {v / 1e9:.2f} GB for "
+                                   f"{pass_px / 1e6:.3g} MP ({f.base_bytes / 1e9:.2f} GB + {f.bytes_per_pixel:.0f} "
+                                   f"B/px from {f.steps} steps): an error in the fit, not a missing fit")
+                got.append(v)
         return max(got) if got else None
 
-    def estimator(self, node: str | None = None) -> "Callable[[int, Remedy], int]":
+    def matching(self, here: dict) -> "tuple[Calibration, dict[str, list[str]]]":
+        """The fits of nodes whose identity matches ``here``, and why each other node does not."""
+        from .memory_identity import mismatch
+        why = {n: mismatch(self.nodes.get(n), here) for n in sorted({k[0] for k in self.fits})}
+        keep = {k: f for k, f in self.fits.items() if not why[k[0]]}
+        return Calibration(keep, {n: i for n, i in self.nodes.items() if not why.get(n)}), \
+            {n: w for n, w in why.items() if w}
+
+    def estimator(self, node: str | None = None) -> "Estimator":
         """``(pass_px, remedy) -> bytes``: calibrated where a fit exists (of ``node``, or the
-        worst of all nodes), built-in elsewhere."""
-        return lambda px, r: self.predict(px, r, node) or estimate_step_bytes(px, r)
+        worst of all nodes), built-in elsewhere (the settings it fell back on are recorded)."""
+        return Estimator(self, node)
 
     def to_json(self) -> str:
-        return json.dumps([{"node": k[0], "precision": k[1], "memory_format": k[2], "checkpointing": k[3],
-                            **asdict(f)} for k, f in sorted(self.fits.items())], indent=2)
+        return json.dumps({"format": 2, "nodes": self.nodes,
+                           "fits": [{"node": k[0], "precision": k[1], "memory_format": k[2], "checkpointing": k[3],
+                                     **asdict(f)} for k, f in sorted(self.fits.items())]}, indent=2, sort_keys=True)
 
     @staticmethod
     def from_json(text: str) -> "Calibration":
+        raw = json.loads(text)
+        rows, nodes = (raw, {}) if isinstance(raw, list) else (raw["fits"], raw.get("nodes") or {})
         fits = {}
-        for d in json.loads(text):
+        for d in rows:
             key = (d.pop("node"), d.pop("precision"), d.pop("memory_format"), d.pop("checkpointing"))
             fits[key] = Fit(**d)
-        return Calibration(fits)
+        return Calibration(fits, nodes)
+
+
+class Estimator:
+    """A calibration as ``(pass_px, remedy) -> bytes``; ``fallbacks`` lists the settings that
+    had no fit and were planned with the built-in model."""
+
+    def __init__(self, cal: Calibration, node: str | None = None) -> None:
+        self.cal, self.node = cal, node
+        self.fallbacks: set[tuple[str, str, str]] = set()
+
+    def __call__(self, pass_px: int, remedy: Remedy) -> int:
+        got = self.cal.predict(pass_px, remedy, self.node)
+        if got is None:
+            self.fallbacks.add(_setting(remedy))
+            return estimate_step_bytes(pass_px, remedy)
+        return got

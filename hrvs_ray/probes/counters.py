@@ -6,19 +6,23 @@ Usage (one step)::
     c.begin(); train_step(); sample = c.end()   # sample: the steps-table counter columns
     c.close()
 
-Why ctypes and not a library: the Python perf bindings (``perf`` from the kernel tree,
-``pyperf``-style wrappers, ``bcc``) are not on PyPI, pin to kernel headers, or need root; the
-syscall needs one 112-byte struct and ``read()``. ctypes keeps the container free of
-kernel-version-specific builds and lets every failure surface as an errno we can explain.
+Why ctypes and not a library: the Python perf bindings are not on PyPI, pin to kernel headers
+or need root; the syscall needs one 112-byte struct and ``read()``, and every failure surfaces
+as an errno we can explain.
 
 How the whole process is counted: one event group per thread (``/proc/self/task``,
 ``pid=tid``), *without* ``inherit``, and every :meth:`Counters.begin` opens groups for threads
 that appeared since (torch's OpenMP pool, data threads): each compute thread has a group of
 its own. Why not ``inherit``: the kernel folds an inherited child's counts *and times* into
 its parent's counter, so torch's whole pool would be read, and scaled, as one thread — the
-per-thread scaling below would then be a scaling of sums. A thread that starts and ends
-inside one step, or a process forked during it, is not counted (the training step creates
-neither: torch's pools persist). Reads sum all threads.
+per-thread scaling below would then be a scaling of sums. Reads sum all threads.
+
+Partial steps (:mod:`.partial`): a thread with no group during a step -- its open failed (no
+file descriptor left, ...), or it was born during the step -- is counted in the step's
+``uncounted_threads`` and ``counter_status`` reads "partial: N threads uncounted (cause)". A
+thread born and gone within one step is seen by no snapshot; each step's summed task-clock is
+therefore checked against the process's CPU time and the step marked partial beyond 5 %. The
+groups of exited threads are closed after their last read.
 
 Groups: cycles, instructions and the LLC event are one group (``PERF_FORMAT_GROUP``) so they are
 scheduled on the PMU together and their ratios (IPC, MPKI) stay consistent. Should a kernel
@@ -30,8 +34,8 @@ Multiplexing: each thread's (group's) count is scaled by its own ``time_enabled 
 would weight them wrongly. Per step, ``counter_time_fraction`` = (sum of time_running) / (sum
 of time_enabled) over the threads that ran: the share of the step's thread time the group was
 actually counted (1.0 = never multiplexed; the smallest over events when ungrouped), and
-``counter_scaling`` = the smallest single thread's running/enabled. A thread that ran but was
-never counted contributes nothing and lowers ``counter_time_fraction``.
+``counter_scaling`` = the smallest single thread's running/enabled. Both cover threads *with* a
+group only; threads without one are what ``uncounted_threads`` reports.
 
 Privileges: hardware events use ``exclude_kernel=1, exclude_hv=1`` (user-space counting), which
 ``perf_event_paranoid=2`` allows for one's own process. Software events are opened counting
@@ -50,6 +54,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+from . import partial
 from .events import HW_EVENTS, SW_EVENTS, Event, EventSpecError, parse_llc_event
 from .perf import (FLAG_EXCLUDE_HV, FLAG_EXCLUDE_KERNEL, FMT_GROUP, FMT_TOTAL_TIME_ENABLED,
                    FMT_TOTAL_TIME_RUNNING, explain_errno, has_cpu_pmu, open_event, paranoid)
@@ -59,7 +64,7 @@ __all__ = ["SAMPLE_KEYS", "Counters", "explain_errno", "has_cpu_pmu", "open_coun
 
 SAMPLE_KEYS = ("cycles", "instructions", "llc_misses", "counter_status", "counter_scaling",
                "counter_time_fraction", "llc_event", "task_clock_ns", "page_faults", "context_switches",
-               "cpu_seconds")
+               "cpu_seconds", "uncounted_threads")
 
 # per thread (one fd set): per event (value, time_enabled, time_running)
 Reading = list[tuple[int, int, int]]
@@ -71,14 +76,17 @@ class _Set:
     events: tuple[Event, ...]
     grouped: bool
     flags: int = 0
-    fds: list[list[int]] = field(default_factory=list)      # per thread: one fd per event (leader first)
-    tids: set[int] = field(default_factory=set)             # threads with a group (alive or not)
+    fds: dict[int, list[int]] = field(default_factory=dict)   # tid -> one fd per event (leader first)
+    failed: dict[int, int] = field(default_factory=dict)      # tid -> errno of its last failed open
 
     def add_threads(self, tids: list[int]) -> None:
-        """Open groups on threads that have none yet (a thread that exited meanwhile is skipped)."""
+        """Open groups on threads that have none yet (a thread that exited meanwhile is skipped).
+        A thread whose open fails is remembered in :attr:`failed` (and retried next time); the
+        error is raised only while no thread has a group, so that an unusable event is told apart
+        from a thread that found no file descriptor left."""
         fmt = FMT_TOTAL_TIME_ENABLED | FMT_TOTAL_TIME_RUNNING | (FMT_GROUP if self.grouped else 0)
         for tid in tids:
-            if tid in self.tids:
+            if tid in self.fds:
                 continue
             fds: list[int] = []
             try:
@@ -89,15 +97,18 @@ class _Set:
                     os.close(fd)
                 if e.errno == errno.ESRCH:      # the thread exited meanwhile
                     continue
-                raise
-            self.fds.append(fds)
-            self.tids.add(tid)
+                if not self.fds:
+                    raise
+                self.failed[tid] = e.errno
+                continue
+            self.fds[tid] = fds
+            self.failed.pop(tid, None)
 
     def read(self) -> list[Reading]:
         """Per thread (fd set), per event: (raw value, time_enabled, time_running)."""
         n = len(self.events)
         out = []
-        for fds in self.fds:
+        for fds in self.fds.values():
             if self.grouped:        # a group is scheduled as one: its times are shared
                 data = struct.unpack(f"{3 + n}Q", os.read(fds[0], 8 * (3 + n)))
                 out.append([(data[3 + i], data[1], data[2]) for i in range(n)])
@@ -105,11 +116,18 @@ class _Set:
                 out.append([struct.unpack("3Q", os.read(fd, 24)) for fd in fds])
         return out
 
+    def drop_exited(self, alive: set[int]) -> None:
+        """Close the groups of threads that have exited (their final counts were read already)."""
+        for tid in [t for t in self.fds if t not in alive]:
+            for fd in self.fds.pop(tid):
+                os.close(fd)
+        self.failed = {t: e for t, e in self.failed.items() if t in alive}
+
     def close(self) -> None:
-        for fds in self.fds:
+        for fds in self.fds.values():
             for fd in fds:
                 os.close(fd)
-        self.fds = []
+        self.fds = {}
 
 
 def _open_set(events: tuple[Event, ...], tids: list[int], flags: int) -> _Set:
@@ -168,6 +186,8 @@ class Counters:
         self.sw_status = "ok"
         self.llc_status = "ok"
         self._before: tuple | None = None
+        self._tids0: set[int] = set()
+        self._cpu0 = 0.0
         tids = _threads()
         try:
             llc, self.llc_event = parse_llc_event(llc_event)
@@ -213,33 +233,42 @@ class Counters:
             parts.append("software events " + self.sw_status)
         return "; ".join(parts) or "ok"
 
+    def _sets(self) -> list[_Set]:
+        return [s for s in (self.hw, self.sw) if s is not None]
+
     def _snapshot(self) -> tuple:
         hw = self.hw.read() if self.hw else None
         sw = self.sw.read() if self.sw else None
+        # right after the task-clock read, so both ends of the cross-check are read together;
+        # CLOCK_PROCESS_CPUTIME_ID is /proc/self/stat's utime+stime (dead threads included) at ns
+        # resolution; a user-only task-clock (paranoid>=2) is compared with user time instead
         ru = resource.getrusage(resource.RUSAGE_SELF)
-        return hw, sw, time.process_time(), ru.ru_nvcsw + ru.ru_nivcsw
+        cpu = time.process_time() if self.sw_kernel else ru.ru_utime
+        return hw, sw, cpu, ru.ru_nvcsw + ru.ru_nivcsw
 
     def begin(self) -> None:
-        """Open groups on threads started since the last step, then read every thread."""
+        """Close groups of exited threads, open groups on threads started since the last step,
+        then read every thread."""
         tids = _threads()
-        for s in (self.hw, self.sw):
-            if s is not None:
-                try:
-                    s.add_threads(tids)
-                except OSError:  # e.g. out of fds: the new threads go uncounted, the old ones still count
-                    pass
+        self._tids0 = set(tids)
+        for s in self._sets():
+            s.drop_exited(self._tids0)
+            s.add_threads(tids)     # a failed open is kept in s.failed: the step reports it
         self._before = self._snapshot()
+        self._cpu0 = time.process_time()
 
     def end(self) -> dict:
         """Counter deltas since :meth:`begin`, as the steps-table columns (:data:`SAMPLE_KEYS`)."""
         if self._before is None:
             raise RuntimeError("Counters.end() without begin()")
         after = self._snapshot()
-        (hw0, sw0, cpu0, cs0), (hw1, sw1, cpu1, cs1) = self._before, after
+        cpu1 = time.process_time()
+        tids1 = set(_threads())
+        (hw0, sw0, ref0, cs0), (hw1, sw1, ref1, cs1) = self._before, after
         self._before = None
         out: dict = dict.fromkeys(SAMPLE_KEYS)
         out["llc_event"] = self.llc_event
-        out["cpu_seconds"] = cpu1 - cpu0
+        out["cpu_seconds"] = cpu1 - self._cpu0
         status = self.status
         if hw0 is not None:
             counts, out["counter_time_fraction"], out["counter_scaling"], problem = scale_step(hw0, hw1)
@@ -248,11 +277,15 @@ class Counters:
                 out["cycles"], out["instructions"] = counts[0], counts[1]
                 if len(counts) > 2:
                     out["llc_misses"] = counts[2]
-        out["counter_status"] = status
         if sw0 is not None:     # software events are never multiplexed: raw deltas
             d = [sum(t[i][0] for t in sw1) - sum(t[i][0] for t in sw0) for i in range(len(SW_EVENTS))]
             out["task_clock_ns"], out["page_faults"] = d[0], d[1]
             out["context_switches"] = d[2] if self.sw_kernel else cs1 - cs0
+        out["uncounted_threads"], part = partial.of_step(
+            [(set(s.fds), s.failed) for s in self._sets()], self._tids0, tids1, out["task_clock_ns"], ref1 - ref0)
+        out["counter_status"] = part if part and status == "ok" else "; ".join(x for x in (status, part) if x)
+        for s in self._sets():      # the final counts of exited threads are read: close them
+            s.drop_exited(tids1)
         return out
 
     def close(self) -> None:

@@ -7,23 +7,24 @@ factors) and the one calibrated on these very steps (per node and setting).
 from __future__ import annotations
 
 from ..plan.memory_calibration import calibrate
-from ..plan.memory_model import estimate_step_bytes
+from ..plan.memory_model import FitError, estimate_step_bytes
 from ..metrics import timed
 from ..remedies import Remedy
-from .fmt import Table, sig
+from .fmt import Cell, Table, sig
 from .load import Merged, order_input_sets
 
 GB = 1e9
 NOTE = ("Peak RSS of the largest timed step against the memory model's prediction for that step's "
         "largest forward/backward pass. Built-in: the paper's 430 B/px times the measured factor of "
         "the setting, plus 1.2 GB. Calibrated: base + B/px fitted on these results' own timed steps "
+        "whose peak is their own (the largest pass so far in their cell, or run with the heap released) "
         "per node and setting (what `hrvs-ray plan --memory-from` and a resumed sweep use). "
         "Error = (predicted − measured) / measured: positive means the model plans with room to spare.")
 
 
 def predicted_vs_measured(m: Merged) -> Table:
     t = timed(m.steps).dropna(subset=["peak_rss_bytes", "pass_px"])
-    cal = calibrate(t)
+    cal = calibrate(m.steps)      # every step: warm-up passes leave heap that masks later peaks
     rows = []
     keys = ["cluster", "input_set", "remedy"]
     for (cluster, iset, label), g in sorted(t.groupby(keys), key=lambda kv: (kv[0][0], order_input_sets(
@@ -32,12 +33,16 @@ def predicted_vs_measured(m: Merged) -> Table:
         measured = float(top["peak_rss_bytes"])
         remedy = Remedy.from_row(top)
         builtin = estimate_step_bytes(int(top["pass_px"]), remedy)
-        fitted = cal.predict(int(top["pass_px"]), remedy, node=top["node"])
+        try:
+            fitted = cal.predict(int(top["pass_px"]), remedy, node=top["node"])
+        except FitError:        # a fit predicting <= 0 bytes is wrong, and shown so, not as missing
+            fitted = "error"
         rows.append([cluster, iset, label, str(len(g)), sig(measured / GB), sig(builtin / GB),
                      f"{(builtin - measured) / measured:+.0%}",
-                     "—" if fitted is None else sig(fitted / GB),
-                     "—" if fitted is None else f"{(fitted - measured) / measured:+.0%}"])
-    errs = [abs(float(r[8].rstrip("%")) / 100) for r in rows if r[8] != "—"]
+                     *(("—", "—") if fitted is None else
+                       (Cell("fit error: predicts ≤ 0", "flag"), Cell("—", "na")) if fitted == "error" else
+                       (sig(fitted / GB), f"{(fitted - measured) / measured:+.0%}"))])
+    errs = [abs(float(r[8].rstrip("%")) / 100) for r in rows if isinstance(r[8], str) and r[8] != "—"]
     note = NOTE + (f" Worst calibrated error here: {max(errs):.0%}." if errs else "")
     return Table("Memory model: planned vs measured peak per step",
                  ["cluster", "input set", "remedy", "timed steps", "measured peak GB", "built-in GB",

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ..metrics import STATISTIC, VARIABILITY_LIMIT, figure, ratio_of_sums, timed, variability
+from ..metrics.flags import ABOVE_CEILING, CEILING_LIMIT, step_ceilings
 from ..metrics.interval import ratio_interval, run_spread, verdict
 from .fmt import NA, Cell, Table, core_kinds_text, counters_text, interval_bases, missing, num, sig, uniq
 from .load import Merged, order_input_sets, scope_key, scope_label
@@ -106,7 +107,18 @@ def _isa(v: Any) -> str:
 
 TABLE3_ROWS = ("hostname", "CPU model", "vendor", "sockets×cores×threads", "logical CPUs",
                "NUMA nodes", "L1d / L2 / L3 KiB", "memory GiB", "base MHz", "ISA", "kernel", "perf_event_paranoid",
-               "counters", "est. peak GFLOP/s fp32", "core kinds", "unusable because")
+               "counters", "theoretical peak GFLOP/s fp32 (max clock /sys states)",
+               "measured ceiling GFLOP/s (fp32 / bf16, per scope)", "core kinds", "unusable because")
+
+
+def _ceilings_text(v: Any) -> str:
+    """A node's measured ceilings, per scope: 'node: 203 / 806; cores:2: ...'."""
+    got = json.loads(v) if isinstance(v, str) else None
+    if not isinstance(got, dict) or not got:
+        return "not measured"
+    return "; ".join(f"{scope_label(s)}: " + (f"{c['fp32_gflops']:.0f} / {c['bf16_gflops']:.0f}" if "error" not in c
+                                              else f"not measured ({c['error']})")
+                     for s, c in sorted(got.items(), key=lambda kv: scope_key(kv[0])))
 
 
 def _kinds(v: Any) -> str:
@@ -134,7 +146,8 @@ def table3(m: Merged) -> Table:
                      topo, num(n["logical_cpus"], ".0f"), num(n["numa_nodes"], ".0f"), caches,
                      _gib(n["memory_bytes"]), num(n["base_mhz"], ".0f"), _isa(n["isa"]), n["kernel"] or "—",
                      num(n["perf_event_paranoid"], ".0f"), counters_text(n["counters"]),
-                     num(n["peak_gflops_fp32"], ".0f"), _kinds(n.get("core_kinds")),
+                     num(n["peak_gflops_fp32"], ".0f") if not missing(n["peak_gflops_fp32"]) else "unknown",
+                     _ceilings_text(n.get("ceilings")), _kinds(n.get("core_kinds")),
                      "—" if missing(n.get("unusable")) else str(n.get("unusable"))])
     rows = [[name, *(c[i] for c in cols)] for i, name in enumerate(TABLE3_ROWS)] if cols else []
     return Table("Table 3. Node hardware", ["cluster / node"] + heads, rows,
@@ -176,11 +189,14 @@ def _cv_cell(v: pd.Series | None) -> Any:
     return f"{100 * run_cv:.1f}%"
 
 
-def _timed_with_peaks(m: Merged) -> pd.DataFrame:
-    """Timed steps with each step's node peak and scope's share of it, in FLOP/s."""
+def timed_with_peaks(m: Merged) -> pd.DataFrame:
+    """Timed steps with each step's node peak, scope's share of it and measured ceiling, in
+    FLOP/s, and each step's own % of its ceiling."""
     t = timed(m.ref_steps)
     peak, scope_peak = _peaks(m, t) if len(t) else (pd.Series(dtype="float64"), pd.Series(dtype="float64"))
-    return t.assign(peak_flops_s=peak * 1e9, scope_flops_s=scope_peak * 1e9)
+    ceiling = step_ceilings(t, m.nodes)
+    return t.assign(peak_flops_s=peak * 1e9, scope_flops_s=scope_peak * 1e9, ceiling_flops_s=ceiling * 1e9,
+                    pct_ceiling=100 * t["gflops"] / ceiling)
 
 
 def _pct(g: pd.DataFrame, column: str) -> str | Cell:
@@ -188,9 +204,17 @@ def _pct(g: pd.DataFrame, column: str) -> str | Cell:
     return num(100 * ratio_of_sums(g["flops"], g["seconds"] * g[column]), ".1f")
 
 
+def _pct_ceiling(g: pd.DataFrame) -> str | Cell:
+    """The share of the measured ceiling, flagged above CEILING_LIMIT (not shown as plain fact)."""
+    v = 100 * ratio_of_sums(g["flops"], g["seconds"] * g["ceiling_flops_s"])
+    if not math.isnan(v) and v > 100 * CEILING_LIMIT:
+        return Cell(f"{v:.1f}% > {100 * CEILING_LIMIT:.0f}%: counted FLOPs above executed?", "flag")
+    return num(v, ".1f")
+
+
 def summary(m: Merged) -> tuple[Table, Table]:
     """The answers per cluster and scope, and the per-input-set detail behind them."""
-    t = _timed_with_peaks(m)
+    t = timed_with_peaks(m)
     var = variability(t).set_index(["cluster", "scope", "input_set"]) if len(t) else None
     run_sd = run_spread(t, ["cluster", "scope", "input_set"]) if len(t) else None
     answers, detail = [], []
@@ -207,7 +231,7 @@ def summary(m: Merged) -> tuple[Table, Table]:
             cells = [Cell(sig(x), "best") if name == b else sig(x) for x, b in ((mp, v_mp[0]), (imp, v_imp[0]))]
             detail.append([cluster, where, name, str(int(g1["run"].nunique())), str(len(g1)), *cells,
                            num(imp / mp if mp else float("nan"), ".2f"),
-                           num(ratio_of_sums(g1["flops"], g1["seconds"], 1e9), ".1f"), _pct(g1, "peak_flops_s"),
+                           num(ratio_of_sums(g1["flops"], g1["seconds"], 1e9), ".1f"), _pct_ceiling(g1),
                            _pct(g1, "scope_flops_s"), _cv_cell(v)])
     a = Table("Answers per cluster and scope",
               ["cluster", "scope", "fastest per MP", "slowest ÷ fastest (s/MP) [95 % interval]",
@@ -217,12 +241,17 @@ def summary(m: Merged) -> tuple[Table, Table]:
                    "where one includes 1, no measurable difference." + interval_bases(answers))
     d = Table("Summary per cluster, scope and input set",
               ["cluster", "scope", "input set", "runs", "timed steps", "s / MP", "s / informative MP",
-               "padding overhead", "GFLOP/s", "% of node peak", "% of scope's share of peak", "run-to-run CV"],
+               "padding overhead", "GFLOP/s", "% of measured ceiling", "% of theoretical peak (scope's share)",
+               "run-to-run CV"],
               detail,
               note=(f"The statistic everywhere: {STATISTIC}; the CLI summary prints the same figures, and the "
                     f"figures per scope show the per-step distributions. Padding overhead = (s per informative "
-                    f"MP) ÷ (s per MP). GFLOP/s = Σ counted forward+backward FLOPs ÷ Σ step time; peak is the "
-                    f"node's estimated fp32 peak, and its share for a scope is peak × cores used ÷ physical cores. "
+                    f"MP) ÷ (s per MP). GFLOP/s = Σ counted forward+backward FLOPs ÷ Σ step time. Measured "
+                    f"ceiling: the GFLOP/s dense fp32 (bf16 for bf16 steps) kernels reached on the scope's CPUs "
+                    f"and threads when the sweep started (the faster of a matmul and a 1×1 channels-last "
+                    f"convolution, operands beyond the LLC); above {100 * CEILING_LIMIT:.0f}% it is flagged: "
+                    f"{ABOVE_CEILING}. Theoretical peak: the node's fp32 estimate from the maximum clock /sys "
+                    f"states, its share for a scope is peak × cores used ÷ physical cores. "
                     f"Run-to-run CV is the coefficient of variation of each run's own s/MP; above "
                     f"{100 * VARIABILITY_LIMIT:.0f}% it is flagged. Green = fastest in its cluster and scope."))
     return a, d

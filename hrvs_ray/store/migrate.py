@@ -3,8 +3,10 @@
 Format history (like pyperf's JSON format history), newest first:
 
 - **3** (issues 16, 17, 19): steps gain ``image_ids`` (the step's images, literal ids in pass
-  order; null in older folders: they were not recorded); sweep.json gains ``plan_version``
-  (absent: version 1).
+  order; null in older folders: they were not recorded), ``uncounted_threads`` (threads without
+  a counter group during the step; null when counters are off) and ``steal_seconds``
+  (hypervisor steal over the step); nodes gain ``ceilings`` (measured compute ceiling per
+  scope, JSON text; null: not measured); sweep.json gains ``plan_version`` (absent: version 1).
 - **2** (hrvs-ray 0.1, remedies): steps and cells gain the remedies axes (``batching``,
   ``precision``, ``memory_format``, ``checkpointing``, ``remedy``, ``window``, ``micro_batch``),
   steps gain ``micro_batches``, ``growth_bytes``, ``counter_time_fraction``, ``pass_px``; cells

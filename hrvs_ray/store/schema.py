@@ -37,6 +37,9 @@ STEPS_SCHEMA = pa.schema([
     ("pass_px", pa.int64()),   # total pixels of the step's largest forward/backward pass
     # schema 3: the step's images (ids as the dataset names them: file names) in pass order
     ("image_ids", pa.list_(pa.string())),
+    # and threads without a counter group during the step (null: counters off), and the
+    # hypervisor's steal time over the step on the cell's CPUs (/proc/stat)
+    ("uncounted_threads", pa.int32()), ("steal_seconds", pa.float64()),
 ])
 CELLS_SCHEMA = pa.schema([
     ("sweep", pa.string()), ("cell_id", pa.string()), ("cluster", pa.string()), ("node", pa.string()),
@@ -70,10 +73,12 @@ NODES_SCHEMA = pa.schema([
     # added with the scope rules (absent in older files: read as null)
     ("physical_cores", pa.int32()), ("core_kinds", pa.string()), ("numa_node_ids", pa.list_(pa.int32())),
     ("numa_warning", pa.string()), ("unusable", pa.string()),
+    # schema 3: the measured compute ceiling per scope (probes.ceiling), JSON text
+    ("ceilings", pa.string()),
 ])
 
 # nodes columns stored as JSON text <- the node description's key holding plain nested values
-NODE_JSON_COLUMNS = {"counters": "counters", "core_kinds": "core_kinds", "info_json": "info"}
+NODE_JSON_COLUMNS = {"counters": "counters", "core_kinds": "core_kinds", "info_json": "info", "ceilings": "ceilings"}
 
 
 def node_row(node: dict[str, Any]) -> dict[str, Any]:

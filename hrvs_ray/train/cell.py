@@ -7,6 +7,7 @@ counters opened before torch starts its thread pool: that is ``cluster.actors``'
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from ..data.mame import Dataset, open_dataset
 from ..plan.policies import micro_slices
 from ..plan.cells import CellSpec, step_plan
 from ..probes import memory
+from ..probes.steal import read_steal_seconds
 from ..probes.flops import step_flops
 from ..store import STEPS_SCHEMA, conform
 from .collate import collate
@@ -127,12 +129,15 @@ def _timed_step(spec: CellSpec, model: torch.nn.Module, optimizer: torch.optim.O
     rss_start = memory.rss_bytes()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    cpus = sorted(os.sched_getaffinity(0))
+    steal0 = read_steal_seconds(cpus)
     counters.begin()
     t1 = time.perf_counter()
     loss = train_step(model, optimizer, data.passes, spec.remedy.precision)
     _sync(device)
     seconds = time.perf_counter() - t1
     sample = counters.end()
+    steal1 = read_steal_seconds(cpus)
     # VmHWM is folded from per-thread RSS counters lazily (up to ~200 KiB behind), so
     # the step's peak is at least what RSS was when it started or is now.
     peak = max(memory.peak_rss_bytes(), rss_start, memory.rss_bytes())
@@ -140,7 +145,7 @@ def _timed_step(spec: CellSpec, model: torch.nn.Module, optimizer: torch.optim.O
             "rss_start_bytes": rss_start, "peak_rss_bytes": peak, "growth_bytes": peak - rss_start,
             "peak_rss_scope": peak_scope,
             "device_peak_bytes": int(torch.cuda.max_memory_allocated()) if device == "cuda" else None,
-            **sample}
+            "steal_seconds": None if steal0 is None or steal1 is None else steal1 - steal0, **sample}
 
 
 def _identity(spec: CellSpec, node: str, cores: int, step: int) -> dict[str, Any]:
