@@ -11,8 +11,9 @@ sizes cancel. Whole runs differ by more than their steps' noise (a cell is a fre
 process); that spread is the pooled standard deviation of each run's log figure over every
 group with several runs (``run_spread``: the two groups themselves, or the other groups
 of the same results); its variance, divided by each group's run count, is added to the
-interval's variance (not widened by the steps' t factor: it is pooled over many runs). Where no group has several runs, the interval covers
-step-to-step noise only, and ``Interval.basis`` says so.
+interval's variance (not widened by the steps' t factor: it is pooled over many runs).
+Where no group has several runs, the interval covers step-to-step noise only, and
+``Interval.basis`` says so.
 The steps' part is the replicates' standard deviation × t(0.975, n-1)/z(0.975) × √(n / (n-1)),
 n the effective number of timed steps of the group with fewer (Kish's count, weighted by
 pixels: a ratio of sums over very unequal steps rests on fewer of them): a percentile bootstrap of few steps is far too
