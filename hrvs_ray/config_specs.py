@@ -169,6 +169,10 @@ class Sweep:
             d.pop("remedies")
         else:
             d["remedies"] = asdict(remedies)
+            # axes added later hash only when used, so older definitions keep their fingerprint
+            for axis, default in (("kernel_cache", ("default",)), ("shape_round", (0,))):
+                if d["remedies"][axis] == default:
+                    d["remedies"].pop(axis)
         blob = json.dumps(d, sort_keys=True, default=list).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

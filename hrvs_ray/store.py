@@ -49,8 +49,13 @@ STEPS_SCHEMA = pa.schema([
     ("window", pa.int32()), ("micro_batch", pa.int32()), ("micro_batches", pa.int32()),
     ("growth_bytes", pa.int64()), ("counter_time_fraction", pa.float64()),
     ("pass_px", pa.int64()),   # total pixels of the step's largest forward/backward pass
+    # schema 3 (issue 17): PyTorch's CPU kernel caches, shape rounding, and the distinct
+    # pass shapes (batch x H x W) the cell had seen by the end of the step
+    ("kernel_cache", pa.string()), ("shape_round", pa.int32()),
+    ("distinct_shapes_seen", pa.int32()), ("new_shape", pa.bool_()),
 ])
-REMEDY_COLUMNS = ("batching", "precision", "memory_format", "checkpointing", "remedy", "window", "micro_batch")
+REMEDY_COLUMNS = ("batching", "precision", "memory_format", "checkpointing", "remedy", "window", "micro_batch",
+                  "kernel_cache", "shape_round")
 
 CELLS_SCHEMA = pa.schema([
     ("sweep", pa.string()), ("cell_id", pa.string()), ("cluster", pa.string()), ("node", pa.string()),
@@ -70,6 +75,8 @@ CELLS_SCHEMA = pa.schema([
     ("batching", pa.string()), ("precision", pa.string()), ("memory_format", pa.string()),
     ("checkpointing", pa.string()), ("remedy", pa.string()), ("window", pa.int32()), ("micro_batch", pa.int32()),
     ("baseline_rss_bytes", pa.int64()), ("core_kinds", pa.string()), ("placement_warning", pa.string()),
+    # schema 3 (issue 17)
+    ("kernel_cache", pa.string()), ("shape_round", pa.int32()), ("allocator", pa.string()),
 ])
 
 NODES_SCHEMA = pa.schema([
@@ -247,7 +254,7 @@ def _read(path: Path, schema: pa.Schema) -> pa.Table:
 
 
 _FILLED = ("batching", "precision", "memory_format", "checkpointing", "remedy", "micro_batches", "growth_bytes",
-           "pass_px")
+           "pass_px", "kernel_cache", "shape_round")
 
 
 def _fill_defaults(t: pa.Table) -> pa.Table:
@@ -263,7 +270,10 @@ def _fill_defaults(t: pa.Table) -> pa.Table:
         specs = df["spec_json"].map(lambda j: json.loads(j).get("model", {}) if isinstance(j, str) else {})
         df["precision"] = df["precision"].fillna(specs.map(lambda m: m.get("precision")))
         df["memory_format"] = df["memory_format"].fillna(specs.map(lambda m: m.get("memory_format")))
-    df = df.fillna({"precision": "float32", "memory_format": "contiguous", "batching": "pad", "checkpointing": "none"})
+    # schema < 3: before the kernel-cache and shape-rounding axes every cell ran torch's
+    # default caches and unrounded passes (distinct_shapes_seen / new_shape stay null)
+    df = df.fillna({"precision": "float32", "memory_format": "contiguous", "batching": "pad", "checkpointing": "none",
+                    "kernel_cache": "default", "shape_round": 0})
     missing = df["remedy"].isna()
     if missing.any():
         df.loc[missing, "remedy"] = [

@@ -189,7 +189,7 @@ class CellLoop:
             actor = self.runner.options(
                 num_cpus=cpus, num_gpus=1 if p.cell.model.device == "cuda" else 0, max_restarts=0, max_task_retries=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False),
-            ).remote(placement, p.cell.counters.llc)
+            ).remote(placement, p.cell.counters.llc, p.cell.remedy.kernel_cache)
             ready_ref = actor.ready.remote()   # actor tasks run in order: ready first, then run
             ref = actor.run.remote(p.cell, self.sweep.dataset, node.name)
             self.inflight[ref] = Running(p, node, actor, time.monotonic(), ready_ref)

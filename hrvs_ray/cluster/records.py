@@ -34,6 +34,7 @@ class ProcessFacts:
     in_container: bool | None = None
     scheduler_job_id: str | None = None
     scheduler_nodelist: str | None = None
+    allocator: str | None = None    # glibc | jemalloc | tcmalloc | mimalloc (probes.allocator)
 
     @classmethod
     def known(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -82,6 +83,7 @@ def cell_row(cell: CellSpec, node: NodeRef | None, attempts: int, outcome: CellO
         "checkpointing": r.checkpointing, "remedy": r.label,
         "window": r.window if r.batching == "bucket" else None,
         "micro_batch": r.micro_batch if r.batching == "accumulate" else None,
+        "kernel_cache": r.kernel_cache, "shape_round": r.shape_round,
     }
     out = {f.name: getattr(outcome, f.name) for f in fields(outcome) if f.name not in ("facts", "steps")}
     row.update(out)
