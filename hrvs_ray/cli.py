@@ -57,8 +57,8 @@ def _plan_estimator(memory_from: str | None) -> tuple[Any, str]:
     except ResultsError as e:
         _err(str(e))
         return None, ""
-    fits = ", ".join(f"{n} {p}/{m}/{c}: {f.base_bytes / 1e9:.2f} GB + {f.bytes_per_pixel:.0f} B/px ({f.slope_from})"
-                     for (n, p, m, c), f in sorted(cal.fits.items()))
+    fits = ", ".join(f"{n} {p}/{m}/{c}{'' if k == 'default' else f'/kernel cache {k}'}: {f.base_bytes / 1e9:.2f} GB "
+                     f"+ {f.bytes_per_pixel:.0f} B/px ({f.slope_from})" for (n, p, m, c, k), f in sorted(cal.fits.items()))
     return cal.estimator(), f"calibrated on {memory_from}: {fits}; built-in where no fit matches"
 
 

@@ -2,7 +2,8 @@
 
 A sweep's own timed steps say what a step costs on its nodes better than the paper's
 constants: ``calibrate`` fits ``peak = base + bytes_per_pixel × pass pixels`` per node and
-per precision × memory format × checkpointing; the driver stores the fit as
+per precision × memory format × checkpointing × kernel-cache setting (steps with PyTorch's
+kernel caches on carry their cached kernels in every peak: never fitted with steps without); the driver stores the fit as
 ``memory_fit.json`` in the results folder when a sweep ends, and uses it (when the folder
 has one) for its pre-flight memory skip; ``hrvs-ray plan --memory-from DIR`` plans with it.
 """
@@ -19,16 +20,18 @@ from .remedies import Remedy
 from .store import ResultsError, read_results
 
 FIT_FILE = "memory_fit.json"
-FIT_KEYS = ["node", "precision", "memory_format", "checkpointing"]
+FIT_KEYS = ["node", "precision", "memory_format", "checkpointing", "kernel_cache"]
 
 
 def calibrate(steps: pd.DataFrame) -> Calibration:
-    """One fit per (node, precision, memory format, checkpointing) over the timed steps."""
+    """One fit per (node, precision, memory format, checkpointing, kernel cache) over the timed steps."""
     d = timed(steps).dropna(subset=["peak_rss_bytes", "pass_px"])
+    d = d.assign(kernel_cache=d["kernel_cache"].fillna("default")) if "kernel_cache" in d else \
+        d.assign(kernel_cache="default")
     d = d[d["peak_rss_scope"].fillna("step").str.startswith("step")]   # a process-wide peak is not the step's
     fits = {}
     for key, g in d.groupby(FIT_KEYS, sort=True):
-        remedy = Remedy(precision=key[1], memory_format=key[2], checkpointing=key[3])
+        remedy = Remedy(precision=key[1], memory_format=key[2], checkpointing=key[3], kernel_cache=key[4])
         fits[tuple(key)] = fit_line(g["pass_px"].to_numpy(), g["peak_rss_bytes"].to_numpy(), remedy)
     return Calibration(fits)
 

@@ -85,14 +85,16 @@ def fit_line(pass_px: np.ndarray, peak: np.ndarray, remedy: Remedy = PAPER) -> F
 
 @dataclass(frozen=True)
 class Calibration:
-    """Fits per (node, precision, memory format, checkpointing), from one results folder."""
-    fits: dict[tuple[str, str, str, str], Fit]
+    """Fits per (node, precision, memory format, checkpointing, kernel cache), from one
+    results folder. The kernel-cache setting is part of the key: a fit of steps with the
+    caches on carries their cached kernels and must not plan a cell without them (or back)."""
+    fits: dict[tuple[str, str, str, str, str], Fit]
 
     def predict(self, pass_px: int, remedy: Remedy, node: str | None = None) -> int | None:
         """The largest prediction over the matching fits (any node unless ``node``), or None."""
-        got = [f.predict(pass_px) for (n, p, m, c), f in self.fits.items()
-               if (node is None or n == node) and (p, m, c) == (remedy.precision, remedy.memory_format,
-                                                              remedy.checkpointing)]
+        got = [f.predict(pass_px) for (n, p, m, c, k), f in self.fits.items()
+               if (node is None or n == node) and (p, m, c, k) == (remedy.precision, remedy.memory_format,
+                                                                 remedy.checkpointing, remedy.kernel_cache)]
         return max(got) if got else None
 
     def estimator(self, node: str | None = None) -> "Callable[[int, Remedy], int]":
@@ -102,12 +104,14 @@ class Calibration:
 
     def to_json(self) -> str:
         return json.dumps([{"node": k[0], "precision": k[1], "memory_format": k[2], "checkpointing": k[3],
-                            **asdict(f)} for k, f in sorted(self.fits.items())], indent=2)
+                            "kernel_cache": k[4], **asdict(f)} for k, f in sorted(self.fits.items())], indent=2)
 
     @staticmethod
     def from_json(text: str) -> "Calibration":
         fits = {}
         for d in json.loads(text):
-            key = (d.pop("node"), d.pop("precision"), d.pop("memory_format"), d.pop("checkpointing"))
+            # fits stored before the kernel-cache axis were all of torch's default caches
+            key = (d.pop("node"), d.pop("precision"), d.pop("memory_format"), d.pop("checkpointing"),
+                   d.pop("kernel_cache", "default"))
             fits[key] = Fit(**d)
         return Calibration(fits)

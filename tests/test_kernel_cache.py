@@ -206,3 +206,4 @@ def test_rss_growth_over_varied_shapes_differs_between_the_settings():
         got[setting] = json.loads(r.stdout.strip().splitlines()[-1])
     assert got["default"]["varied"] > 8e6, got
     assert got["off"]["varied"] < got["default"]["varied"] / 4, got
+

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..fsutil import atomic_write_text
 from ..store import ResultsError
 from ..remedies import PAPER
-from . import answers, checks, html, memory, remedies, tables
+from . import answers, checks, html, kernel_cache, memory, remedies, tables
 from .charts import scaling_figure, tradeoff_figures
 from .figures import colours, scope_figures
 from .load import Merged, load, scope_label
@@ -72,12 +72,25 @@ def _sections(m: Merged) -> list[tuple[str, str]]:
         ("Figures per scope", _per_scope(m)),
         ("Remedies", _remedies(m)),
         ("Tables from the paper", "\n".join(html.table(t) for t in (tables.table1(m), tables.table2(m),
-                                                                        tables.table3(m)))),
+                                                                        *_cache_share(m), tables.table3(m)))),
+        *_shape_diversity(m),
         ("Memory model", html.table(memory.predicted_vs_measured(m))),
         ("Determinism check", html.table(det, None)),
         ("Failed and skipped cells", html.table(fails, None)),
         ("Provenance", html.table(src) + "\n" + html.table(prov)),
     ]
+
+
+def _cache_share(m: Merged) -> list:
+    """Table 2b next to Table 2, where some setup ran with the kernel caches on and off."""
+    t = kernel_cache.cache_share(m)
+    return [t] if t.rows else []
+
+
+def _shape_diversity(m: Merged) -> list[tuple[str, str]]:
+    """The RSS-against-distinct-shapes figure, for results that record the shapes seen."""
+    f = kernel_cache.rss_figure(m)
+    return [("Memory and shape diversity", html.figure(f))] if f.svg else []
 
 
 def render(dirs: list[Path]) -> str:

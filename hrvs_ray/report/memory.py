@@ -17,13 +17,14 @@ GB = 1e9
 NOTE = ("Peak RSS of the largest timed step against the memory model's prediction for that step's "
         "largest forward/backward pass. Built-in: the paper's 430 B/px times the measured factor of "
         "the setting, plus 1.2 GB. Calibrated: base + B/px fitted on these results' own timed steps "
-        "per node and setting (what `hrvs-ray plan --memory-from` and a resumed sweep use). "
+        "per node and setting, kernel-cache setting included (what `hrvs-ray plan --memory-from` and a resumed sweep use). "
         "Error = (predicted − measured) / measured: positive means the model plans with room to spare.")
 
 
 def _remedy(row) -> Remedy:
+    kc = row.get("kernel_cache")
     return Remedy(batching=row["batching"], precision=row["precision"], memory_format=row["memory_format"],
-                  checkpointing=row["checkpointing"])
+                  checkpointing=row["checkpointing"], kernel_cache=kc if isinstance(kc, str) else "default")
 
 
 def predicted_vs_measured(m: Merged) -> Table:
