@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
 
-from ..plan import CellSpec
+from ..plan.cells import CellSpec
 
 
 @dataclass(frozen=True)
@@ -73,17 +73,11 @@ class NodeRef:
 
 def cell_row(cell: CellSpec, node: NodeRef | None, attempts: int, outcome: CellOutcome) -> dict[str, Any]:
     """The ``cells`` row of one cell: its identity, the remedy it ran, the outcome."""
-    r = cell.remedy
     row: dict[str, Any] = {
         "sweep": cell.sweep, "cell_id": cell.cell_id, "cluster": cell.cluster, "scope": cell.scope,
         "input_set": cell.input_set.name, "run": cell.run, "spec_json": cell.to_json(),
         "node": node.name if node else None, "ray_node_id": node.ray_node_id if node else None,
-        "hostname": node.hostname if node else None, "attempts": attempts,
-        "batching": r.batching, "precision": r.precision, "memory_format": r.memory_format,
-        "checkpointing": r.checkpointing, "remedy": r.label,
-        "window": r.window if r.batching == "bucket" else None,
-        "micro_batch": r.micro_batch if r.batching == "accumulate" else None,
-        "kernel_cache": r.kernel_cache, "shape_round": r.shape_round,
+        "hostname": node.hostname if node else None, "attempts": attempts, **cell.remedy.to_row(),
     }
     out = {f.name: getattr(outcome, f.name) for f in fields(outcome) if f.name not in ("facts", "steps")}
     row.update(out)
