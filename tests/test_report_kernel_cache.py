@@ -18,7 +18,8 @@ from hrvs_ray.report.load import load  # noqa: E402
 
 def test_report_shows_the_caches_share_next_to_table_2_and_rss_against_shapes(tmp_path):
     setups = (Remedy(), Remedy(kernel_cache="off"), Remedy(shape_round=32), Remedy(shape_round=32, kernel_cache="off"))
-    html = render([make_results(tmp_path / "r", input_sets=("MR&VS", "HR&VS"), remedies=setups, steps=6)])
+    html = render([make_results(tmp_path / "r", input_sets=("MR&VS", "HR&VS"), remedies=setups, steps=6,
+                                      record_shapes=True)])
     assert "Table 2b. Kernel caches&#x27; share of the peak" in html
     t2, t2b, t3 = (html.index(s) for s in ("Table 2. Main memory", "Table 2b.", "Table 3."))
     assert t2 < t2b < t3                                          # next to Table 2
@@ -34,7 +35,7 @@ def test_report_shows_the_caches_share_next_to_table_2_and_rss_against_shapes(tm
 
 def test_share_is_computed_from_the_pair_of_peaks(tmp_path):
     m = load([make_results(tmp_path / "r", input_sets=("HR&VS",), runs=1, steps=5,
-                           remedies=(Remedy(), Remedy(kernel_cache="off")))])
+                           remedies=(Remedy(), Remedy(kernel_cache="off")), record_shapes=True)])
     t = cache_share(m)
     assert len(t.rows) == 1
     t_ = m.steps[~m.steps["warmup"]]
