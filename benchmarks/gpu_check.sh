@@ -4,7 +4,12 @@
 # 1. a smoke sweep on model.device: cuda with every remedy (3 batching × 2 precisions ×
 #    2 memory formats × 2 checkpointing = 24 cells on MR&VS + HR&VS, tiny synthetic data);
 # 2. the same sweep again into a second folder: fingerprints and losses must repeat;
-# 3. device_peak_bytes filled on every step; bf16 vs fp32 time and device-memory ratios.
+# 3. device_peak_bytes filled on every step; bf16 vs fp32 time and device-memory ratios;
+# 4. the GPU side of issue 17: cudnn.benchmark autotunes every new input shape. ResNet18 +
+#    Adam over 30 distinct shapes, then the same shapes again, with benchmark off / on, and
+#    with the shapes rounded up to multiples of 32 px (shape_round), each in a fresh process
+#    (the autotuner's cache is per process): time of first-seen vs repeated shapes and peak
+#    device memory (allocated and reserved). The sweep's cells always run benchmark off.
 # Prints one summary block; exit 0 only if every check holds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +54,8 @@ for out in a b; do
     >"$work/$out.log" 2>&1 || { tail -40 "$work/$out.log"; exit 1; }
 done
 
-"$py" - "$work" <<'PY'
+sweep_rc=0
+"$py" - "$work" <<'PY' || sweep_rc=$?
 import sys
 from hrvs_ray.metrics import derive, group_figures, timed
 from hrvs_ray.store import read_results
@@ -83,3 +89,51 @@ for (iset, rem), r in figs(["input_set", "remedy"]).iterrows():
     print(f"  {iset:<6} {rem:<22} {r.s:.4f} s/inf-MP  {r.mem / 1e9:.2f} GB")
 sys.exit(0 if bad.empty and same_fp and peak_ok else 1)
 PY
+
+cat >"$work/autotune.py" <<'PY'
+import json, sys, time
+import torch, torchvision
+bench, rnd = sys.argv[1] == "on", int(sys.argv[2])
+torch.backends.cudnn.benchmark = bench
+torch.manual_seed(0)
+model = torchvision.models.resnet18(num_classes=29).cuda()
+opt = torch.optim.Adam(model.parameters())
+up = lambda v: -(-v // rnd) * rnd if rnd else v
+shapes = [(up(160 + 7 * i), up(200 + 11 * i)) for i in range(30)]   # 30 distinct before rounding
+
+def step(h, w):
+    x = torch.randn(4, 3, h, w, device="cuda")
+    y = torch.zeros(4, dtype=torch.long, device="cuda")
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+step(96, 96)                      # CUDA context, cuBLAS handles, Adam state: not the shapes' cost
+torch.cuda.reset_peak_memory_stats()
+first = [step(h, w) for h, w in shapes]
+again = [step(h, w) for h, w in shapes]
+print(json.dumps({"distinct": len(set(shapes)), "first_s": sum(first), "again_s": sum(again),
+                  "alloc_gb": torch.cuda.max_memory_allocated() / 1e9,
+                  "reserved_gb": torch.cuda.max_memory_reserved() / 1e9}))
+PY
+
+tune_rc=0
+echo "cudnn.benchmark per new shape (ResNet18 + Adam, batch 4, 30 shapes, then the same 30 again):"
+for rnd in 0 32; do
+  for bench in off on; do
+    line=$("$py" "$work/autotune.py" "$bench" "$rnd" 2>"$work/tune.err" | tail -1) || {
+      tune_rc=1; tail -5 "$work/tune.err"; continue; }
+    "$py" - "$bench" "$rnd" "$line" <<'PY'
+import json, sys
+bench, rnd, r = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+print(f"  benchmark {bench:<3} shape_round {rnd or 'none':<4} {r['distinct']:>2} distinct shapes: "
+      f"first pass {r['first_s']:.2f} s, repeat {r['again_s']:.2f} s ({r['first_s'] / r['again_s']:.1f}x), "
+      f"peak device memory {r['alloc_gb']:.2f} GB allocated / {r['reserved_gb']:.2f} GB reserved")
+PY
+  done
+done
+exit $(( sweep_rc || tune_rc ))

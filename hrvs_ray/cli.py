@@ -78,14 +78,15 @@ def _plan_estimator(memory_from: str | None) -> tuple[Any, str]:
 def _print_plan(table: dict[str, dict]) -> None:
     width = max(10, *(len(n) for n in table))
     head = (f"{'input set':<{width}} {'batch':>5}  {'informative MP':>20}  {'padding MP':>20}  "
-            f"{'total MP':>20}  {'padding':>7}")
+            f"{'total MP':>20}  {'padding':>7}  {'shapes':>6}")
     print(head)
     print("-" * len(head))
     for name, e in table.items():
         cols = "  ".join(f"{_mp(e[k]['min'])}/{_mp(e[k]['avg'])}/{_mp(e[k]['max'])}"
                          for k in ("informative", "padding", "total"))
-        print(f"{name:<{width}} {e['batch_size']:>5}  {cols}  {e['padding_share']:>7.1%}")
-    print("(min/avg/max per optimizer step; padding = Σ padding ÷ Σ total pixels over the planned steps)")
+        print(f"{name:<{width}} {e['batch_size']:>5}  {cols}  {e['padding_share']:>7.1%}  {e['distinct_shapes']:>6}")
+    print("(min/avg/max per optimizer step; padding = Σ padding ÷ Σ total pixels over the planned steps; shapes = "
+          "distinct pass shapes, batch x H x W, over all passes: one kernel-cache entry each)")
     print("\nplanned main memory per training step, GB (avg/max):")
     for name, e in table.items():
         cells = ", ".join(f"{m['precision']}/{m['memory_format']}/{m['checkpointing']} "

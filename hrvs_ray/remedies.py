@@ -16,7 +16,13 @@ BATCHING = ("pad", "bucket", "accumulate")
 PRECISION = ("float32", "bfloat16")
 MEMORY_FORMAT = ("contiguous", "channels_last")
 CHECKPOINTING = ("none", "stages")
+KERNEL_CACHE = ("default", "off")   # off: oneDNN primitive cache 0, ideep LRU cache 1 (see train.kernel_cache)
 AXES = ("batching", "precision", "memory_format", "checkpointing")   # product order, outermost first
+# Axes added later: they enter a cell's id and label only when not at their default, so
+# every cell that does not use them keeps the id and label it had before they existed.
+LATER_AXES = ("kernel_cache", "shape_round")
+LATER_DEFAULTS = {"kernel_cache": "default", "shape_round": 0}
+NO_ROUND = 0              # shape_round: 0 = passes padded only to their largest image
 DEFAULT_WINDOW = 64       # bucket: batches per shape-sorting window
 DEFAULT_MICRO_BATCH = 1   # accumulate: images per micro-batch
 # The one rule for batching parameters: each belongs to exactly one policy and means nothing
@@ -25,7 +31,7 @@ DEFAULT_MICRO_BATCH = 1   # accumulate: images per micro-batch
 POLICY_PARAMS = {"window": "bucket", "micro_batch": "accumulate"}
 PARAM_DEFAULTS = {"window": DEFAULT_WINDOW, "micro_batch": DEFAULT_MICRO_BATCH}
 # the columns a remedy occupies in steps and cells rows (``Remedy.to_row``)
-ROW_COLUMNS = (*AXES, "remedy", *POLICY_PARAMS)
+ROW_COLUMNS = (*AXES, "remedy", *POLICY_PARAMS, *LATER_AXES)
 
 
 def uses(batching: str, param: str) -> bool:
@@ -45,10 +51,18 @@ class Remedy:
     checkpointing: str = "none"
     window: int = DEFAULT_WINDOW            # used by bucket only
     micro_batch: int = DEFAULT_MICRO_BATCH  # used by accumulate only
+    kernel_cache: str = "default"           # default | off (PyTorch's CPU kernel caches)
+    shape_round: int = NO_ROUND             # pad each pass up to a multiple of this many px (0: none)
 
     @property
-    def axes(self) -> tuple[str, str, str, str]:
-        return (self.batching, self.precision, self.memory_format, self.checkpointing)
+    def axes(self) -> tuple:
+        """The values that tell setups apart (the later axes only where not default)."""
+        return (self.batching, self.precision, self.memory_format, self.checkpointing) + tuple(
+            v for a, v in self.later_axes().items())
+
+    def later_axes(self) -> dict[str, Any]:
+        """The later axes whose value is not their default."""
+        return {a: getattr(self, a) for a in LATER_AXES if getattr(self, a) != LATER_DEFAULTS[a]}
 
     @property
     def is_paper(self) -> bool:
@@ -65,13 +79,18 @@ class Remedy:
                  _SHORT[self.checkpointing]]
         short = {"window": "w", "micro_batch": "mb"}
         parts[0] += "".join(f"({short[p]}{v})" for p, v in self.policy_params().items() if v != PARAM_DEFAULTS[p])
+        if self.shape_round:
+            parts[0] += f"(r{self.shape_round})"
+        if self.kernel_cache != "default":
+            parts.append(f"kc-{self.kernel_cache}")
         return "+".join(p for p in parts if p)
 
     def to_row(self) -> dict[str, Any]:
         """The remedy's columns of a steps or cells row (``ROW_COLUMNS``): a parameter its
         policy does not use is null."""
         return {**{a: getattr(self, a) for a in AXES}, "remedy": self.label,
-                **{p: self.policy_params().get(p) for p in POLICY_PARAMS}}
+                **{p: self.policy_params().get(p) for p in POLICY_PARAMS},
+                **{a: getattr(self, a) for a in LATER_AXES}}
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any] | Any) -> "Remedy":
@@ -80,6 +99,10 @@ class Remedy:
         get = row.get if isinstance(row, Mapping) else (lambda k, d=None: getattr(row, k, d))
         values: dict[str, Any] = {a: get(a) for a in AXES if _present(get(a))}
         values.update({p: int(get(p)) for p in POLICY_PARAMS if _present(get(p))})
+        if _present(get("kernel_cache")):
+            values["kernel_cache"] = get("kernel_cache")
+        if _present(get("shape_round")):
+            values["shape_round"] = int(get("shape_round"))
         return cls(**values)
 
     def id_params(self, base: "Remedy | None" = None) -> dict:
@@ -88,7 +111,7 @@ class Remedy:
         plus the parameters of the batching policy actually used."""
         if self.axes == (base or PAPER).axes:
             return {}
-        return {**{a: getattr(self, a) for a in AXES}, **self.policy_params()}
+        return {**{a: getattr(self, a) for a in AXES}, **self.policy_params(), **self.later_axes()}
 
 
 PAPER = Remedy()
@@ -107,13 +130,16 @@ class RemediesSpec:
     checkpointing: tuple[str, ...] = ("none",)
     window: int = DEFAULT_WINDOW
     micro_batch: int = DEFAULT_MICRO_BATCH
+    kernel_cache: tuple[str, ...] = ("default",)
+    shape_round: tuple[int, ...] = (NO_ROUND,)
 
     def combinations(self) -> list[Remedy]:
         """The cartesian product in a fixed order: batching outermost, then precision,
-        memory format, checkpointing (each in the order the sweep lists them)."""
-        return [Remedy(b, p, m, c, self.window, self.micro_batch)
-                for b, p, m, c in itertools.product(self.batching, self.precision, self.memory_format,
-                                                    self.checkpointing)]
+        memory format, checkpointing, kernel cache, shape rounding (each in the order the
+        sweep lists them)."""
+        return [Remedy(b, p, m, c, self.window, self.micro_batch, k, r)
+                for b, p, m, c, k, r in itertools.product(self.batching, self.precision, self.memory_format,
+                                                          self.checkpointing, self.kernel_cache, self.shape_round)]
 
     def without_unused_params(self) -> "RemediesSpec":
         """This spec with each batching parameter at its default unless a listed policy uses it."""

@@ -1,6 +1,8 @@
 """The memory model: built-in factors per remedy, and calibration on measured steps."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -46,8 +48,9 @@ def test_calibration_is_per_node_and_setting_and_round_trips():
                        _steps("a", "bfloat16", 1e9, 200)])
     steps.loc[0, "peak_rss_bytes"] = 1e12          # a warm-up row: never part of the fit
     cal = calibrate(steps)
-    assert set(cal.fits) == {("a", "float32", "contiguous", "none"), ("b", "float32", "contiguous", "none"),
-                             ("a", "bfloat16", "contiguous", "none")}
+    assert set(cal.fits) == {("a", "float32", "contiguous", "none", "default"),
+                             ("b", "float32", "contiguous", "none", "default"),
+                             ("a", "bfloat16", "contiguous", "none", "default")}
     assert cal.predict(1_000_000, PAPER) == pytest.approx(2e9 + 5e8)             # worst node
     assert cal.predict(1_000_000, PAPER, node="a") == pytest.approx(1e9 + 4e8)
     assert cal.predict(1_000_000, Remedy(checkpointing="stages")) is None          # not measured
@@ -56,3 +59,17 @@ def test_calibration_is_per_node_and_setting_and_round_trips():
     again = Calibration.from_json(cal.to_json())
     assert again.fits.keys() == cal.fits.keys()
     assert all(again.fits[k].predict(7) == cal.fits[k].predict(7) for k in cal.fits)
+
+
+def test_kernel_cache_on_and_off_steps_are_never_fitted_together():
+    on = _steps("a", "float32", 1.5e9, 400).assign(kernel_cache="default")
+    off = _steps("a", "float32", 1.0e9, 400).assign(kernel_cache="off")
+    cal = calibrate(pd.concat([on, off]))
+    assert set(cal.fits) == {("a", "float32", "contiguous", "none", "default"),
+                             ("a", "float32", "contiguous", "none", "off")}
+    assert cal.predict(1_000_000, PAPER) == pytest.approx(1.5e9 + 4e8)
+    assert cal.predict(1_000_000, Remedy(kernel_cache="off")) == pytest.approx(1.0e9 + 4e8)
+    assert all(f.max_rel_error < 1e-9 for f in cal.fits.values())        # each fit is exact: no mixing
+    # a fit stored before the axis existed was of torch's default caches
+    old = [{k: v for k, v in d.items() if k != "kernel_cache"} for d in json.loads(cal.to_json())]
+    assert set(Calibration.from_json(json.dumps(old[:1])).fits) == {("a", "float32", "contiguous", "none", "default")}

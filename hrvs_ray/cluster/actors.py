@@ -1,9 +1,9 @@
 """Work that runs on cluster nodes. Plain classes and functions: the driver has them wrapped
 through ``ray_io`` at launch, so they stay importable and testable without Ray.
 
-Each cell gets a fresh actor process: placement, thread count and counters are set up in
-``__init__`` before torch is imported, and the process's memory peak and counters are the
-cell's own. The driver kills the actor when the cell is done.
+Each cell gets a fresh actor process: placement, thread count, counters and the kernel-cache
+environment are set up in ``__init__`` before torch is imported, and the process's memory
+peak and counters are the cell's own. The driver kills the actor when the cell is done.
 """
 from __future__ import annotations
 
@@ -53,11 +53,18 @@ def probe_node(scopes: list[str]) -> dict[str, Any]:
 class CellRunner:
     """One cell in one fresh process, placed on a scope's CPUs."""
 
-    def __init__(self, placement: ScopePlacement, llc_event: str) -> None:
+    def __init__(self, placement: ScopePlacement, llc_event: str, kernel_cache: str = "default") -> None:
         from ..node.affinity import apply_placement
+        from ..probes.allocator import detect_allocator
         from ..probes.counters import open_counters
+        from ..train.kernel_cache import KernelCacheError, apply_kernel_cache
 
         self.torch_preloaded = "torch" in sys.modules
+        self.kernel_cache, self.setup_error = kernel_cache, None
+        try:   # the caches read their variables once, when torch starts: before any import of it
+            apply_kernel_cache(kernel_cache)
+        except KernelCacheError as e:
+            self.setup_error = str(e)      # the cell fails with this reason instead of running unset
         self.placement = placement
         self.applied = apply_placement(placement)
         # Opened on the threads alive now; each step's begin() adds a group for every thread
@@ -72,6 +79,7 @@ class CellRunner:
         # start torch's intra-op pool now: each step's counters cover the threads alive at its
         # start (one group per thread), so the pool must not first appear inside a step
         torch.ones(256, 256) @ torch.ones(256, 256)
+        self.allocator = detect_allocator()   # after torch: its libraries are mapped now
 
     def ready(self) -> dict[str, Any]:
         return {"cpus": list(self.applied.cpus), "threads": self.torch_threads, "pid": os.getpid()}
@@ -85,6 +93,13 @@ class CellRunner:
         started = datetime.now(timezone.utc)
         t0 = time.perf_counter()
         facts = self._facts()
+        if self.setup_error is None and spec.remedy.kernel_cache != self.kernel_cache:
+            self.setup_error = (f"cell needs kernel_cache {spec.remedy.kernel_cache!r}, its process was "
+                                f"started with {self.kernel_cache!r}")
+        if self.setup_error is not None:
+            failure = Failure(FailureKind.CELL_ERROR, self.setup_error)
+            return CellOutcome("failed", str(failure), started, datetime.now(timezone.utc),
+                               time.perf_counter() - t0, facts=facts)
         try:
             result = run_cell(spec, dataset, node, len(self.applied.cpus), self.counters)
         except Exception as e:  # a cell's own failure is data, not a crash of the sweep
@@ -115,7 +130,7 @@ class CellRunner:
                   "core_kinds": core_kinds_json(getattr(self.placement, "core_kinds", None)),
                   "hostname": socket.gethostname(), "pid": os.getpid(), "torch_version": torch.__version__,
                   "ray_version": version("ray"), "hrvs_ray_version": __version__,
-                  "python_version": sys.version.split()[0]}
+                  "python_version": sys.version.split()[0], "allocator": self.allocator}
         return ProcessFacts(**{**ProcessFacts.known(collect_provenance()), **values})
 
     def close(self) -> None:

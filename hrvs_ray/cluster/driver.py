@@ -196,7 +196,7 @@ class CellLoop:
             # Ray hides every GPU from an actor that books none (CUDA_VISIBLE_DEVICES="")
             actor, ready_ref, ref = ray_io.start_cell_actor(
                 self.runner, nid, cpus, 1 if p.cell.model.device == "cuda" else 0,
-                (placement, p.cell.counters.llc), (p.cell, self.sweep.dataset, node.name))
+                (placement, p.cell.counters.llc, p.cell.remedy.kernel_cache), (p.cell, self.sweep.dataset, node.name))
             self.inflight[ref] = Running(p, node, actor, time.monotonic(), ready_ref)
             self.idle.discard(nid)
 

@@ -34,6 +34,7 @@ class ProcessFacts:
     in_container: bool | None = None
     scheduler_job_id: str | None = None
     scheduler_nodelist: str | None = None
+    allocator: str | None = None    # glibc | jemalloc | tcmalloc | mimalloc (probes.allocator)
 
     @classmethod
     def known(cls, values: dict[str, Any]) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from typing import Any
 
 from .check import Validator, at_least, preview
 from .specs import InputSetSpec, ModelSpec
-from ..remedies import (BATCHING, CHECKPOINTING, MEMORY_FORMAT, PARAM_DEFAULTS, POLICY_PARAMS, PRECISION,
-                        RemediesSpec, uses)
+from ..remedies import (BATCHING, CHECKPOINTING, KERNEL_CACHE, MEMORY_FORMAT, NO_ROUND, PARAM_DEFAULTS,
+                        POLICY_PARAMS, PRECISION, RemediesSpec, uses)
 
 AXIS_VALUES = {"batching": BATCHING, "precision": PRECISION, "memory_format": MEMORY_FORMAT,
                "checkpointing": CHECKPOINTING}
@@ -33,7 +33,7 @@ def parse_remedies(v: Validator, value: Any, model: ModelSpec, model_keys: set[s
     """``value`` is the raw section ({} when absent); ``model_keys`` the keys the model
     section spelled out (a default must not conflict with an explicit remedies list)."""
     k = "remedies"
-    m = v.mapping(value, k, {*AXIS_VALUES, "window", "micro_batch"})
+    m = v.mapping(value, k, {*AXIS_VALUES, "window", "micro_batch", "kernel_cache", "shape_round"})
     axes: dict[str, tuple[str, ...]] = {}
     for axis, allowed in AXIS_VALUES.items():
         if axis in m:
@@ -57,7 +57,50 @@ def parse_remedies(v: Validator, value: Any, model: ModelSpec, model_keys: set[s
             if micro > s.batch_size:
                 v.fail(f"{k}.micro_batch", f"{micro} exceeds the batch_size {s.batch_size} of input set "
                                            f"{s.name!r} (a micro-batch is part of one batch)")
-    return RemediesSpec(**axes, window=window, micro_batch=micro)
+    return RemediesSpec(**axes, window=window, micro_batch=micro, kernel_cache=_kernel_cache(v, m, model),
+                        shape_round=_shape_round(v, m))
+
+
+def _kernel_cache(v: Validator, m: dict, model: ModelSpec) -> tuple[str, ...]:
+    """``default`` | ``off`` or a list. YAML 1.1 reads a bare ``off`` as false: taken as
+    ``off``; a bare ``on``/``true`` is refused (the caches are on by default: say ``default``)."""
+    key = "remedies.kernel_cache"
+    if "kernel_cache" not in m:
+        return ("default",)
+    raw = m["kernel_cache"]
+    items = raw if isinstance(raw, list) else [raw]
+    for i, item in enumerate(items):
+        if item is True:
+            v.fail(f"{key}[{i}]" if isinstance(raw, list) else key,
+                   "true/on is not a value: the caches are on by default, say 'default' (or 'off')")
+    named = [("off" if item is False else item) for item in items]
+    values = v.choices(named if isinstance(raw, list) else named[0], key, KERNEL_CACHE)
+    if model.device == "cuda" and values != ("default",):
+        v.fail(key, "'off' empties PyTorch's CPU kernel caches (oneDNN primitives, ideep LRU); on device: cuda "
+                    "the kernels are cuDNN's and these caches do not apply (see benchmarks/gpu_check.sh for "
+                    "cudnn.benchmark autotuning per shape)")
+    return values
+
+
+def _shape_round(v: Validator, m: dict) -> tuple[int, ...]:
+    """``none`` or a multiple in pixels (>= 2), or a non-empty list of them without duplicates."""
+    key = "remedies.shape_round"
+    if "shape_round" not in m:
+        return (NO_ROUND,)
+    raw = m["shape_round"]
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        v.fail(key, "must be none, a multiple in pixels (e.g. 32), or a non-empty list of them")
+    out: list[int] = []
+    for i, item in enumerate(items):
+        path = f"{key}[{i}]" if isinstance(raw, list) else key
+        if isinstance(item, str) and item != "none":
+            v.fail(path, f"must be none or a multiple in pixels (an integer >= 2), got {preview(item)}")
+        value = NO_ROUND if item == "none" else v.value(item, path, int, at_least(2))
+        if value in out:
+            v.fail(path, f"duplicate value {preview(item)}")
+        out.append(value)
+    return tuple(out)
 
 
 def _policy_param(v: Validator, m: dict, name: str, batching: tuple[str, ...]) -> int:

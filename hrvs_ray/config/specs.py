@@ -194,6 +194,10 @@ class Sweep:
             d.pop("remedies")
         else:
             d["remedies"] = asdict(remedies)
+            # axes added later hash only when used, so older definitions keep their fingerprint
+            for axis, default in (("kernel_cache", ("default",)), ("shape_round", (0,))):
+                if d["remedies"][axis] == default:
+                    d["remedies"].pop(axis)
         # which images each policy trains on: a sweep whose policies' batches changed
         # (plan version > 1) cannot share a fingerprint with one planned before
         if self.plan_version > 1:

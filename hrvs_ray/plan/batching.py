@@ -99,20 +99,28 @@ class BatchGeometry:
         return h.hexdigest()[:16]
 
 
-def geometry(ids: Sequence[str], shapes: Mapping[str, tuple[int, int]]) -> BatchGeometry:
-    """Pad every image to the batch's largest height and width, centred as the authors'
-    MAMe trainer does (the odd pixel of padding goes to the bottom / right)."""
+def round_up(x: "int | np.ndarray", multiple: int) -> "int | np.ndarray":
+    """``x`` rounded up to a multiple of ``multiple`` (unchanged when ``multiple`` is 0: no rounding)."""
+    return x if not multiple else -(-x // multiple) * multiple
+
+
+def geometry(ids: Sequence[str], shapes: Mapping[str, tuple[int, int]], shape_round: int = 0) -> BatchGeometry:
+    """Pad every image to the batch's largest height and width (rounded up to a multiple of
+    ``shape_round`` px when given), centred as the authors' MAMe trainer does (the odd pixel
+    of padding goes to the bottom / right)."""
     hw = [shapes[i] for i in ids]
-    H = max(h for h, _ in hw)
-    W = max(w for _, w in hw)
+    H = round_up(max(h for h, _ in hw), shape_round)
+    W = round_up(max(w for _, w in hw), shape_round)
     places = tuple(Placement((H - h) // 2, (W - w) // 2, h, w) for h, w in hw)
     return BatchGeometry(tuple(ids), H, W, places)
 
 
-def pixel_stats(heights: np.ndarray, widths: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-batch informative/padding/total pixels for an index matrix, vectorised (for plan)."""
+def pixel_stats(heights: np.ndarray, widths: np.ndarray, idx: np.ndarray, shape_round: int = 0) -> dict[str, np.ndarray]:
+    """Per-batch informative/padding/total pixels for an index matrix, vectorised (for plan);
+    the batch is padded as ``geometry`` pads it."""
     h = heights[idx]
     w = widths[idx]
     informative = (h.astype(np.int64) * w).sum(axis=1)
-    total = h.max(axis=1).astype(np.int64) * w.max(axis=1) * idx.shape[1]
+    total = (round_up(h.max(axis=1).astype(np.int64), shape_round) * round_up(w.max(axis=1).astype(np.int64), shape_round)
+             * idx.shape[1])
     return {"informative": informative, "padding": total - informative, "total": total}

@@ -2,7 +2,8 @@
 
 A sweep's own timed steps say what a step costs on its nodes better than the paper's
 constants: ``calibrate`` fits ``peak = base + bytes_per_pixel × pass pixels`` per node and
-per precision × memory format × checkpointing; the driver stores the fit as
+per precision × memory format × checkpointing × kernel-cache setting (steps with PyTorch's
+kernel caches on carry their cached kernels in every peak: never fitted with steps without); the driver stores the fit as
 ``memory_fit.json`` in the results folder when a sweep ends, and uses it (when the folder
 has one) for its pre-flight memory skip; ``hrvs-ray plan --memory-from DIR`` plans with it.
 
@@ -27,7 +28,7 @@ from .memory_identity import local_identity, node_identity, results_identities
 from .memory_model import Calibration, Estimator, FitError, fit_line
 
 FIT_FILE = "memory_fit.json"
-FIT_KEYS = ["node", "precision", "memory_format", "checkpointing"]
+FIT_KEYS = ["node", "precision", "memory_format", "checkpointing", "kernel_cache"]
 
 
 def unmasked(steps: pd.DataFrame) -> pd.DataFrame:
@@ -43,9 +44,11 @@ def unmasked(steps: pd.DataFrame) -> pd.DataFrame:
 
 
 def calibrate(steps: pd.DataFrame) -> Calibration:
-    """One fit per (node, precision, memory format, checkpointing) over the timed, unmasked
-    steps (pass every step of a cell, warm-up included: warm-up passes leave heap too)."""
+    """One fit per (node, precision, memory format, checkpointing, kernel cache) over the timed,
+    unmasked steps (pass every step of a cell, warm-up included: warm-up passes leave heap too)."""
     d = timed(unmasked(steps.dropna(subset=["pass_px"]))).dropna(subset=["peak_rss_bytes"])
+    d = d.assign(kernel_cache=d["kernel_cache"].fillna("default")) if "kernel_cache" in d else \
+        d.assign(kernel_cache="default")
     d = d[d["peak_rss_scope"].fillna("step").str.startswith("step")]   # a process-wide peak is not the step's
     fits = {}
     for key, g in d.groupby(FIT_KEYS, sort=True):
@@ -96,8 +99,9 @@ def plan_estimator(results_dir: str | Path, here: dict | None = None) -> tuple[E
     mine, reasons = cal.matching(here or local_identity())
     if not mine.fits:
         return None, (f"built-in model: the fit in {results_dir} is for other machines ({_why(reasons)})")
-    fits = ", ".join(f"{n} {p}/{m}/{c}: {f.base_bytes / 1e9:.2f} GB + {f.bytes_per_pixel:.0f} B/px ({f.slope_from})"
-                     for (n, p, m, c), f in sorted(mine.fits.items()))
+    fits = ", ".join(f"{n} {p}/{m}/{c}{'' if k == 'default' else f'/kernel cache {k}'}: "
+                     f"{f.base_bytes / 1e9:.2f} GB + {f.bytes_per_pixel:.0f} B/px ({f.slope_from})"
+                     for (n, p, m, c, k), f in sorted(mine.fits.items()))
     skipped = f"; not used: {_why(reasons)}" if reasons else ""
     return mine.estimator(), f"calibrated on {results_dir}: {fits}{skipped}"
 

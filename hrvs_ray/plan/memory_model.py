@@ -86,26 +86,28 @@ class FitError(ValueError):
     """A calibrated fit that predicts no memory at all: an error in the fit, not a missing one."""
 
 
-def _setting(remedy: Remedy) -> tuple[str, str, str]:
-    return remedy.precision, remedy.memory_format, remedy.checkpointing
+def _setting(remedy: Remedy) -> tuple[str, str, str, str]:
+    return remedy.precision, remedy.memory_format, remedy.checkpointing, remedy.kernel_cache
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """Fits per (node, precision, memory format, checkpointing), from one results folder, and
-    each node's identity (``memory_identity``; empty in files written before identities were kept)."""
-    fits: dict[tuple[str, str, str, str], Fit]
+    """Fits per (node, precision, memory format, checkpointing, kernel cache), from one results
+    folder, and each node's identity (``memory_identity``; empty in files written before
+    identities were kept). The kernel-cache setting is part of the key: a fit of steps with the
+    caches on carries their cached kernels and must not plan a cell without them (or back)."""
+    fits: dict[tuple[str, str, str, str, str], Fit]
     nodes: dict[str, dict] = field(default_factory=dict)
 
     def predict(self, pass_px: int, remedy: Remedy, node: str | None = None) -> int | None:
         """The largest prediction over the matching fits (any node unless ``node``), or None.
         Raises FitError when a fit predicts <= 0 bytes."""
         got = []
-        for (n, p, m, c), f in sorted(self.fits.items()):
-            if (node is None or n == node) and (p, m, c) == _setting(remedy):
+        for (n, p, m, c, k), f in sorted(self.fits.items()):
+            if (node is None or n == node) and (p, m, c, k) == _setting(remedy):
                 v = f.predict(pass_px)
                 if v <= 0:
-                    raise FitError(f"the memory fit of node {n} for {p}/{m}/{c} predicts {v / 1e9:.2f} GB for "
+                    raise FitError(f"the memory fit of node {n} for {p}/{m}/{c}/{k} predicts {v / 1e9:.2f} GB for "
                                    f"{pass_px / 1e6:.3g} MP ({f.base_bytes / 1e9:.2f} GB + {f.bytes_per_pixel:.0f} "
                                    f"B/px from {f.steps} steps): an error in the fit, not a missing fit")
                 got.append(v)
@@ -127,7 +129,8 @@ class Calibration:
     def to_json(self) -> str:
         return json.dumps({"format": 2, "nodes": self.nodes,
                            "fits": [{"node": k[0], "precision": k[1], "memory_format": k[2], "checkpointing": k[3],
-                                     **asdict(f)} for k, f in sorted(self.fits.items())]}, indent=2, sort_keys=True)
+                                     "kernel_cache": k[4], **asdict(f)} for k, f in sorted(self.fits.items())]},
+                          indent=2, sort_keys=True)
 
     @staticmethod
     def from_json(text: str) -> "Calibration":
@@ -135,7 +138,9 @@ class Calibration:
         rows, nodes = (raw, {}) if isinstance(raw, list) else (raw["fits"], raw.get("nodes") or {})
         fits = {}
         for d in rows:
-            key = (d.pop("node"), d.pop("precision"), d.pop("memory_format"), d.pop("checkpointing"))
+            # fits stored before the kernel-cache axis were all of torch's default caches
+            key = (d.pop("node"), d.pop("precision"), d.pop("memory_format"), d.pop("checkpointing"),
+                   d.pop("kernel_cache", "default"))
             fits[key] = Fit(**d)
         return Calibration(fits, nodes)
 

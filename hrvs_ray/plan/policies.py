@@ -118,8 +118,9 @@ def micro_slices(batch_size: int, remedy: Remedy) -> list[slice]:
 def step_pixel_stats(heights: np.ndarray, widths: np.ndarray, idx: np.ndarray,
                      remedy: Remedy) -> dict[str, np.ndarray]:
     """Per optimizer step: informative / padding / total pixels summed over its passes, and
-    ``largest_pass`` (total pixels of its largest single pass, which sets the memory peak)."""
-    parts = [pixel_stats(heights, widths, idx[:, s]) for s in micro_slices(idx.shape[1], remedy)]
+    ``largest_pass`` (total pixels of its largest single pass, which sets the memory peak).
+    Each pass is padded up to a multiple of ``remedy.shape_round`` px when it is set."""
+    parts = [pixel_stats(heights, widths, idx[:, s], remedy.shape_round) for s in micro_slices(idx.shape[1], remedy)]
     out = {k: np.sum([p[k] for p in parts], axis=0) for k in ("informative", "padding", "total")}
     out["largest_pass"] = np.max([p["total"] for p in parts], axis=0)
     return out

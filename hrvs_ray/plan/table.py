@@ -12,13 +12,14 @@ from typing import Callable
 
 import numpy as np
 
-from ..config import Sweep, SweepError
+from ..config import InputSetSpec, Sweep, SweepError
 from ..data.shapes import METADATA_CSV, ShapeTable, read_metadata_csv, shipped_shape_table, transformed_arrays
 from ..metrics import ratio_of_sums
 from ..remedies import Remedy
 from .memory_model import estimate_step_bytes
 from .epoch import policy_views
 from .policies import step_indices, step_pixel_stats
+from .shape_diversity import distinct_counts, step_pass_shapes
 
 Estimator = Callable[[int, Remedy], int]   # (pixels of a pass, remedy) -> planned bytes
 
@@ -85,36 +86,49 @@ def _mma(values: np.ndarray, scale: float) -> dict[str, float]:
 
 def batch_table(sweep: Sweep, n_batches: int, shapes: ShapeTable | None = None,
                 estimate: Estimator = estimate_step_bytes) -> dict[str, dict]:
-    """Per input set (× batching policy when the sweep has several): batch size and
-    min/avg/max informative, padding and total MP per optimizer step over ``n_batches``
-    seeded steps (run 0), the planned memory per step in GB for every precision ×
-    memory format × checkpointing of the sweep (``memory_gb``: the first of them), and
-    padding and label diversity over the sweep's timed steps (``sampled``) and over one
-    full epoch (``epoch``), see ``plan.epoch``."""
+    """Per input set (× batching policy when the sweep has several, × shape rounding when it
+    rounds): batch size and min/avg/max informative, padding and total MP per optimizer
+    step over ``n_batches`` seeded steps (run 0), the distinct pass shapes they hold, the
+    planned memory per step in GB for every precision × memory format × checkpointing of
+    the sweep (``memory_gb``: the first of them), and padding and label diversity over the
+    sweep's timed steps (``sampled``) and over one full epoch (``epoch``, see ``plan.epoch``;
+    these two are of the policy's batches, before any shape rounding)."""
     if shapes is None:
         shapes, source = planning_shapes(sweep)
         check_plan(sweep, shapes, source)
     spec = sweep.remedies
-    several = len(spec.batching) > 1
     views = policy_views(sweep, shapes)
     out: dict[str, dict] = {}
     for iset in sweep.input_sets:
         h, w = transformed_arrays(iset, shapes.heights, shapes.widths)
         for batching in spec.batching:
-            policy = replace(spec.combinations()[0], batching=batching)
-            idx = step_indices(policy, h, w, sweep.training.seed, 0, iset.batch_size, n_batches)
-            stats = step_pixel_stats(h, w, idx, policy)
-            entry: dict = {"input_set": iset.name, "batching": batching, "batch_size": iset.batch_size,
-                           "batches": int(idx.shape[0])}
-            for k in ("informative", "padding", "total"):
-                entry[k] = _mma(stats[k], 1e6)
-            # the one statistic (hrvs_ray.metrics): Σ padding ÷ Σ total over the planned steps
-            entry["padding_share"] = ratio_of_sums(stats["padding"], stats["total"])
-            entry["memory"] = [
-                {"precision": r.precision, "memory_format": r.memory_format, "checkpointing": r.checkpointing,
-                 "gb": _mma([estimate(int(p), r) for p in stats["largest_pass"]], 1e9)}
-                for r in spec.combinations() if r.batching == spec.batching[0]]
-            entry["memory_gb"] = entry["memory"][0]["gb"]
-            entry |= views[(iset.name, batching)]   # "sampled" (the sweep's timed steps), "epoch"
-            out[f"{iset.name} [{batching}]" if several else iset.name] = entry
+            for rnd in spec.shape_round:
+                policy = replace(spec.combinations()[0], batching=batching, shape_round=rnd)
+                tags = ([batching] if len(spec.batching) > 1 else []) + \
+                    ([f"round {rnd}" if rnd else "no round"] if len(spec.shape_round) > 1 or rnd else [])
+                name = f"{iset.name} [{', '.join(tags)}]" if tags else iset.name
+                out[name] = _policy_entry(sweep, iset, policy, h, w, n_batches, estimate) | views[(iset.name, batching)]
     return out
+
+
+def _policy_entry(sweep: Sweep, iset: InputSetSpec, policy: Remedy, h: np.ndarray, w: np.ndarray,
+                  n_batches: int, estimate: Estimator) -> dict:
+    spec = sweep.remedies
+    idx = step_indices(policy, h, w, sweep.training.seed, 0, iset.batch_size, n_batches)
+    stats = step_pixel_stats(h, w, idx, policy)
+    passes = step_pass_shapes(h, w, idx, policy)
+    entry: dict = {"input_set": iset.name, "batching": policy.batching, "shape_round": policy.shape_round,
+                   "batch_size": iset.batch_size, "batches": int(idx.shape[0]),
+                   "passes": sum(len(p) for p in passes), "distinct_shapes": int(distinct_counts(passes)[-1])
+                   if passes else 0}
+    for k in ("informative", "padding", "total"):
+        entry[k] = _mma(stats[k], 1e6)
+    # the one statistic (hrvs_ray.metrics): Σ padding ÷ Σ total over the planned steps
+    entry["padding_share"] = ratio_of_sums(stats["padding"], stats["total"])
+    entry["memory"] = [
+        {"precision": r.precision, "memory_format": r.memory_format, "checkpointing": r.checkpointing,
+         "gb": _mma([estimate(int(p), r) for p in stats["largest_pass"]], 1e9)}
+        for r in spec.combinations() if (r.batching, r.kernel_cache, r.shape_round) ==
+        (spec.batching[0], spec.kernel_cache[0], spec.shape_round[0])]
+    entry["memory_gb"] = entry["memory"][0]["gb"]
+    return entry

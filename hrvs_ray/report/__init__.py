@@ -12,7 +12,7 @@ from ..fsutil import atomic_write_text
 from ..metrics.flags import ceiling_note, steal_note
 from ..store import ResultsError
 from ..remedies import PAPER
-from . import answers, checks, epoch, html, memory, remedies, tables
+from . import answers, checks, epoch, html, kernel_cache, memory, remedies, tables
 from .charts import scaling_figure, tradeoff_figures
 from .figures import colours, scope_figures
 from .load import Merged, load, scope_label
@@ -77,12 +77,25 @@ def _sections(m: Merged) -> list[tuple[str, str]]:
         ("Remedies", _remedies(m, views)),
         ("Sampled steps vs a full epoch", "\n".join(html.table(t) for t in epoch.section(m, views, plan_notes))),
         ("Tables from the paper", "\n".join(html.table(t) for t in (tables.table1(m), tables.table2(m),
-                                                                        tables.table3(m)))),
+                                                                        *_cache_share(m), tables.table3(m)))),
+        *_shape_diversity(m),
         ("Memory model", html.table(memory.predicted_vs_measured(m))),
         ("Determinism check", html.table(det, None)),
         ("Failed and skipped cells", html.table(fails, None)),
         ("Provenance", html.table(src) + "\n" + html.table(prov)),
     ]
+
+
+def _cache_share(m: Merged) -> list:
+    """Table 2b next to Table 2, where some setup ran with the kernel caches on and off."""
+    t = kernel_cache.cache_share(m)
+    return [t] if t.rows else []
+
+
+def _shape_diversity(m: Merged) -> list[tuple[str, str]]:
+    """The RSS-against-distinct-shapes figure, for results that record the shapes seen."""
+    f = kernel_cache.rss_figure(m)
+    return [("Memory and shape diversity", html.figure(f))] if f.svg else []
 
 
 def render(dirs: list[Path]) -> str:

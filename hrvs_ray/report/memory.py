@@ -18,7 +18,8 @@ NOTE = ("Peak RSS of the largest timed step against the memory model's predictio
         "largest forward/backward pass. Built-in: the paper's 430 B/px times the measured factor of "
         "the setting, plus 1.2 GB. Calibrated: base + B/px fitted on these results' own timed steps "
         "whose peak is their own (the largest pass so far in their cell, or run with the heap released) "
-        "per node and setting (what `hrvs-ray plan --memory-from` and a resumed sweep use). "
+        "per node and setting, kernel-cache setting included (what `hrvs-ray plan --memory-from` and a resumed "
+        "sweep use). "
         "Error = (predicted − measured) / measured: positive means the model plans with room to spare.")
 
 

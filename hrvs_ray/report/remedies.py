@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..metrics import GROUP_KEYS, figures, timed
 from ..metrics.interval import Interval, ratio_interval, run_spread, value_interval, verdict
-from ..remedies import AXES, PAPER
+from ..remedies import AXES, LATER_AXES, PAPER
 from .fmt import Cell, Table, interval_bases, sig
 from .load import REMEDY_COLS, Merged, remedy_order, scope_key, scope_label
 
@@ -28,7 +28,8 @@ ABSENT = "—"
 LEGEND = ("Combination labels: batching (pad = the paper's zero-padded random batches, bucket = shape-sorted "
           "within windows, accum = gradient accumulation over micro-batches), fp32/bf16 = float32/bfloat16 "
           "autocast, nchw/nhwc = contiguous/channels_last memory format, ckpt = activation checkpointing of the "
-          "four ResNet stages.")
+          "four ResNet stages, (r32) = every pass padded up to a multiple of 32 px (shape_round), kc-off = "
+          "PyTorch's CPU kernel caches off (kernel_cache: off).")
 
 
 def describe(r: pd.Series | dict) -> str:
@@ -38,6 +39,10 @@ def describe(r: pd.Series | dict) -> str:
     parts += [str(r[a]) for a in ("precision", "memory_format") if r[a] != getattr(PAPER, a)]
     if r["checkpointing"] != PAPER.checkpointing:
         parts.append(f"checkpointing {r['checkpointing']}")
+    if r.get("shape_round") and not pd.isna(r.get("shape_round")):
+        parts.append(f"shapes rounded to {int(r['shape_round'])} px")
+    if r.get("kernel_cache") not in (None, PAPER.kernel_cache) and not pd.isna(r.get("kernel_cache")):
+        parts.append(f"kernel caches {r['kernel_cache']}")
     return " + ".join(parts)
 
 
@@ -86,7 +91,7 @@ def grid(m: Merged) -> pd.DataFrame:
         for scope, name in places:
             for label in labels:
                 key = (cluster, scope, name, label)
-                row = {**dict(zip(GROUP_KEYS, key)), **axes.loc[label, list(AXES)].to_dict()}
+                row = {**dict(zip(GROUP_KEYS, key)), **axes.loc[label, list(AXES + LATER_AXES)].to_dict()}
                 mine = cc[(cc["scope"] == scope) & (cc["input_set"] == name) & (cc["remedy"] == label)]
                 if key in stats.index:
                     # measured, but some of its runs may be missing: say which, never hide them
@@ -95,7 +100,7 @@ def grid(m: Merged) -> pd.DataFrame:
                 else:
                     row["status"] = _absent(mine)
                 out.append(row)
-    g = pd.DataFrame(out, columns=GROUP_KEYS + list(AXES) + ["status"] + STAT_COLS)
+    g = pd.DataFrame(out, columns=GROUP_KEYS + list(AXES + LATER_AXES) + ["status"] + STAT_COLS)
     paper = g[g["remedy"] == PAPER.label].set_index(GROUP_KEYS[:3])
     idx = pd.MultiIndex.from_frame(g[GROUP_KEYS[:3]])
     g["mem_ratio"] = g["peak_gb"].to_numpy() / paper["peak_gb"].reindex(idx).to_numpy()

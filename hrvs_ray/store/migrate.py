@@ -6,7 +6,10 @@ Format history (like pyperf's JSON format history), newest first:
   order; null in older folders: they were not recorded), ``uncounted_threads`` (threads without
   a counter group during the step; null when counters are off) and ``steal_seconds``
   (hypervisor steal over the step); nodes gain ``ceilings`` (measured compute ceiling per
-  scope, JSON text; null: not measured); sweep.json gains ``plan_version`` (absent: version 1).
+  scope, JSON text; null: not measured); sweep.json gains ``plan_version`` (absent: version 1);
+  steps and cells gain the kernel-cache and shape-rounding axes (``kernel_cache``:
+  ``default`` before, ``shape_round``: 0 before); steps gain ``distinct_shapes_seen`` and
+  ``new_shape`` (null before: not recorded); cells gain ``allocator`` (null before).
 - **2** (hrvs-ray 0.1, remedies): steps and cells gain the remedies axes (``batching``,
   ``precision``, ``memory_format``, ``checkpointing``, ``remedy``, ``window``, ``micro_batch``),
   steps gain ``micro_batches``, ``growth_bytes``, ``counter_time_fraction``, ``pass_px``; cells
@@ -69,7 +72,7 @@ def upgrade(path: Path, t: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 _FILLED = ("batching", "precision", "memory_format", "checkpointing", "remedy", "micro_batches", "growth_bytes",
-           "pass_px")
+           "pass_px", "kernel_cache", "shape_round")
 
 
 def fill_defaults(t: pa.Table) -> pa.Table:
@@ -85,7 +88,10 @@ def fill_defaults(t: pa.Table) -> pa.Table:
         specs = df["spec_json"].map(lambda j: json.loads(j).get("model", {}) if isinstance(j, str) else {})
         df["precision"] = df["precision"].fillna(specs.map(lambda m: m.get("precision")))
         df["memory_format"] = df["memory_format"].fillna(specs.map(lambda m: m.get("memory_format")))
-    df = df.fillna({"precision": "float32", "memory_format": "contiguous", "batching": "pad", "checkpointing": "none"})
+    # schema < 3: before the kernel-cache and shape-rounding axes every cell ran torch's
+    # default caches and unrounded passes (distinct_shapes_seen / new_shape stay null)
+    df = df.fillna({"precision": "float32", "memory_format": "contiguous", "batching": "pad", "checkpointing": "none",
+                    "kernel_cache": "default", "shape_round": 0})
     missing = df["remedy"].isna()
     if missing.any():
         df.loc[missing, "remedy"] = [Remedy.from_row(r).label for r in df[missing].itertuples()]

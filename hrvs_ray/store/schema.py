@@ -40,6 +40,10 @@ STEPS_SCHEMA = pa.schema([
     # and threads without a counter group during the step (null: counters off), and the
     # hypervisor's steal time over the step on the cell's CPUs (/proc/stat)
     ("uncounted_threads", pa.int32()), ("steal_seconds", pa.float64()),
+    # and (issue 17): PyTorch's CPU kernel caches, shape rounding, and the distinct
+    # pass shapes (batch x H x W) the cell had seen by the end of the step
+    ("kernel_cache", pa.string()), ("shape_round", pa.int32()),
+    ("distinct_shapes_seen", pa.int32()), ("new_shape", pa.bool_()),
 ])
 CELLS_SCHEMA = pa.schema([
     ("sweep", pa.string()), ("cell_id", pa.string()), ("cluster", pa.string()), ("node", pa.string()),
@@ -59,6 +63,8 @@ CELLS_SCHEMA = pa.schema([
     ("batching", pa.string()), ("precision", pa.string()), ("memory_format", pa.string()),
     ("checkpointing", pa.string()), ("remedy", pa.string()), ("window", pa.int32()), ("micro_batch", pa.int32()),
     ("baseline_rss_bytes", pa.int64()), ("core_kinds", pa.string()), ("placement_warning", pa.string()),
+    # schema 3 (issue 17)
+    ("kernel_cache", pa.string()), ("shape_round", pa.int32()), ("allocator", pa.string()),
 ])
 
 NODES_SCHEMA = pa.schema([

@@ -22,6 +22,7 @@ from ..data.inputs import PreparedSet
 from ..data.mame import Dataset, open_dataset
 from ..plan.policies import micro_slices
 from ..plan.cells import CellSpec, step_plan
+from ..plan.shape_diversity import ShapeCounter
 from ..probes import memory
 from ..probes.steal import read_steal_seconds
 from ..probes.flops import step_flops
@@ -73,13 +74,14 @@ def cell_batches(spec: CellSpec, dataset: Dataset) -> list[tuple[str, ...]]:
 def step_input(spec: CellSpec, ids: Sequence[str], dataset: Dataset, prepared: PreparedSet,
                shapes: dict[str, tuple[int, int]]) -> StepInput:
     """Collate every pass of one step (one pass unless ``accumulate``), each padded only to
-    its own largest image. With one pass the fingerprint is the paper's batch fingerprint."""
+    its own largest image (rounded up under ``shape_round``). With one pass the fingerprint
+    is the paper's batch fingerprint."""
     t0 = time.perf_counter()
     device = spec.model.device
     passes, geoms, prints = [], [], []
     for part in micro_slices(len(ids), spec.remedy):
         part_ids = list(ids[part])
-        geom = geometry(part_ids, shapes)
+        geom = geometry(part_ids, shapes, spec.remedy.shape_round)
         buf, fingerprint = collate(geom, [prepared.get(i) for i in part_ids], None, spec.remedy.memory_format)
         y = torch.tensor([dataset.label(i) for i in part_ids], dtype=torch.long, device=device)
         passes.append((buf.to(device, non_blocking=False), y))
@@ -111,10 +113,13 @@ def run_cell(spec: CellSpec, dataset_spec: DatasetSpec, node: str, cores: int, c
     baseline = memory.rss_bytes()
 
     rows = []
+    seen = ShapeCounter()   # warm-up steps count: their kernels are cached like any other's
     for step, ids in enumerate(batches):
         data = step_input(spec, ids, dataset, prepared, shapes)
+        distinct, new = seen.see((g.batch_size, g.height, g.width) for g in data.geometries)
         rows.append(_timed_step(spec, model, optimizer, data, counters)
-                    | _identity(spec, node, cores, step) | _pixels(spec, data))
+                    | _identity(spec, node, cores, step) | _pixels(spec, data)
+                    | {"distinct_shapes_seen": distinct, "new_shape": new})
         del data
     return CellResult(conform(rows, STEPS_SCHEMA), prepare_seconds, stats.decoded, stats.hits, baseline)
 
