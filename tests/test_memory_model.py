@@ -71,5 +71,5 @@ def test_kernel_cache_on_and_off_steps_are_never_fitted_together():
     assert cal.predict(1_000_000, Remedy(kernel_cache="off")) == pytest.approx(1.0e9 + 4e8)
     assert all(f.max_rel_error < 1e-9 for f in cal.fits.values())        # each fit is exact: no mixing
     # a fit stored before the axis existed was of torch's default caches
-    old = [{k: v for k, v in d.items() if k != "kernel_cache"} for d in json.loads(cal.to_json())]
+    old = [{k: v for k, v in d.items() if k != "kernel_cache"} for d in json.loads(cal.to_json())["fits"]]
     assert set(Calibration.from_json(json.dumps(old[:1])).fits) == {("a", "float32", "contiguous", "none", "default")}

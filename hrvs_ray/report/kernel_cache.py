@@ -14,7 +14,7 @@ import matplotlib
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from ..metrics import CENTRAL, central, timed
+from ..metrics import STATISTIC, figure, timed
 from .charts import _grid_axes
 from .figures import RC, FigureSVG, to_svg
 from .fmt import Cell, Table, sig
@@ -83,8 +83,8 @@ def _per_setup(m: Merged) -> pd.DataFrame:
         if t.empty:
             continue
         rows.append(dict(zip(keys, key), setting=str(g["kernel_cache"].iloc[0]), peak=t["peak_rss_bytes"].max(),
-                         growth=central(pd.Series([_cell_growth(c) for _, c in g.groupby("cell_id")])),
-                         shapes=g["distinct_shapes_seen"].max(), s_imp=central(t["s_per_informative_mp"])))
+                         growth=pd.Series([_cell_growth(c) for _, c in g.groupby("cell_id")]).mean(),
+                         shapes=g["distinct_shapes_seen"].max(), s_imp=figure(t, "s_per_informative_mp")))
     return pd.DataFrame(rows, columns=keys + ["setting", "peak", "growth", "shapes", "s_imp"])
 
 
@@ -112,6 +112,7 @@ def cache_share(m: Merged) -> Table:
                  note=("Measured where a setup ran with PyTorch's CPU kernel caches both on (default) and off "
                        "(remedies.kernel_cache: off); everything else equal. Peak = largest per-step peak RSS of "
                        "the timed steps; share = (on − off) / on; kept over the cell = resident memory at the start "
-                       f"of the last step less at the first timed step; time = {CENTRAL} s per informative MP, "
+                       f"of the last step less at the first timed step (mean over the setup's cells); time = s per "
+                       f"informative MP as everywhere ({STATISTIC}), "
                        "off ÷ on (above 1: the caches saved time)."),
                  empty="No setup ran with the kernel caches both on and off.")
