@@ -16,7 +16,7 @@ from hrvs_ray.plan.memory_model import Calibration, Fit, FitError, estimate_step
 from hrvs_ray.remedies import PAPER, Remedy
 
 ROOT = Path(__file__).resolve().parents[1]
-KEY = ("n1", "float32", "contiguous", "none")
+KEY = ("n1", "float32", "contiguous", "none", "default")
 
 
 def _cell(cell: str, px: list[float], base: float, bpp: float, released: bool = False) -> pd.DataFrame:
@@ -85,7 +85,7 @@ def test_a_matching_fit_is_used_and_unfitted_settings_say_they_fell_back(tmp_pat
     assert est(1_000_000, PAPER) == int(1e9 + 300e6) and "calibrated on" in text
     bf16 = Remedy(precision="bfloat16")
     assert est(1_000_000, bf16) == estimate_step_bytes(1_000_000, bf16)
-    assert est.fallbacks == {("bfloat16", "contiguous", "none")}
+    assert est.fallbacks == {("bfloat16", "contiguous", "none", "default")}
 
 
 def test_a_prediction_at_or_below_zero_is_an_error_in_the_fit(tmp_path):
