@@ -44,6 +44,18 @@ def collect_provenance(env: Mapping[str, str] | None = None, root: str | os.Path
     }
 
 
+def code_identity() -> dict[str, Any]:
+    """Which hrvs-ray this process imports: version, revision, and the folder it comes from
+    (a Ray job's --working-dir copy and an installed package may differ; see cluster/ray_job.py)."""
+    return {"hrvs_ray_version": __version__, "git_revision": git_revision(), "package_dir": str(_PKG_DIR)}
+
+
+def driver_identity() -> dict[str, Any]:
+    """The ``driver_version`` and ``driver_revision`` columns of every cell the driver writes,
+    next to the version and revision the cell's own process reported."""
+    return {"driver_version": __version__, "driver_revision": git_revision()}
+
+
 def in_container(env: Mapping[str, str] | None = None, root: str | os.PathLike = "/") -> bool:
     """True inside Apptainer/Singularity: it sets these variables and always creates
     ``/.singularity.d`` in the image (the latter survives ``--cleanenv``)."""

@@ -27,6 +27,7 @@ def probe_node(scopes: list[str]) -> dict[str, Any]:
     """Describe this node and map each scope to CPUs (or say why it cannot be provided)."""
     from ..probes.nodeinfo import collect_node_info
     from ..probes.sysfs import TopologyError
+    from ..provenance import code_identity
 
     try:
         topo = read_topology("/")
@@ -35,7 +36,7 @@ def probe_node(scopes: list[str]) -> dict[str, Any]:
         # The node is unusable, and every scope says why (the driver skips cells with the reason).
         reason = f"node unusable: {e}"
         return {"info": {"unusable": reason}, "placements": {s: reason for s in scopes},
-                "hostname": socket.gethostname(), "pid": os.getpid(), "unusable": reason}
+                "hostname": socket.gethostname(), "pid": os.getpid(), "unusable": reason, "code": code_identity()}
     # Ray workers inherit the raylet's CPU mask: the node's cgroup cpuset or SLURM allocation.
     allowed = os.sched_getaffinity(0)
     placements: dict[str, Any] = {}
@@ -44,7 +45,8 @@ def probe_node(scopes: list[str]) -> dict[str, Any]:
             placements[scope] = resolve_scope(topo, scope, allowed=allowed)
         except ScopeUnavailable as e:
             placements[scope] = str(e)
-    return {"info": info, "placements": placements, "hostname": socket.gethostname(), "pid": os.getpid()}
+    return {"info": info, "placements": placements, "hostname": socket.gethostname(), "pid": os.getpid(),
+            "code": code_identity()}
 
 
 class CellRunner:

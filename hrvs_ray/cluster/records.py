@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..plan import CellSpec
+from ..provenance import driver_identity
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ def cell_row(cell: CellSpec, node: NodeRef | None, attempts: int, outcome: CellO
         "checkpointing": r.checkpointing, "remedy": r.label,
         "window": r.window if r.batching == "bucket" else None,
         "micro_batch": r.micro_batch if r.batching == "accumulate" else None,
+        # the driver's code beside the cell process's (hrvs_ray_version, git_revision below)
+        **driver_identity(),
     }
     out = {f.name: getattr(outcome, f.name) for f in fields(outcome) if f.name not in ("facts", "steps")}
     row.update(out)
