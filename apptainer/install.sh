@@ -50,7 +50,7 @@ tar -C "$repo" --exclude=__pycache__ --exclude='*.pyc' -cf - "${items[@]}" | tar
 [[ -e $stage/README.md ]] || echo "hrvs-ray" >"$stage/README.md"
 
 # Record which source revision is installed, for the provenance of every result cell
-# (hrvs_ray/provenance.py reads it when the code no longer sits in a git checkout). It is
+# (hrvs_ray/cluster/provenance.py reads it when the code no longer sits in a git checkout). It is
 # written into the staged package so it ships in the wheel and leaves with an uninstall.
 revision=${HRVS_RAY_GIT_REVISION:-}
 if [[ -z $revision ]] && command -v git >/dev/null && git -C "$repo" rev-parse --git-dir >/dev/null 2>&1; then

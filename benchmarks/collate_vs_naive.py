@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from hrvs_ray.config import InputSetSpec
-from hrvs_ray.data.batching import batch_order, geometry
+from hrvs_ray.plan.batching import batch_order, geometry
 from hrvs_ray.data.shapes import shipped_shape_table, transformed_shape
 from hrvs_ray.train.collate import MEAN, STD, collate
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from hrvs_ray.config import DatasetSpec, InputSetSpec, load_sweep
-from hrvs_ray.preflight import data_check, preflight
+from hrvs_ray.plan.preflight import data_check, preflight
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -69,8 +69,8 @@ HARNESS = r"""
 import json, sys
 from hrvs_ray.config import load_sweep
 from hrvs_ray.cluster.actors import CellRunner
-from hrvs_ray.plan import plan_cells
-from hrvs_ray.probes.topology import read_topology, resolve_scope
+from hrvs_ray.plan.cells import plan_cells
+from hrvs_ray.node.topology import read_topology, resolve_scope
 sweep = load_sweep(sys.argv[1])
 cell = plan_cells(sweep, ["local"])[0]
 out = CellRunner(resolve_scope(read_topology("/"), "node"), "generic").run(cell, sweep.dataset, "local")

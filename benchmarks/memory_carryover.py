@@ -19,7 +19,7 @@ import sys
 
 CHILD = r"""
 import json, sys, torch
-from hrvs_ray.config import ModelSpec, OptimizerSpec
+from hrvs_ray.config import ModelSpec, NetworkSpec, OptimizerSpec
 from hrvs_ray.probes import memory
 from hrvs_ray.train.model import build_model, build_optimizer, train_step
 order = sys.argv[1].split(";")
@@ -27,7 +27,7 @@ trim = sys.argv[2] == "trim"
 import ctypes, time
 libc = ctypes.CDLL(None)
 torch.set_num_threads(2)
-model = build_model(ModelSpec(), 0); model.train()
+model = build_model(NetworkSpec(), 0); model.train()
 opt = build_optimizer(OptimizerSpec(), model)
 base = memory.rss_bytes()
 rows = []

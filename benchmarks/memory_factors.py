@@ -1,4 +1,4 @@
-"""Per-pixel memory factors of the remedies, measured: the constants of hrvs_ray.memory_model.
+"""Per-pixel memory factors of the remedies, measured: the constants of hrvs_ray.plan.memory_model.
 
     python benchmarks/memory_factors.py [--shape 4,3,512,640] [--steps 3]
 
@@ -21,12 +21,12 @@ import sys
 
 CHILD = r"""
 import json, sys, torch
-from hrvs_ray.config import ModelSpec, OptimizerSpec
+from hrvs_ray.config import ModelSpec, NetworkSpec, OptimizerSpec
 from hrvs_ray.probes import memory
 from hrvs_ray.train.model import build_model, build_optimizer, train_step
 prec, fmt, ckpt, shape, steps = sys.argv[1], sys.argv[2], sys.argv[3], tuple(map(int, sys.argv[4].split(","))), int(sys.argv[5])
 torch.set_num_threads(2)
-model = build_model(ModelSpec(precision=prec, memory_format=fmt), 0, ckpt); model.train()
+model = build_model(NetworkSpec(), 0, ckpt, fmt); model.train()
 opt = build_optimizer(OptimizerSpec(), model)
 g = torch.Generator().manual_seed(0)
 x = torch.randn(*shape, generator=g)

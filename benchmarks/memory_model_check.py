@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hrvs_ray.memory_calibration import load_calibration
-from hrvs_ray.memory_model import estimate_step_bytes
+from hrvs_ray.plan.memory_calibration import load_calibration
+from hrvs_ray.plan.memory_model import estimate_step_bytes
 from hrvs_ray.metrics import timed
 from hrvs_ray.remedies import Remedy
 from hrvs_ray.store import read_results

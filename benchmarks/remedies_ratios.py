@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hrvs_ray.config import load_sweep
 from hrvs_ray.data.shapes import read_metadata_csv
-from hrvs_ray.plan import batch_table
+from hrvs_ray.plan.table import batch_table
 from hrvs_ray.report.load import load
 from hrvs_ray.report.remedies import grid
 

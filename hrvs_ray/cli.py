@@ -22,7 +22,7 @@ def _err(msg: str) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from .config import load_sweep
-    from .plan import batch_table, check_plan, planning_shapes
+    from .plan.table import batch_table, check_plan, planning_shapes
 
     sweep = load_sweep(args.sweep)
     if args.batches <= 0:
@@ -46,11 +46,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def _plan_estimator(memory_from: str | None) -> tuple[Any, str]:
     """The built-in memory model, or the one calibrated on a results folder (None on error)."""
-    from .memory_model import estimate_step_bytes
+    from .plan.memory_model import estimate_step_bytes
 
     if not memory_from:
         return estimate_step_bytes, "built-in model (the paper's 430 B/px, remedy factors measured)"
-    from .memory_calibration import load_calibration
+    from .plan.memory_calibration import load_calibration
     from .store import ResultsError
 
     try:
@@ -90,7 +90,7 @@ def _mp(v: float) -> str:
 def print_summary(out: Path) -> None:
     """s/MP and s/informative-MP per cluster, scope, input set and remedy: the CENTRAL
     statistic of the timed steps ± their SPREAD, the same figures the report shows."""
-    from .metrics import CENTRAL, SPREAD, central, derive, group_keys, spread, timed
+    from .metrics import CENTRAL, GROUP_KEYS, SPREAD, central, derive, spread, timed
     from .scopes import scope_key
     from .store import read_results
 
@@ -98,7 +98,7 @@ def print_summary(out: Path) -> None:
     if d.empty:
         print("no timed steps recorded")
         return
-    keys = group_keys(d)
+    keys = GROUP_KEYS
     rows = [[*(str(k) for k in key), str(len(g)),
              *(f"{central(g[c]):.3f} ± {spread(g[c]):.3f}" for c in ("s_per_mp", "s_per_informative_mp")),
              f"{g['peak_rss_bytes'].max() / 1e9:.2f}"]
@@ -124,7 +124,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("results") / sweep.name
     from .cluster.driver import NoUsableNodes, run_sweep
     from .cluster.ray_job import JobPathError, VersionSkew, check_outside_job_package, choose_address
-    from .progress import cell_progress
+    from .cluster.progress import cell_progress
 
     try:  # before anything runs or is written
         check_outside_job_package(out, given=bool(args.out))
@@ -204,7 +204,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     """Exit 0 when every image and row is fine, 1 listing every problem, 2 on bad input."""
     from .config import load_sweep
     from .data.check import format_problems
-    from .preflight import data_check
+    from .plan.preflight import data_check
 
     sweep = load_sweep(args.sweep)
     if args.data:
@@ -232,8 +232,8 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_node_info(args: argparse.Namespace) -> int:
-    from .probes.nodedoc import describe_node, format_node_info
-    from .probes.sysfs import TopologyError
+    from .node.nodedoc import describe_node, format_node_info
+    from .node.sysfs import TopologyError
 
     scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
     try:
@@ -246,6 +246,8 @@ def cmd_node_info(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .config import SyntheticSpec   # pure and light: its defaults are the CLI's
+
     p = argparse.ArgumentParser(prog="hrvs-ray", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -279,10 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = s.add_subparsers(dest="data_command", required=True)
     d = dsub.add_parser("synth", help="write a synthetic MAMe-like dataset (real MAMe shapes, seeded pixels)")
     d.add_argument("--out", required=True)
-    d.add_argument("--scale", type=float, default=0.1, help="linear scale of the MAMe shapes (default 0.1)")
-    d.add_argument("--count", type=int, default=300)
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--quality", type=int, default=90, help="JPEG quality")
+    d.add_argument("--scale", type=float, default=SyntheticSpec.scale,
+                   help=f"linear scale of the MAMe shapes (default {SyntheticSpec.scale})")
+    d.add_argument("--count", type=int, default=SyntheticSpec.count)
+    d.add_argument("--seed", type=int, default=SyntheticSpec.seed)
+    d.add_argument("--quality", type=int, default=SyntheticSpec.quality, help="JPEG quality")
     d.set_defaults(func=cmd_synth)
     d = dsub.add_parser("check", help="decode every image a sweep's cells use and list every problem "
                         "(exit 0 clean, 1 with problems)")

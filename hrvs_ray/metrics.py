@@ -33,11 +33,6 @@ def spread(values: pd.Series | np.ndarray) -> float:
     return float(v.std(ddof=1)) if len(v) > 1 else float("nan")
 
 
-def group_keys(steps: pd.DataFrame) -> list[str]:
-    """GROUP_KEYS present in ``steps`` (frames built before the remedies axes lack ``remedy``)."""
-    return [k for k in GROUP_KEYS if k in steps.columns]
-
-
 def central_s_per_mp(steps: pd.DataFrame) -> float | None:
     """The CENTRAL s/MP of a cell's timed steps (None when it has none)."""
     value = central(timed(derive(steps))["s_per_mp"])
@@ -78,7 +73,7 @@ def variability(steps: pd.DataFrame, metric: str = "s_per_mp") -> pd.DataFrame:
     """Per (cluster, scope, input_set, remedy): CV across timed steps (pooled within runs) and CV of
     the per-run means across runs, with a flag where run-to-run CV exceeds 6%."""
     d = timed(steps if metric in steps.columns else derive(steps))
-    keys = group_keys(d)
+    keys = GROUP_KEYS
     rows = []
     for k, g in d.groupby(keys, sort=True):
         per_run = g.groupby("run")[metric].mean()

@@ -3,7 +3,8 @@
 Pure. The rules differ on purpose and each is frozen: an input-set key and a cell id are
 stored in results folders and prepared-image caches, a path component names files already
 on disk, so changing a rule would orphan existing results. Each caller uses the named
-function for what it names; all share one implementation (``_replace``).
+function for what it names. Three rules replace one character at a time (``_replace``);
+three replace runs of characters by regular expression, as their callers always did.
 """
 from __future__ import annotations
 

@@ -8,7 +8,9 @@ fingerprints they had before the axes existed.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
 BATCHING = ("pad", "bucket", "accumulate")
 PRECISION = ("float32", "bfloat16")
@@ -17,6 +19,18 @@ CHECKPOINTING = ("none", "stages")
 AXES = ("batching", "precision", "memory_format", "checkpointing")   # product order, outermost first
 DEFAULT_WINDOW = 64       # bucket: batches per shape-sorting window
 DEFAULT_MICRO_BATCH = 1   # accumulate: images per micro-batch
+# The one rule for batching parameters: each belongs to exactly one policy and means nothing
+# under another (it is then absent from ids, labels, rows and fingerprints, and refused in
+# a sweep file). Every reader and writer asks ``uses`` / ``Remedy.policy_params``.
+POLICY_PARAMS = {"window": "bucket", "micro_batch": "accumulate"}
+PARAM_DEFAULTS = {"window": DEFAULT_WINDOW, "micro_batch": DEFAULT_MICRO_BATCH}
+# the columns a remedy occupies in steps and cells rows (``Remedy.to_row``)
+ROW_COLUMNS = (*AXES, "remedy", *POLICY_PARAMS)
+
+
+def uses(batching: str, param: str) -> bool:
+    """Whether batching policy ``batching`` uses parameter ``param`` (window, micro_batch)."""
+    return POLICY_PARAMS[param] == batching
 
 _SHORT = {"pad": "pad", "bucket": "bucket", "accumulate": "accum", "float32": "fp32", "bfloat16": "bf16",
           "contiguous": "nchw", "channels_last": "nhwc", "none": "", "stages": "ckpt"}
@@ -40,16 +54,33 @@ class Remedy:
     def is_paper(self) -> bool:
         return self.axes == PAPER.axes
 
+    def policy_params(self) -> dict[str, int]:
+        """The batching parameters this remedy's policy uses, with their values."""
+        return {p: getattr(self, p) for p in POLICY_PARAMS if uses(self.batching, p)}
+
     @property
     def label(self) -> str:
         """Short human name, e.g. 'bucket+bf16+nhwc+ckpt' ('pad+fp32+nchw' is the paper's)."""
         parts = [_SHORT[self.batching], _SHORT[self.precision], _SHORT[self.memory_format],
                  _SHORT[self.checkpointing]]
-        if self.batching == "bucket" and self.window != DEFAULT_WINDOW:
-            parts[0] += f"(w{self.window})"
-        if self.batching == "accumulate" and self.micro_batch != DEFAULT_MICRO_BATCH:
-            parts[0] += f"(mb{self.micro_batch})"
+        short = {"window": "w", "micro_batch": "mb"}
+        parts[0] += "".join(f"({short[p]}{v})" for p, v in self.policy_params().items() if v != PARAM_DEFAULTS[p])
         return "+".join(p for p in parts if p)
+
+    def to_row(self) -> dict[str, Any]:
+        """The remedy's columns of a steps or cells row (``ROW_COLUMNS``): a parameter its
+        policy does not use is null."""
+        return {**{a: getattr(self, a) for a in AXES}, "remedy": self.label,
+                **{p: self.policy_params().get(p) for p in POLICY_PARAMS}}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any] | Any) -> "Remedy":
+        """The remedy a row (a mapping, or a pandas row / namedtuple with those attributes)
+        records; null or absent parameters take their defaults."""
+        get = row.get if isinstance(row, Mapping) else (lambda k, d=None: getattr(row, k, d))
+        values: dict[str, Any] = {a: get(a) for a in AXES if _present(get(a))}
+        values.update({p: int(get(p)) for p in POLICY_PARAMS if _present(get(p))})
+        return cls(**values)
 
     def id_params(self, base: "Remedy | None" = None) -> dict:
         """What enters a cell id: empty for the sweep's base setup (``base``, default the
@@ -57,15 +88,14 @@ class Remedy:
         plus the parameters of the batching policy actually used."""
         if self.axes == (base or PAPER).axes:
             return {}
-        d = {a: getattr(self, a) for a in AXES}
-        if self.batching == "bucket":
-            d["window"] = self.window
-        if self.batching == "accumulate":
-            d["micro_batch"] = self.micro_batch
-        return d
+        return {**{a: getattr(self, a) for a in AXES}, **self.policy_params()}
 
 
 PAPER = Remedy()
+
+
+def _present(v: Any) -> bool:
+    return v is not None and v == v   # NaN (a missing value in pandas) is not equal to itself
 
 
 @dataclass(frozen=True)
@@ -84,6 +114,11 @@ class RemediesSpec:
         return [Remedy(b, p, m, c, self.window, self.micro_batch)
                 for b, p, m, c in itertools.product(self.batching, self.precision, self.memory_format,
                                                     self.checkpointing)]
+
+    def without_unused_params(self) -> "RemediesSpec":
+        """This spec with each batching parameter at its default unless a listed policy uses it."""
+        return replace(self, **{p: getattr(self, p) if any(uses(b, p) for b in self.batching) else PARAM_DEFAULTS[p]
+                                for p in POLICY_PARAMS})
 
     @property
     def is_default(self) -> bool:

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from hrvs_ray.store.migrate import upgrade_definition
 from hrvs_ray.config import Sweep, SweepError, load_sweep, parse_sweep
 from conftest import REPO, tiny_sweep_dict
 
@@ -84,7 +85,7 @@ def test_cli_bad_sweep_exits_2_and_runs_nothing(write_sweep, tmp_path):
 
 
 # Computed with the config.py of git HEAD 13c6d0a (before the remedies axes existed), by
-# loading these files with `git show HEAD:hrvs_ray/config.py` in a scratch package: a sweep
+# loading these files with `git show HEAD:hrvs_ray/config/__init__.py` in a scratch package: a sweep
 # without a remedies section must keep its fingerprint, or its results folder stops resuming.
 FINGERPRINTS_BEFORE_REMEDIES = {"quick": "12b8a3d7a4341059", "full": "13b53e6f2af4fb45", "smoke": "e82f77c4bb564287"}
 
@@ -108,4 +109,4 @@ def test_a_definition_written_before_remedies_reads_back_with_the_implied_axes(t
     s = parse_sweep(tiny_sweep_dict(tmp_path, model={"precision": "bfloat16"}))
     d = json.loads(json.dumps(s.to_dict(), default=list))
     d.pop("remedies")
-    assert Sweep.from_dict(d, s.source) == s and s.remedies.precision == ("bfloat16",)
+    assert Sweep.from_dict(upgrade_definition(d), s.source) == s and s.remedies.precision == ("bfloat16",)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from hrvs_ray.config import ModelSpec, RemediesSpec, SweepError, parse_sweep
-from hrvs_ray.config_remedies import remedy_problem
+from hrvs_ray.config.remedies import remedy_problem
 from conftest import tiny_sweep_dict
 
 

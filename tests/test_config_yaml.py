@@ -7,8 +7,8 @@ import yaml
 
 from hrvs_ray.cli import main
 from hrvs_ray.config import SweepError, load_sweep, parse_sweep
-from hrvs_ray.config_check import preview
-from hrvs_ray.config_yaml import MAX_NODES, load_yaml
+from hrvs_ray.config.check import preview
+from hrvs_ray.config.safe_yaml import MAX_NODES, load_yaml
 from conftest import tiny_sweep_dict
 
 

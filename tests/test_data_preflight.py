@@ -13,10 +13,10 @@ import yaml
 
 from hrvs_ray.cli import main
 from hrvs_ray.config import SweepError, parse_sweep
-from hrvs_ray.data.batching import batch_indices
+from hrvs_ray.plan.batching import batch_indices
 from hrvs_ray.data.shapes import METADATA_CSV, read_metadata_csv
 from hrvs_ray.data.synthetic import generate
-from hrvs_ray.preflight import DataProblems, check_dataset, needed_image_ids, planned_table, preflight
+from hrvs_ray.plan.preflight import DataProblems, check_dataset, needed_image_ids, planned_table, preflight
 from conftest import REPO, tiny_sweep_dict
 from test_data_check import SPEC, make_bad_dataset
 
@@ -51,7 +51,7 @@ def test_needed_ids_cover_every_batching_policy(tmp_path):
     d = tiny_sweep_dict(tmp_path, remedies={"batching": ["pad", "bucket", "accumulate"], "window": 2})
     s = parse_sweep(d)
     table, _ = planned_table(s)
-    from hrvs_ray.plan import plan_cells, step_plan
+    from hrvs_ray.plan.cells import plan_cells, step_plan
     want = {table.ids[i] for c in plan_cells(s, ["x"]) for i in step_plan(c, table.heights, table.widths).ravel()}
     assert set(needed_image_ids(s, table)) == want
 
@@ -149,7 +149,7 @@ def test_an_unknown_medium_fails_at_dataset_path_pointing_to_data_check(tmp_path
 
 
 def test_the_validation_path_imports_neither_torch_nor_ray():
-    code = ("import sys, hrvs_ray.config, hrvs_ray.preflight, hrvs_ray.data.check;"
+    code = ("import sys, hrvs_ray.config, hrvs_ray.plan.preflight, hrvs_ray.data.check;"
             "print(sorted(m for m in ('torch', 'ray') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": str(REPO)}).stdout

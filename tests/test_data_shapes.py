@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hrvs_ray.config import DatasetSpec, InputSetSpec, SyntheticSpec
-from hrvs_ray.data.batching import batch_indices, pixel_stats
+from hrvs_ray.plan.batching import batch_indices, pixel_stats
 from hrvs_ray.data.inputs import PreparedSet
 from hrvs_ray.data.mame import open_dataset
 from hrvs_ray.data.shapes import shipped_shape_table, transformed_arrays, transformed_shape

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hrvs_ray.memory_calibration import calibrate
-from hrvs_ray.memory_model import (BASE_BYTES, FACTOR, Calibration, bytes_per_pixel, estimate_step_bytes,
+from hrvs_ray.plan.memory_calibration import calibrate
+from hrvs_ray.plan.memory_model import (BASE_BYTES, FACTOR, Calibration, bytes_per_pixel, estimate_step_bytes,
                                    fit_line)
 from hrvs_ray.remedies import PAPER, Remedy
 

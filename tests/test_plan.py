@@ -8,7 +8,8 @@ import pytest
 
 from hrvs_ray.config import InputSetSpec, load_sweep, parse_sweep
 from hrvs_ray.data.shapes import read_metadata_csv, shipped_shape_table, transformed_shape
-from hrvs_ray.plan import CellSpec, batch_table, plan_cells
+from hrvs_ray.plan.cells import CellSpec, plan_cells
+from hrvs_ray.plan.table import batch_table
 from conftest import MAME_CSV, REPO, tiny_sweep_dict
 
 

@@ -9,10 +9,10 @@ import pytest
 
 from conftest import MAME_CSV, tiny_sweep_dict
 from hrvs_ray.config import InputSetSpec, parse_sweep
-from hrvs_ray.data.batching import batch_indices, epoch_permutation, pixel_stats
-from hrvs_ray.data.policies import aspect_class, bucket_indices, micro_slices, step_indices, step_pixel_stats
+from hrvs_ray.plan.batching import batch_indices, epoch_permutation, pixel_stats
+from hrvs_ray.plan.policies import aspect_class, bucket_indices, micro_slices, step_indices, step_pixel_stats
 from hrvs_ray.data.shapes import read_metadata_csv, transformed_arrays
-from hrvs_ray.plan import batch_table
+from hrvs_ray.plan.table import batch_table
 from hrvs_ray.remedies import Remedy
 
 RNG = np.random.default_rng(4)
@@ -56,7 +56,7 @@ def test_bucket_cuts_padding_and_pad_is_the_papers_plan():
 
 
 def test_bucket_plan_is_identical_in_another_process():
-    code = ("import numpy as np; from hrvs_ray.data.policies import bucket_indices;"
+    code = ("import numpy as np; from hrvs_ray.plan.policies import bucket_indices;"
             "r=np.random.default_rng(4); h=r.integers(20,400,500); w=r.integers(20,400,500);"
             "print(bucket_indices(h, w, 9, 2, 4, 40, 8).tolist())")
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -119,7 +119,7 @@ def test_transformed_shapes_feed_the_bucket_key():
 
 def test_micro_batches_of_one_tiny_image_are_refused_before_anything_runs(tmp_path):
     from hrvs_ray.config import SweepError
-    from hrvs_ray.plan import check_passes, planning_shapes
+    from hrvs_ray.plan.table import check_passes, planning_shapes
 
     d = tiny_sweep_dict(tmp_path)          # MR&VS shorter side 32: square images become 32x32
     d["remedies"] = {"batching": ["pad", "accumulate"]}

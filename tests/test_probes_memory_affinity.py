@@ -44,8 +44,8 @@ def test_apply_placement_before_torch_overrides_inherited_env():
     cpu = min(os.sched_getaffinity(0))
     res = _run(f"""
         import json, os, sys
-        from hrvs_ray.probes.affinity import apply_placement, check_torch_threads
-        from hrvs_ray.probes.topology import ScopePlacement
+        from hrvs_ray.node.affinity import apply_placement, check_torch_threads
+        from hrvs_ray.node.topology import ScopePlacement
         assert "torch" not in sys.modules
         a = apply_placement(ScopePlacement("cores:1", ({cpu},), 1, (), 0))
         import torch
@@ -65,8 +65,8 @@ def test_apply_placement_before_torch_overrides_inherited_env():
 def test_apply_placement_node_scope_of_this_machine():
     res = _run("""
         import json
-        from hrvs_ray.probes.affinity import apply_placement
-        from hrvs_ray.probes.topology import read_topology, resolve_scope
+        from hrvs_ray.node.affinity import apply_placement
+        from hrvs_ray.node.topology import read_topology, resolve_scope
         p = resolve_scope(read_topology("/"), "node")
         a = apply_placement(p)
         print(json.dumps(dict(want=p.cpus, got=a.cpus, nodes=p.numa_nodes, numa=a.numa_binding)))
@@ -85,8 +85,8 @@ def test_apply_placement_node_scope_of_this_machine():
 def test_a_placement_that_refuses_binding_says_why():
     res = _run("""
         import json, os
-        from hrvs_ray.probes.affinity import apply_placement
-        from hrvs_ray.probes.topology import ScopePlacement
+        from hrvs_ray.node.affinity import apply_placement
+        from hrvs_ray.node.topology import ScopePlacement
         cpu = min(os.sched_getaffinity(0))
         a = apply_placement(ScopePlacement("cores:1", (cpu,), 1, (), 0, numa_warning="NUMA data contradicts itself"))
         print(json.dumps(dict(numa=a.numa_binding, warnings=a.warnings)))
@@ -97,8 +97,8 @@ def test_a_placement_that_refuses_binding_says_why():
 def test_torch_imported_first_is_flagged():
     res = _run("""
         import json, os, torch
-        from hrvs_ray.probes.affinity import apply_placement
-        from hrvs_ray.probes.topology import ScopePlacement
+        from hrvs_ray.node.affinity import apply_placement
+        from hrvs_ray.node.topology import ScopePlacement
         cpus = tuple(sorted(os.sched_getaffinity(0)))
         a = apply_placement(ScopePlacement("node", cpus, len(cpus), (), None))
         print(json.dumps(dict(warnings=a.warnings)))
@@ -110,7 +110,7 @@ def test_bind_memory_syscall_for_real():
     """The set_mempolicy path itself, on node 0 of this machine, in a child (policy is per thread)."""
     res = _run("""
         import json
-        from hrvs_ray.probes.affinity import bind_memory
+        from hrvs_ray.node.affinity import bind_memory
         print(json.dumps([bind_memory((0,)), bind_memory(()), bind_memory((4095,))]))
         """)
     if res[0].startswith("not bound: set_mempolicy failed: EPERM"):
@@ -122,8 +122,8 @@ def test_bind_memory_syscall_for_real():
 def test_unreachable_cpu_is_a_clear_error():
     res = _run("""
         import json
-        from hrvs_ray.probes.affinity import apply_placement, PlacementError
-        from hrvs_ray.probes.topology import ScopePlacement
+        from hrvs_ray.node.affinity import apply_placement, PlacementError
+        from hrvs_ray.node.topology import ScopePlacement
         try:
             apply_placement(ScopePlacement("cores:1", (4000,), 1, (), 0))
         except PlacementError as e:
@@ -135,9 +135,9 @@ def test_unreachable_cpu_is_a_clear_error():
 def test_probes_that_run_before_torch_do_not_import_it():
     res = _run("""
         import json, sys
-        import hrvs_ray.probes.topology, hrvs_ray.probes.affinity, hrvs_ray.probes.memory
-        import hrvs_ray.probes.counters, hrvs_ray.probes.nodeinfo, hrvs_ray.probes.flops
-        hrvs_ray.probes.nodeinfo.collect_node_info("/")
+        import hrvs_ray.node.topology, hrvs_ray.node.affinity, hrvs_ray.probes.memory
+        import hrvs_ray.probes.counters, hrvs_ray.node.nodeinfo, hrvs_ray.probes.flops
+        hrvs_ray.node.nodeinfo.collect_node_info("/")
         print(json.dumps(sorted(m for m in ("torch", "ray") if m in sys.modules)))
         """)
     assert res == []

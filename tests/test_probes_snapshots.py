@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SHARED
-from hrvs_ray.probes.topology import ScopeUnavailable, read_topology, resolve_scope, restrict
+from hrvs_ray.node.topology import ScopeUnavailable, read_topology, resolve_scope, restrict
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 from hwloc_oracle import expected_scope, node_files, read_hwloc  # noqa: E402

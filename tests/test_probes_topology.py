@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hrvs_ray.probes.topology import (ScopeUnavailable, parse_cpulist, parse_cpumask, read_topology,
+from hrvs_ray.node.topology import (ScopeUnavailable, parse_cpulist, parse_cpumask, read_topology,
                                       resolve_scope)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "topologies"
@@ -158,7 +158,7 @@ def test_live_machine_is_the_two_core_vm():
 def test_scopes_respect_the_allowed_cpu_set(machine):
     """A SLURM allocation or cgroup cpuset: cores:N picks allowed cores, socket takes a wholly
     allowed socket, node is refused rather than shrunk."""
-    from hrvs_ray.probes.topology import restrict
+    from hrvs_ray.node.topology import restrict
 
     topo = read_topology(machine("32intel64-2p8co2t+8ve"))
     allowed = {c.cpus[0] for c in topo.cores_of(topo.sockets[1])}     # one thread of each core of socket 1

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SHARED
-from hrvs_ray.probes.topology import ScopeUnavailable, TopologyError, read_topology, resolve_scope
+from hrvs_ray.node.topology import ScopeUnavailable, TopologyError, read_topology, resolve_scope
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 from hwloc_oracle import read_hwloc  # noqa: E402
@@ -118,7 +118,7 @@ def test_multi_die_cores_stay_in_one_die_and_l3(snap):
 
 def _bound(placement) -> str:
     """apply_placement's memory binding for this placement, in a child (it changes the process)."""
-    code = (f"import json\nfrom hrvs_ray.probes.affinity import apply_placement\nfrom hrvs_ray.probes.model import "
+    code = (f"import json\nfrom hrvs_ray.node.affinity import apply_placement\nfrom hrvs_ray.node.model import "
             f"ScopePlacement\np = ScopePlacement.from_dict(json.loads({json.dumps(json.dumps(placement.to_dict()))}))\n"
             f"print(json.dumps(apply_placement(p).numa_binding))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=os.getcwd(),
@@ -204,7 +204,7 @@ def test_live_allowed_sets_are_this_process():
     topo = read_topology("/")
     assert topo.allowed_cpus == set(os.sched_getaffinity(0))
     status = dict(ln.split(":", 1) for ln in Path("/proc/self/status").read_text().splitlines() if ":" in ln)
-    from hrvs_ray.probes.sysfs import parse_cpulist
+    from hrvs_ray.node.sysfs import parse_cpulist
     assert topo.allowed_mems == set(parse_cpulist(status["Mems_allowed_list"]))
 
 

@@ -11,8 +11,8 @@ import sys
 import pytest
 
 import hrvs_ray
-from hrvs_ray import provenance
-from hrvs_ray.provenance import PROVENANCE_KEYS, collect_provenance, container_digest, in_container
+from hrvs_ray.cluster import provenance
+from hrvs_ray.cluster.provenance import PROVENANCE_KEYS, collect_provenance, container_digest, in_container
 from hrvs_ray.store import CELLS_SCHEMA
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(hrvs_ray.__file__)))  # importable from here
@@ -86,7 +86,7 @@ def test_digest_computed_once_per_node(fake_sif, tmp_path):
     # file instead of hashing: prove it by planting a different value in the cache file.
     planted = "sha256:" + "0" * 64
     cache_files[0].write_text(planted)
-    code = ("from hrvs_ray.provenance import container_digest; import sys; "
+    code = ("from hrvs_ray.cluster.provenance import container_digest; import sys; "
             "print(container_digest(sys.argv[1], {}))")
     out = subprocess.run([sys.executable, "-c", code, str(fake_sif)], capture_output=True, text=True,
                          env={**os.environ, "HRVS_DIGEST_CACHE_DIR": str(tmp_path / "cache")}, cwd=REPO, check=True)
@@ -148,7 +148,7 @@ def test_git_revision_of_a_checkout(tmp_path, monkeypatch):
 
 
 def test_provenance_is_pure():
-    code = ("import sys, hrvs_ray.provenance as p; p.collect_provenance(); "
+    code = ("import sys, hrvs_ray.cluster.provenance as p; p.collect_provenance(); "
             "bad = [m for m in ('torch', 'ray') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hrvs_ray.config import ModelSpec, OptimizerSpec
+from hrvs_ray.config import ModelSpec, NetworkSpec, OptimizerSpec
 from hrvs_ray.probes.flops import step_flops
 from hrvs_ray.train.model import build_model, build_optimizer, train_step
 
@@ -24,7 +24,7 @@ def _batches(fmt: str = "contiguous"):
 
 def _train(precision="float32", fmt="contiguous", ckpt="none", split=None):
     torch.set_num_threads(1)
-    model = build_model(ModelSpec(num_classes=5, precision=precision, memory_format=fmt), 11, ckpt)
+    model = build_model(NetworkSpec(num_classes=5), 11, ckpt, fmt)
     model.train()
     opt = build_optimizer(OptimizerSpec(), model)
     losses = []
@@ -46,11 +46,11 @@ def test_accumulate_loss_is_the_mean_over_the_whole_batch():
     # two passes of one image: the recorded loss is the mean of the per-image losses of the
     # same weights (BatchNorm sees each image alone, so it differs from the padded pass)
     torch.set_num_threads(1)
-    model = build_model(ModelSpec(num_classes=5), 11)
+    model = build_model(NetworkSpec(num_classes=5), 11)
     model.train()
     x, y = _batches()[0]
     ref = [torch.nn.functional.cross_entropy(model(x[i:i + 1]), y[i:i + 1]).item() for i in range(2)]
-    model2 = build_model(ModelSpec(num_classes=5), 11)
+    model2 = build_model(NetworkSpec(num_classes=5), 11)
     model2.train()
     loss = train_step(model2, build_optimizer(OptimizerSpec(), model2), [(x[0:1], y[0:1]), (x[1:2], y[1:2])],
                       "float32")
@@ -105,7 +105,7 @@ class _Images:
 def _cell(tmp_path, remedies: dict | None):
     from conftest import tiny_sweep_dict
     from hrvs_ray.config import parse_sweep
-    from hrvs_ray.plan import plan_cells
+    from hrvs_ray.plan.cells import plan_cells
 
     d = tiny_sweep_dict(tmp_path, input_sets={"HR&VS": {"resize": "none", "batch_size": 3}})
     d["model"] = {"num_classes": 5}
@@ -125,7 +125,7 @@ def test_accumulate_with_the_whole_batch_collates_and_trains_exactly_as_pad(tmp_
         cell = _cell(tmp_path, remedies)
         data = step_input(cell, ids, images, images, shapes)
         torch.set_num_threads(1)
-        model = build_model(ModelSpec(num_classes=5), 11)
+        model = build_model(NetworkSpec(num_classes=5), 11)
         model.train()
         loss = train_step(model, build_optimizer(OptimizerSpec(), model), data.passes, "float32").item()
         got.append((data.fingerprint, [tuple(x.shape) for x, _ in data.passes], loss))

@@ -180,7 +180,7 @@ def test_one_cluster_has_no_comparison_across_architectures(tmp_path: Path) -> N
 
 
 def test_memory_model_table_compares_predictions_with_measured_peaks(tmp_path):
-    from hrvs_ray.memory_model import estimate_step_bytes
+    from hrvs_ray.plan.memory_model import estimate_step_bytes
     from hrvs_ray.metrics import timed
     from hrvs_ray.remedies import Remedy
     from hrvs_ray.report.load import load

@@ -3,7 +3,7 @@ from __future__ import annotations
 from hrvs_ray.cluster.nodes import NodeView, assign_clusters, name_nodes
 from hrvs_ray.cluster.scheduler import Pending, Scheduler
 from hrvs_ray.config import parse_sweep
-from hrvs_ray.plan import plan_cells
+from hrvs_ray.plan.cells import plan_cells
 from conftest import tiny_sweep_dict
 
 
@@ -54,7 +54,7 @@ def test_cluster_assignment_by_label_then_cpu_model(tmp_path):
 
 def test_cell_too_big_for_node_memory_is_skipped_with_estimate(tmp_path):
     from hrvs_ray.cluster.scheduler import feasibility
-    from hrvs_ray.probes.topology import ScopePlacement
+    from hrvs_ray.node.topology import ScopePlacement
 
     sweep = parse_sweep(tiny_sweep_dict(tmp_path))
     cell = plan_cells(sweep, ["a"])[0]
@@ -83,7 +83,7 @@ def test_failure_causes_are_classified_from_rays_exceptions():
 
 def test_triage_leaves_finished_cells_and_skips_what_no_node_can_run(tmp_path):
     from hrvs_ray.cluster.scheduler import triage
-    from hrvs_ray.probes.topology import ScopePlacement
+    from hrvs_ray.node.topology import ScopePlacement
 
     sweep = parse_sweep(tiny_sweep_dict(tmp_path))
     cells = plan_cells(sweep, ["a"])
@@ -107,7 +107,7 @@ def test_only_failures_of_the_process_or_node_are_retried():
 
 def test_cuda_cells_go_only_to_nodes_with_a_gpu(tmp_path):
     from hrvs_ray.cluster.scheduler import feasibility
-    from hrvs_ray.probes.topology import ScopePlacement
+    from hrvs_ray.node.topology import ScopePlacement
 
     sweep = parse_sweep(tiny_sweep_dict(tmp_path, model={"device": "cuda"}))
     cell = plan_cells(sweep, ["a"])[0]
@@ -122,7 +122,7 @@ def test_cuda_cells_go_only_to_nodes_with_a_gpu(tmp_path):
 
 def test_each_node_is_judged_by_its_own_planned_peak(tmp_path):
     from hrvs_ray.cluster.scheduler import triage
-    from hrvs_ray.probes.topology import ScopePlacement
+    from hrvs_ray.node.topology import ScopePlacement
 
     sweep = parse_sweep(tiny_sweep_dict(tmp_path))
     cells = plan_cells(sweep, ["a"])[:1]

@@ -1,1 +1,1 @@
-"""Ray side: node probes, node-scope cell actors, and the sweep driver."""
+"""The only place that talks to Ray (``ray_io``): node probes, node-scope cell actors, the sweep driver."""

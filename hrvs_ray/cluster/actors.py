@@ -1,5 +1,5 @@
-"""Work that runs on cluster nodes. Plain classes and functions: the driver wraps them
-with ``ray.remote`` at launch, so they stay importable and testable without Ray.
+"""Work that runs on cluster nodes. Plain classes and functions: the driver has them wrapped
+through ``ray_io`` at launch, so they stay importable and testable without Ray.
 
 Each cell gets a fresh actor process: placement, thread count and counters are set up in
 ``__init__`` before torch is imported, and the process's memory peak and counters are the
@@ -16,18 +16,18 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..config import DatasetSpec
-from ..probes.topology import ScopePlacement, ScopeUnavailable, read_topology, resolve_scope
+from ..node.topology import ScopePlacement, ScopeUnavailable, read_topology, resolve_scope
 
 if TYPE_CHECKING:
-    from ..plan import CellSpec
+    from ..plan.cells import CellSpec
     from .records import CellOutcome, ProcessFacts
 
 
 def probe_node(scopes: list[str]) -> dict[str, Any]:
     """Describe this node and map each scope to CPUs (or say why it cannot be provided)."""
-    from ..probes.nodeinfo import collect_node_info
-    from ..probes.sysfs import TopologyError
-    from ..provenance import code_identity
+    from ..node.nodeinfo import collect_node_info
+    from ..node.sysfs import TopologyError
+    from .provenance import code_identity
 
     try:
         topo = read_topology("/")
@@ -53,7 +53,7 @@ class CellRunner:
     """One cell in one fresh process, placed on a scope's CPUs."""
 
     def __init__(self, placement: ScopePlacement, llc_event: str) -> None:
-        from ..probes.affinity import apply_placement
+        from ..node.affinity import apply_placement
         from ..probes.counters import open_counters
 
         self.torch_preloaded = "torch" in sys.modules
@@ -64,7 +64,7 @@ class CellRunner:
         self.counters = open_counters(llc_event)
         import torch
 
-        from ..probes.affinity import check_torch_threads
+        from ..node.affinity import check_torch_threads
 
         torch.set_num_threads(self.applied.threads)
         self.torch_threads = check_torch_threads(self.applied.threads)
@@ -96,11 +96,12 @@ class CellRunner:
                            facts=facts, steps=result.steps)
 
     def _facts(self) -> "ProcessFacts":
-        import ray
+        from importlib.metadata import version
+
         import torch
 
         from .. import __version__
-        from ..provenance import collect_provenance
+        from .provenance import collect_provenance
         from .records import ProcessFacts, core_kinds_json
 
         warnings = list(self.applied.warnings)
@@ -112,7 +113,7 @@ class CellRunner:
                   "placement_warning": "; ".join(warnings) or None,
                   "core_kinds": core_kinds_json(getattr(self.placement, "core_kinds", None)),
                   "hostname": socket.gethostname(), "pid": os.getpid(), "torch_version": torch.__version__,
-                  "ray_version": ray.__version__, "hrvs_ray_version": __version__,
+                  "ray_version": version("ray"), "hrvs_ray_version": __version__,
                   "python_version": sys.version.split()[0]}
         return ProcessFacts(**{**ProcessFacts.known(collect_provenance()), **values})
 

@@ -10,6 +10,9 @@ turn a refusal into a message naming the cause and the variables that fix it.
 Ray's client side of token authentication (Ray >= 2.52) reads, with an explicit address:
 RAY_AUTH_MODE (a token is sent only when it is "token"), then the token from RAY_AUTH_TOKEN,
 else the file named by RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token (checked against Ray 2.60).
+
+The probe's two calls into Ray's private API (resolving 'auto', one GCS handshake) live in
+``ray_io`` with every other private name; ``ray_io`` passes them to ``precheck``.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Callable
 
 REACH_WAIT_S = 5.0  # a head that is still starting gets this long to accept connections
 
@@ -101,55 +105,23 @@ def split_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def resolve(address: str) -> str | None:
-    """HOST:PORT that ``address`` ('auto' or HOST:PORT) names; None when 'auto' finds no
-    cluster (``ray.init`` then says so itself). For 'auto', do first what ``ray.init`` does
-    for it: Ray's own lookup (RAY_ADDRESS, then the last cluster started on this host) and
-    Ray's own switch to token mode when RAY_AUTH_MODE is unset and a token is on hand, so the
-    probe sends what ``ray.init`` will send. Neither has a public form: the private functions
-    are called here and nowhere else."""
-    if address != "auto":
-        return address
-    from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
-    from ray._private.services import canonicalize_bootstrap_address
-
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-    return canonicalize_bootstrap_address(address)
-
-
-def probe_gcs(address: str) -> bool:
-    """One GCS handshake, as ``ray.init`` makes, without its 20 retries: True when the
-    cluster accepts this client, False when it refuses the client's token (or its lack of
-    one), ConnectionError for any other failure. Ray has no public call that connects once,
-    so this uses ``ray._raylet.GcsClient`` (what Ray's own CLI uses to reach a cluster); a
-    refusal logs Ray's InvalidAuthToken warning once, where ``ray.init`` logs it 20 times."""
-    import ray._raylet
-    from ray.exceptions import AuthenticationError
-
-    try:
-        client = ray._raylet.GcsClient(address=address)
-    except AuthenticationError:
-        return False
-    except Exception as e:  # no GCS answers there within Ray's own timeouts
-        first = str(e).splitlines()[0] if str(e) else repr(e)
-        raise ConnectionError(f"no Ray GCS answered at {address}: {first}") from None
-    del client  # the handshake was all we needed; ray.init opens its own
-    return True
-
-
-def precheck(address: str) -> None:
+def precheck(address: str, resolve: Callable[[str], str | None], handshake: Callable[[str], bool]) -> None:
     """Fail fast, with the cause, before ``ray.init(address=...)`` would retry for 20 s:
-    no token to send, nothing listening, or a token the cluster refuses."""
+    no token to send, nothing listening, or a token the cluster refuses.
+
+    ``resolve`` ('auto' -> HOST:PORT as ``ray.init`` would resolve it, None when no cluster)
+    and ``handshake`` (one GCS handshake: True accepted, False token refused, ConnectionError
+    otherwise) need Ray's private API, which lives in ``ray_io`` alone; it passes them in."""
     if address.startswith("ray://"):
         return  # Ray Client speaks another protocol; ray.init reports its own errors
-    target = resolve(address)
+    target = address if address != "auto" else resolve(address)
     if target is None:
         return
     source, _ = token_source(address)
     if source is None and (os.environ.get("RAY_AUTH_MODE") or "").lower() == "token":
         raise auth_error(address, rejected=False, shown=target)  # Ray would refuse to try
     check_reachable(*split_address(target))
-    if not probe_gcs(target):
+    if not handshake(target):
         raise auth_error(address, rejected=True, shown=target)
 
 

@@ -14,12 +14,12 @@ from typing import Any, Callable, Protocol
 
 from ..config import Sweep
 from ..data.mame import Dataset
-from ..memory_calibration import stored_calibration, write_calibration
-from ..memory_model import estimate_step_bytes
+from ..plan.memory_calibration import stored_calibration, write_calibration
+from ..plan.memory_model import estimate_step_bytes
 from ..metrics import central_s_per_mp
-from ..plan import CellSpec, cell_largest_pass, plan_cells
-from ..preflight import preflight
-from ..provenance import code_identity
+from ..plan.cells import CellSpec, cell_largest_pass, plan_cells
+from ..plan.preflight import preflight
+from .provenance import code_identity
 from ..store import ResultStore
 from . import ray_io
 from .failures import Failure, FailureKind
@@ -154,15 +154,13 @@ class CellLoop:
 
     def __init__(self, sweep: Sweep, store: ResultStore, nodes: list[NodeView], sched: Scheduler,
                  summary: SweepSummary, bar: Progress) -> None:
-        import ray
-
         from .actors import CellRunner
 
         self.sweep, self.store, self.sched, self.summary, self.bar = sweep, store, sched, summary, bar
         self.by_id = {n.ray_node_id: n for n in nodes}
         self.idle = set(self.by_id)
         self.inflight: dict[Any, Running] = {}
-        self.runner = ray.remote(CellRunner)
+        self.runner = ray_io.actor_class(CellRunner)
         self.last_node_check = 0.0
 
     def run(self) -> None:
@@ -183,8 +181,6 @@ class CellLoop:
             self.bar.close()
 
     def launch(self) -> None:
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         for nid in sorted(self.idle):
             p = self.sched.next_for(nid)
             if p is None:
@@ -194,24 +190,18 @@ class CellLoop:
             # exclusive: the actor books every CPU of the node, so Ray places nothing beside it
             cpus = node.cpus if self.sweep.execution.exclusive else placement.threads
             # Ray hides every GPU from an actor that books none (CUDA_VISIBLE_DEVICES="")
-            actor = self.runner.options(
-                num_cpus=cpus, num_gpus=1 if p.cell.model.device == "cuda" else 0, max_restarts=0, max_task_retries=0,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False),
-            ).remote(placement, p.cell.counters.llc)
-            ready_ref = actor.ready.remote()   # actor tasks run in order: ready first, then run
-            ref = actor.run.remote(p.cell, self.sweep.dataset, node.name)
+            actor, ready_ref, ref = ray_io.start_cell_actor(
+                self.runner, nid, cpus, 1 if p.cell.model.device == "cuda" else 0,
+                (placement, p.cell.counters.llc), (p.cell, self.sweep.dataset, node.name))
             self.inflight[ref] = Running(p, node, actor, time.monotonic(), ready_ref)
             self.idle.discard(nid)
 
     def collect(self) -> None:
-        import ray
-
-        ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=POLL_S)
-        for ref in ready:
+        for ref in ray_io.wait_one(list(self.inflight), POLL_S):
             r = self.inflight.pop(ref)
             nid = r.node.ray_node_id
             try:
-                self.record(r.pending, r.node, ray.get(ref, timeout=60))
+                self.record(r.pending, r.node, ray_io.fetch(ref))
             except Exception as e:  # process death, OOM kill, node loss
                 failure = ray_io.classify(e)
                 if not ray_io.node_alive(nid):
@@ -223,13 +213,11 @@ class CellLoop:
                 self.idle.add(nid)
 
     def check_timeouts(self) -> None:
-        import ray
-
         limit = self.sweep.execution.cell_timeout_s
         now = time.monotonic()
         for ref, r in list(self.inflight.items()):
             if not r.up:
-                r.up = bool(ray.wait([r.ready_ref], timeout=0)[0])
+                r.up = ray_io.is_done(r.ready_ref)
             failure = None
             if not r.up and now - r.started > ACTOR_START_TIMEOUT_S:
                 failure = Failure(FailureKind.TIMEOUT, f"the cell's process did not start within "

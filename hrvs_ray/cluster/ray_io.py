@@ -1,30 +1,39 @@
-"""Everything the driver asks Ray: connect, discover and probe nodes, liveness, kill, and
-what a Ray exception means. The only module of the driver that talks to Ray's runtime
-(actors.py holds the code that runs on the nodes).
+"""The one module that talks to Ray: connect, discover and probe nodes, start cell actors,
+wait for and fetch their results, liveness, kill, and what a Ray exception means. Every other
+module is plain Python: ``actors.py`` holds plain classes and functions that run on the
+nodes, and this module turns them into Ray actors and tasks. Only this module and the token
+probe (``auth.py``, for Ray's public exception type) import ``ray``; a test checks it.
+
+Ray-private names: Ray has no public form for three things this tool needs. Each is used
+in one function below, says why, and was checked against ``RAY_CHECKED_VERSION``; a test
+fails when the installed Ray differs from the pinned one, so an upgrade re-checks them.
 """
 from __future__ import annotations
 
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, Sequence
 
+from .auth import auth_error, is_auth_failure, precheck
 from .failures import Failure, FailureKind, shorten
 from .nodes import NodeView, name_nodes
 
 log = logging.getLogger("hrvs_ray")
 
 PROBE_TIMEOUT_S = 180.0
+RAY_CHECKED_VERSION = "2.60.0"   # the private names below were read in this version's source
 
 
-def _forbid_local_clustering() -> None:
+# --- Ray-private names (see the module docstring) ---------------------------------------
+
+def _private_forbid_local_clustering() -> None:
     """Make a fresh local Ray bind to loopback only.
 
     Ray picks a loopback node IP only where it believes clustering is unsupported; it reads
     this switch when imported, so it is set in the environment before the import (it also
     reaches the raylet, GCS and workers we start) and, if Ray is already loaded, on the
-    constant itself. Ray exposes no public setting for this: the private constant is touched
-    here and nowhere else.
+    private constant ``ray._private.ray_constants.ENABLE_RAY_CLUSTER`` itself.
     """
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     if "ray" in sys.modules:
@@ -33,12 +42,47 @@ def _forbid_local_clustering() -> None:
         rc.ENABLE_RAY_CLUSTER = False
 
 
+def _private_resolve_auto(address: str) -> str | None:
+    """HOST:PORT that 'auto' names, as ``ray.init`` resolves it: Ray's own lookup (RAY_ADDRESS,
+    then the last cluster started on this host) after Ray's own switch to token mode when
+    RAY_AUTH_MODE is unset and a token is on hand, so the token probe sends what ``ray.init``
+    will send. Private: ``ray._private.services.canonicalize_bootstrap_address`` and
+    ``ray._private.authentication...maybe_enable_token_auth_if_token_available``."""
+    from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
+    from ray._private.services import canonicalize_bootstrap_address
+
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    return canonicalize_bootstrap_address(address)
+
+
+def _private_gcs_handshake(address: str) -> bool:
+    """One GCS handshake, as ``ray.init`` makes, without its 20 retries: True when the cluster
+    accepts this client, False when it refuses the client's token (or its lack of one),
+    ConnectionError for any other failure. Ray has no public call that connects once; this
+    uses the private ``ray._raylet.GcsClient`` (what Ray's own CLI uses to reach a cluster).
+    A refusal logs Ray's InvalidAuthToken warning once, where ``ray.init`` logs it 20 times."""
+    import ray._raylet
+    from ray.exceptions import AuthenticationError
+
+    try:
+        client = ray._raylet.GcsClient(address=address)
+    except AuthenticationError:
+        return False
+    except Exception as e:  # no GCS answers there within Ray's own timeouts
+        first = str(e).splitlines()[0] if str(e) else repr(e)
+        raise ConnectionError(f"no Ray GCS answered at {address}: {first}") from None
+    del client  # the handshake was all we needed; ray.init opens its own
+    return True
+
+
+# --- connecting ---------------------------------------------------------------------------
+
 def connect(address: str | None) -> str:
     """Local default (None): a fresh, private Ray on loopback only, no dashboard, token
     authentication as Ray 2.60 enables it by default. With ``address`` (``auto`` or
     HOST:PORT) join that cluster. Returns the GCS address of the Ray now connected."""
     if address is None:
-        _forbid_local_clustering()
+        _private_forbid_local_clustering()
         _leave_job_runtime_env()
     import ray
 
@@ -77,9 +121,7 @@ def _join(ray: Any, address: str) -> None:
     """Join the cluster at ``address``; a missing or refused token, or an address where
     nothing listens, is a ConnectionError naming its cause at once (see auth.py), not 20 s of
     Ray retrying with a warning a second and then a generic "Failed to connect"."""
-    from .auth import auth_error, is_auth_failure, precheck
-
-    precheck(address)
+    precheck(address, _private_resolve_auto, _private_gcs_handshake)
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except Exception as e:  # anything else propagates unchanged
@@ -149,6 +191,49 @@ def node_alive(node_id: str) -> bool:
     nothing about the node, and declaring it lost would fail every cell queued for it."""
     alive = alive_node_ids()
     return alive is None or node_id in alive
+
+
+def actor_class(cls: type) -> Any:
+    """A plain class (``actors.CellRunner``) as a Ray actor class."""
+    import ray
+
+    return ray.remote(cls)
+
+
+def start_cell_actor(runner: Any, node_id: str, num_cpus: int, num_gpus: int, init_args: Sequence[Any],
+                     run_args: Sequence[Any]) -> tuple[Any, Any, Any]:
+    """Start one cell's actor pinned to ``node_id`` (hard affinity: Ray's ``num_cpus`` is
+    bookkeeping, the pin is what keeps a cell on its node), then queue its ``ready`` and
+    ``run`` calls. Returns ``(actor, ready_ref, run_ref)``: actor tasks run in order."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    actor = runner.options(
+        num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0, max_task_retries=0,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+    ).remote(*init_args)
+    return actor, actor.ready.remote(), actor.run.remote(*run_args)
+
+
+def wait_one(refs: Sequence[Any], timeout_s: float) -> list[Any]:
+    """Those of ``refs`` that are done: at most one, waiting at most ``timeout_s``."""
+    import ray
+
+    ready, _ = ray.wait(list(refs), num_returns=1, timeout=timeout_s)
+    return ready
+
+
+def is_done(ref: Any) -> bool:
+    """Whether ``ref``'s task has finished, without waiting."""
+    import ray
+
+    return bool(ray.wait([ref], timeout=0)[0])
+
+
+def fetch(ref: Any, timeout_s: float = 60.0) -> Any:
+    """The result of a finished task (raises what the task or Ray raised)."""
+    import ray
+
+    return ray.get(ref, timeout=timeout_s)
 
 
 def kill(actor: Any) -> None:

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
 
-from ..plan import CellSpec
-from ..provenance import driver_identity
+from ..plan.cells import CellSpec
+from .provenance import driver_identity
 
 
 @dataclass(frozen=True)
@@ -73,16 +73,11 @@ class NodeRef:
 
 def cell_row(cell: CellSpec, node: NodeRef | None, attempts: int, outcome: CellOutcome) -> dict[str, Any]:
     """The ``cells`` row of one cell: its identity, the remedy it ran, the outcome."""
-    r = cell.remedy
     row: dict[str, Any] = {
         "sweep": cell.sweep, "cell_id": cell.cell_id, "cluster": cell.cluster, "scope": cell.scope,
         "input_set": cell.input_set.name, "run": cell.run, "spec_json": cell.to_json(),
         "node": node.name if node else None, "ray_node_id": node.ray_node_id if node else None,
-        "hostname": node.hostname if node else None, "attempts": attempts,
-        "batching": r.batching, "precision": r.precision, "memory_format": r.memory_format,
-        "checkpointing": r.checkpointing, "remedy": r.label,
-        "window": r.window if r.batching == "bucket" else None,
-        "micro_batch": r.micro_batch if r.batching == "accumulate" else None,
+        "hostname": node.hostname if node else None, "attempts": attempts, **cell.remedy.to_row(),
         # the driver's code beside the cell process's (hrvs_ray_version, git_revision below)
         **driver_identity(),
     }

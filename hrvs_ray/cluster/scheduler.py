@@ -10,7 +10,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from ..plan import CellSpec
+from ..plan.cells import CellSpec
 from .nodes import NodeView
 
 

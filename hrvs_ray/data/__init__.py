@@ -1,1 +1,1 @@
-"""Datasets (the real MAMe layout and a synthetic look-alike), input sets and batching."""
+"""Datasets: the real MAMe layout, a synthetic look-alike, image shapes, prepared input sets, data check."""

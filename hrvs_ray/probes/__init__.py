@@ -1,11 +1,7 @@
-"""Per-step probes and the node's description.
+"""What is measured per step: ``counters`` + ``perf`` (perf_event_open), ``events`` (the perf
+event grammar), ``memory`` (RSS and its peak), ``flops`` (counted on meta tensors) and
+``syscalls`` (the one libc handle, shared with ``node.affinity``).
 
-Topology: ``sysfs`` (tolerant reads, ``TopologyError``), ``kinds`` (hybrid core kinds), ``cpusets``
-(allowed CPUs and memory nodes), ``model`` (the data), ``topology`` (reading it), ``placement``
-(the scope rules). Placement: ``affinity``. Measurement: ``memory``, ``events`` (perf event grammar),
-``perf`` + ``counters`` (perf_event_open), ``syscalls`` (the one libc handle), ``flops``. Description:
-``nodeinfo`` (a nodes-table row), ``nodedoc`` (what ``hrvs-ray node-info`` prints).
-
-Only ``flops`` (and ``affinity.check_torch_threads``, lazily) import torch: the rest must run
-before torch is imported, when the actor applies its placement.
+Only ``flops`` imports torch: the rest must run before torch is imported, when the actor
+applies its placement and opens its counters.
 """

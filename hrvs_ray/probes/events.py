@@ -1,8 +1,8 @@
 """perf event definitions and the LLC event grammar, in one place.
 
-Pure (standard library only, no torch): the sweep validator (``config``) checks ``llc_event``
-with :data:`EVENT_RE` / :func:`llc_event_problem`, and the counters open what
-:func:`parse_llc_event` returns, so a spec the validator accepts is one the counters understand.
+Pure (standard library only, no torch): the sweep validator (``config.sections``) judges an
+``llc`` spec by calling :func:`parse_llc_event`, the very function whose result the counters
+open, so a spec the validator accepts is one the counters understand.
 
 LLC event choice:
 

@@ -80,8 +80,7 @@ class Merged:
         return self.cells[self.cells["remedy"] == self.reference]
 
 
-# The remedy columns the report reads, and what a row that lacks one ran (results written
-# before the remedies axes existed, schema 1, ran the paper's batching without checkpointing).
+# The remedy columns the report reads (the store fills them for every schema version).
 REMEDY_COLS = ("remedy",) + AXES
 _RANK = {a: {v: i for i, v in enumerate(vals)} for a, vals in
          zip(AXES, (BATCHING, PRECISION, MEMORY_FORMAT, CHECKPOINTING))}

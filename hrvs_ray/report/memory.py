@@ -6,8 +6,8 @@ factors) and the one calibrated on these very steps (per node and setting).
 """
 from __future__ import annotations
 
-from ..memory_calibration import calibrate
-from ..memory_model import estimate_step_bytes
+from ..plan.memory_calibration import calibrate
+from ..plan.memory_model import estimate_step_bytes
 from ..metrics import timed
 from ..remedies import Remedy
 from .fmt import Table, sig
@@ -21,11 +21,6 @@ NOTE = ("Peak RSS of the largest timed step against the memory model's predictio
         "Error = (predicted − measured) / measured: positive means the model plans with room to spare.")
 
 
-def _remedy(row) -> Remedy:
-    return Remedy(batching=row["batching"], precision=row["precision"], memory_format=row["memory_format"],
-                  checkpointing=row["checkpointing"])
-
-
 def predicted_vs_measured(m: Merged) -> Table:
     t = timed(m.steps).dropna(subset=["peak_rss_bytes", "pass_px"])
     cal = calibrate(t)
@@ -35,7 +30,7 @@ def predicted_vs_measured(m: Merged) -> Table:
             set(t["input_set"])).index(kv[0][1]), kv[0][2])):
         top = g.loc[g["peak_rss_bytes"].idxmax()]
         measured = float(top["peak_rss_bytes"])
-        remedy = _remedy(top)
+        remedy = Remedy.from_row(top)
         builtin = estimate_step_bytes(int(top["pass_px"]), remedy)
         fitted = cal.predict(int(top["pass_px"]), remedy, node=top["node"])
         rows.append([cluster, iset, label, str(len(g)), sig(measured / GB), sig(builtin / GB),

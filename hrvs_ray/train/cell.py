@@ -16,11 +16,11 @@ import pyarrow as pa
 import torch
 
 from ..config import DatasetSpec
-from ..data.batching import BatchGeometry, derived_seed, geometry
+from ..plan.batching import BatchGeometry, derived_seed, geometry
 from ..data.inputs import PreparedSet
 from ..data.mame import Dataset, open_dataset
-from ..data.policies import micro_slices
-from ..plan import CellSpec, step_plan
+from ..plan.policies import micro_slices
+from ..plan.cells import CellSpec, step_plan
 from ..probes import memory
 from ..probes.flops import step_flops
 from ..store import STEPS_SCHEMA, conform
@@ -78,7 +78,7 @@ def step_input(spec: CellSpec, ids: Sequence[str], dataset: Dataset, prepared: P
     for part in micro_slices(len(ids), spec.remedy):
         part_ids = list(ids[part])
         geom = geometry(part_ids, shapes)
-        buf, fingerprint = collate(geom, [prepared.get(i) for i in part_ids], None, spec.model.memory_format)
+        buf, fingerprint = collate(geom, [prepared.get(i) for i in part_ids], None, spec.remedy.memory_format)
         y = torch.tensor([dataset.label(i) for i in part_ids], dtype=torch.long, device=device)
         passes.append((buf.to(device, non_blocking=False), y))
         geoms.append(geom)
@@ -102,7 +102,8 @@ def run_cell(spec: CellSpec, dataset_spec: DatasetSpec, node: str, cores: int, c
     shapes = {i: prepared.shape(i) for b in batches for i in b}
     prepare_seconds = time.perf_counter() - t_prep
 
-    model = build_model(spec.model, derived_seed(spec.seed, spec.run, MODEL_SEED), spec.remedy.checkpointing)
+    model = build_model(spec.model, derived_seed(spec.seed, spec.run, MODEL_SEED), spec.remedy.checkpointing,
+                        spec.remedy.memory_format)
     model.train()
     optimizer = build_optimizer(spec.optimizer, model)
     baseline = memory.rss_bytes()
@@ -128,7 +129,7 @@ def _timed_step(spec: CellSpec, model: torch.nn.Module, optimizer: torch.optim.O
         torch.cuda.reset_peak_memory_stats()
     counters.begin()
     t1 = time.perf_counter()
-    loss = train_step(model, optimizer, data.passes, spec.model.precision)
+    loss = train_step(model, optimizer, data.passes, spec.remedy.precision)
     _sync(device)
     seconds = time.perf_counter() - t1
     sample = counters.end()
@@ -147,11 +148,7 @@ def _identity(spec: CellSpec, node: str, cores: int, step: int) -> dict[str, Any
     return {"sweep": spec.sweep, "cell_id": spec.cell_id, "cluster": spec.cluster, "node": node,
             "scope": spec.scope, "cores": cores, "input_set": spec.input_set.name,
             "batch_size": spec.input_set.batch_size, "run": spec.run, "step": step,
-            "warmup": step < spec.warmup_steps, "precision": spec.model.precision,
-            "memory_format": spec.model.memory_format, "device": spec.model.device,
-            "batching": r.batching, "checkpointing": r.checkpointing, "remedy": r.label,
-            "window": r.window if r.batching == "bucket" else None,
-            "micro_batch": r.micro_batch if r.batching == "accumulate" else None}
+            "warmup": step < spec.warmup_steps, "device": spec.model.device, **r.to_row()}
 
 
 def _pixels(spec: CellSpec, data: StepInput) -> dict[str, Any]:

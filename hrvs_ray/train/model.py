@@ -9,7 +9,7 @@ import torch
 import torch.utils.checkpoint
 import torchvision
 
-from ..config import ModelSpec, OptimizerSpec
+from ..config import NetworkSpec, OptimizerSpec
 
 
 class CheckpointedStage(torch.nn.Module):
@@ -27,7 +27,8 @@ class CheckpointedStage(torch.nn.Module):
         return torch.utils.checkpoint.checkpoint(self.stage, x, use_reentrant=False)
 
 
-def build_model(spec: ModelSpec, seed: int, checkpointing: str = "none") -> torch.nn.Module:
+def build_model(spec: NetworkSpec, seed: int, checkpointing: str = "none",
+                memory_format: str = "contiguous") -> torch.nn.Module:
     """A freshly initialised model; the same seed gives bitwise the same weights, whatever
     the checkpointing (wrapping happens after initialisation)."""
     if spec.arch != "resnet18":
@@ -41,7 +42,7 @@ def build_model(spec: ModelSpec, seed: int, checkpointing: str = "none") -> torc
             setattr(model, name, CheckpointedStage(getattr(model, name)))
     elif checkpointing != "none":
         raise ValueError(f"unsupported checkpointing {checkpointing!r}")
-    if spec.memory_format == "channels_last":
+    if memory_format == "channels_last":
         model = model.to(memory_format=torch.channels_last)
     return model.to(spec.device)
 

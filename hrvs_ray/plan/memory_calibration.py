@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .fsutil import atomic_write_text
+from ..fsutil import atomic_write_text
 from .memory_model import Calibration, fit_line
-from .metrics import timed
-from .remedies import Remedy
-from .store import ResultsError, read_results
+from ..metrics import timed
+from ..remedies import Remedy
+from ..store import ResultsError, read_results
 
 FIT_FILE = "memory_fit.json"
 FIT_KEYS = ["node", "precision", "memory_format", "checkpointing"]
@@ -28,7 +28,7 @@ def calibrate(steps: pd.DataFrame) -> Calibration:
     d = d[d["peak_rss_scope"].fillna("step").str.startswith("step")]   # a process-wide peak is not the step's
     fits = {}
     for key, g in d.groupby(FIT_KEYS, sort=True):
-        remedy = Remedy(precision=key[1], memory_format=key[2], checkpointing=key[3])
+        remedy = Remedy.from_row(dict(zip(FIT_KEYS, key)))
         fits[tuple(key)] = fit_line(g["pass_px"].to_numpy(), g["peak_rss_bytes"].to_numpy(), remedy)
     return Calibration(fits)
 

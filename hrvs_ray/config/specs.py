@@ -6,13 +6,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .names import input_set_key
-from .remedies import RemediesSpec
+from ..names import input_set_key
+from ..remedies import RemediesSpec
 
 RESIZE_KINDS = ("fixed", "shorter_side", "none")
+
+
+# The vocabularies of the sweep file (the remedies axes' own are in ``remedies``).
+DATASET_KINDS = ("mame", "synthetic")
+SUBSETS = ("train", "val", "test", "all")
+ARCHS = ("resnet18",)
+DEVICES = ("cpu", "cuda")
+OPTIMIZERS = ("adam",)
 
 
 @dataclass(frozen=True)
@@ -47,12 +55,26 @@ class InputSetSpec:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class NetworkSpec:
+    """What a cell builds and where: the model section less its precision and memory format,
+    which a cell holds once, in its remedy."""
     arch: str = "resnet18"
     num_classes: int = 29
+    device: str = "cpu"            # cpu | cuda (one GPU per cell)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The sweep file's ``model:`` section as written."""
+    arch: str = NetworkSpec.arch
+    num_classes: int = NetworkSpec.num_classes
     precision: str = "float32"     # older spelling of remedies.precision (one value)
     memory_format: str = "contiguous"
-    device: str = "cpu"            # cpu | cuda (one GPU per cell)
+    device: str = NetworkSpec.device
+
+    @property
+    def network(self) -> NetworkSpec:
+        return NetworkSpec(self.arch, self.num_classes, self.device)
 
 
 @dataclass(frozen=True)
@@ -134,8 +156,8 @@ class Sweep:
 
     @staticmethod
     def from_dict(d: dict[str, Any], source: str = "") -> "Sweep":
-        """The inverse of ``to_dict`` (also after a JSON round trip, as in ``sweep.json``).
-        A definition written before the remedies axes existed gets the implied ones."""
+        """The inverse of ``to_dict`` (also after a JSON round trip, as in ``sweep.json``); a
+        definition of an older schema goes through ``store.migrate.upgrade_definition`` first."""
         ds = dict(d["dataset"])
         ds["synthetic"] = SyntheticSpec(**ds["synthetic"]) if ds.get("synthetic") else None
         model = ModelSpec(**d["model"])
@@ -143,9 +165,7 @@ class Sweep:
         clusters = tuple(ClusterSpec(**dict(c, scopes=tuple(c["scopes"]) if c.get("scopes") is not None else None,
                                             counters=CounterSpec(**c["counters"]) if c.get("counters") else None))
                          for c in d.get("clusters", ()))
-        rem = d.get("remedies")
-        remedies = (RemediesSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in rem.items()})
-                    if rem else implied_remedies(model))
+        remedies = RemediesSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["remedies"].items()})
         return Sweep(name=d["name"], dataset=DatasetSpec(**ds),
                      input_sets=tuple(InputSetSpec(**dict(i, size=tuple(i["size"]))) for i in d["input_sets"]),
                      model=model, optimizer=OptimizerSpec(**opt), training=TrainingSpec(**d["training"]),
@@ -164,17 +184,10 @@ class Sweep:
         d["dataset"].pop("cache")
         # A sweep that runs only what its model keys imply hashes as it did before the
         # remedies axes existed, so its results folder still resumes.
-        remedies = _without_unused_params(self.remedies)
+        remedies = self.remedies.without_unused_params()
         if remedies == implied_remedies(self.model):
             d.pop("remedies")
         else:
             d["remedies"] = asdict(remedies)
         blob = json.dumps(d, sort_keys=True, default=list).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def _without_unused_params(r: RemediesSpec) -> RemediesSpec:
-    """``r`` with window / micro_batch at their defaults unless bucket / accumulate use them."""
-    defaults = RemediesSpec()
-    return replace(r, window=r.window if "bucket" in r.batching else defaults.window,
-                   micro_batch=r.micro_batch if "accumulate" in r.batching else defaults.micro_batch)

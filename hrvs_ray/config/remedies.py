@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config_check import Validator, at_least, preview
-from .config_specs import InputSetSpec, ModelSpec
-from .remedies import (BATCHING, CHECKPOINTING, DEFAULT_MICRO_BATCH, DEFAULT_WINDOW, MEMORY_FORMAT, PRECISION,
-                       RemediesSpec)
+from .check import Validator, at_least, preview
+from .specs import InputSetSpec, ModelSpec
+from ..remedies import (BATCHING, CHECKPOINTING, MEMORY_FORMAT, PARAM_DEFAULTS, POLICY_PARAMS, PRECISION,
+                        RemediesSpec, uses)
 
 AXIS_VALUES = {"batching": BATCHING, "precision": PRECISION, "memory_format": MEMORY_FORMAT,
                "checkpointing": CHECKPOINTING}
@@ -50,8 +50,8 @@ def parse_remedies(v: Validator, value: Any, model: ModelSpec, model_keys: set[s
                                     f"(model.{axis} is the older, single-value spelling)")
         axes.setdefault(axis, from_model)
     batching = axes.get("batching", ("pad",))
-    window = _policy_param(v, m, "window", "bucket", batching, DEFAULT_WINDOW)
-    micro = _policy_param(v, m, "micro_batch", "accumulate", batching, DEFAULT_MICRO_BATCH)
+    window = _policy_param(v, m, "window", batching)
+    micro = _policy_param(v, m, "micro_batch", batching)
     if "accumulate" in batching:
         for s in input_sets:
             if micro > s.batch_size:
@@ -60,7 +60,7 @@ def parse_remedies(v: Validator, value: Any, model: ModelSpec, model_keys: set[s
     return RemediesSpec(**axes, window=window, micro_batch=micro)
 
 
-def _policy_param(v: Validator, m: dict, name: str, policy: str, batching: tuple[str, ...], default: int) -> int:
-    if name in m and policy not in batching:
-        v.fail(f"remedies.{name}", f"only used with batching: {policy} (batching is {', '.join(batching)})")
-    return v.get(m, "remedies", name, int, default, at_least(1))
+def _policy_param(v: Validator, m: dict, name: str, batching: tuple[str, ...]) -> int:
+    if name in m and not any(uses(b, name) for b in batching):
+        v.fail(f"remedies.{name}", f"only used with batching: {POLICY_PARAMS[name]} (batching is {', '.join(batching)})")
+    return v.get(m, "remedies", name, int, PARAM_DEFAULTS[name], at_least(1))

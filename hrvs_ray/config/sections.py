@@ -8,12 +8,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .config_check import (Validator, fraction, in_range, kind, non_negative, not_blank,
-                           one_of, positive, preview)
-from .config_specs import (RESIZE_KINDS, ClusterSpec, CounterSpec, DatasetSpec, ExecutionSpec, InputSetSpec,
-                           ModelSpec, OptimizerSpec, SyntheticSpec, TrainingSpec)
-from .probes.events import EVENT_RE  # the LLC event grammar, shared with the counters
-from .scopes import scope_problem
+from ..probes.events import EventSpecError, parse_llc_event   # the counters' grammar, pure
+from ..remedies import MEMORY_FORMAT, PRECISION
+from .check import (Validator, default_of, fraction, in_range, kind, non_negative, not_blank, one_of, positive,
+                    preview)
+from .specs import (ARCHS, DATASET_KINDS, DEVICES, OPTIMIZERS, RESIZE_KINDS, SUBSETS, ClusterSpec, CounterSpec,
+                    DatasetSpec, ExecutionSpec, InputSetSpec, ModelSpec, OptimizerSpec, SyntheticSpec, TrainingSpec)
+from ..scopes import scope_problem
 
 # results/<name>/ and reports/<name>.html; the report's temporary file adds 27 characters,
 # and a file name may have 255 bytes: 200 leaves room and reads as "a name, not a sentence".
@@ -47,22 +48,22 @@ def _label_problem(s: str) -> str | None:
 def parse_dataset(v: Validator, value: Any) -> DatasetSpec:
     k = "dataset"
     dm = v.mapping(value, k, {"kind", "path", "subset", "synthetic", "cache"}, {"kind", "path"})
-    kind_ = v.get(dm, k, "kind", str, check=one_of("mame", "synthetic"))
+    kind_ = v.get(dm, k, "kind", str, check=one_of(*DATASET_KINDS))
     synth = None
     if "synthetic" in dm:
         if kind_ != "synthetic":
             v.fail("dataset.synthetic", "only allowed with dataset.kind: synthetic")
         sk = "dataset.synthetic"
         sm = v.mapping(dm["synthetic"], sk, {"count", "scale", "seed", "quality"})
-        synth = SyntheticSpec(count=v.get(sm, sk, "count", int, 300, positive),
-                              scale=v.get(sm, sk, "scale", float, 0.1, fraction),
-                              seed=v.get(sm, sk, "seed", int, 0, non_negative),
-                              quality=v.get(sm, sk, "quality", int, 90, in_range(1, 100)))
+        synth = SyntheticSpec(count=v.field(sm, sk, SyntheticSpec, "count", int, positive),
+                              scale=v.field(sm, sk, SyntheticSpec, "scale", float, fraction),
+                              seed=v.field(sm, sk, SyntheticSpec, "seed", int, non_negative),
+                              quality=v.field(sm, sk, SyntheticSpec, "quality", int, in_range(1, 100)))
     elif kind_ == "synthetic":
         synth = SyntheticSpec()
     return DatasetSpec(kind=kind_, path=v.get(dm, k, "path", str, check=not_blank),
-                       subset=v.get(dm, k, "subset", str, "train", one_of("train", "val", "test", "all")),
-                       synthetic=synth, cache=v.get(dm, k, "cache", str, ".hrvs-cache", not_blank))
+                       subset=v.field(dm, k, DatasetSpec, "subset", str, one_of(*SUBSETS)),
+                       synthetic=synth, cache=v.field(dm, k, DatasetSpec, "cache", str, not_blank))
 
 
 def parse_input_sets(v: Validator, value: Any) -> tuple[InputSetSpec, ...]:
@@ -107,34 +108,33 @@ def _input_set(v: Validator, key: str, name: str, raw: Any) -> InputSetSpec:
 def parse_model(v: Validator, value: Any) -> ModelSpec:
     k = "model"
     mm = v.mapping(value, k, {"arch", "num_classes", "precision", "memory_format", "device"})
-    return ModelSpec(arch=v.get(mm, k, "arch", str, "resnet18", one_of("resnet18")),
-                     num_classes=v.get(mm, k, "num_classes", int, 29, positive),
-                     precision=v.get(mm, k, "precision", str, "float32", one_of("float32", "bfloat16")),
-                     memory_format=v.get(mm, k, "memory_format", str, "contiguous",
-                                         one_of("contiguous", "channels_last")),
-                     device=v.get(mm, k, "device", str, "cpu", one_of("cpu", "cuda")))
+    return ModelSpec(arch=v.field(mm, k, ModelSpec, "arch", str, one_of(*ARCHS)),
+                     num_classes=v.field(mm, k, ModelSpec, "num_classes", int, positive),
+                     precision=v.field(mm, k, ModelSpec, "precision", str, one_of(*PRECISION)),
+                     memory_format=v.field(mm, k, ModelSpec, "memory_format", str, one_of(*MEMORY_FORMAT)),
+                     device=v.field(mm, k, ModelSpec, "device", str, one_of(*DEVICES)))
 
 
 def parse_optimizer(v: Validator, value: Any) -> OptimizerSpec:
     k = "optimizer"
     om = v.mapping(value, k, {"name", "lr", "betas", "weight_decay"})
-    betas = v.get(om, k, "betas", list, [0.9, 0.999])
+    betas = v.get(om, k, "betas", list, list(default_of(OptimizerSpec, "betas")))
     if (len(betas) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
                                    for b in betas)):
         v.fail("optimizer.betas", f"must be two numbers in [0, 1), got {preview(betas)}")
-    return OptimizerSpec(name=v.get(om, k, "name", str, "adam", one_of("adam")),
-                         lr=v.get(om, k, "lr", float, 1e-4, positive),
+    return OptimizerSpec(name=v.field(om, k, OptimizerSpec, "name", str, one_of(*OPTIMIZERS)),
+                         lr=v.field(om, k, OptimizerSpec, "lr", float, positive),
                          betas=(float(betas[0]), float(betas[1])),
-                         weight_decay=v.get(om, k, "weight_decay", float, 0.0, non_negative))
+                         weight_decay=v.field(om, k, OptimizerSpec, "weight_decay", float, non_negative))
 
 
 def parse_training(v: Validator, value: Any) -> TrainingSpec:
     k = "training"
     tm = v.mapping(value, k, {"warmup_steps", "steps", "runs", "seed"})
-    return TrainingSpec(warmup_steps=v.get(tm, k, "warmup_steps", int, 1, non_negative),
-                        steps=v.get(tm, k, "steps", int, 10, positive),
-                        runs=v.get(tm, k, "runs", int, 3, positive),
-                        seed=v.get(tm, k, "seed", int, 0, non_negative))
+    return TrainingSpec(warmup_steps=v.field(tm, k, TrainingSpec, "warmup_steps", int, non_negative),
+                        steps=v.field(tm, k, TrainingSpec, "steps", int, positive),
+                        runs=v.field(tm, k, TrainingSpec, "runs", int, positive),
+                        seed=v.field(tm, k, TrainingSpec, "seed", int, non_negative))
 
 
 def parse_scopes(v: Validator, value: Any, key: str) -> tuple[str, ...]:
@@ -151,11 +151,16 @@ def parse_scopes(v: Validator, value: Any, key: str) -> tuple[str, ...]:
 
 def parse_counters(v: Validator, value: Any, key: str) -> CounterSpec:
     m = v.mapping(value, key, {"llc"})
-    return CounterSpec(llc=v.get(m, key, "llc", str, "generic", _event_problem))
+    return CounterSpec(llc=v.field(m, key, CounterSpec, "llc", str, _event_problem))
 
 
 def _event_problem(s: str) -> str | None:
-    return None if EVENT_RE.match(s) else "must be 'generic', 'll-read', 'none' or 'raw:0x<hex>'"
+    """The counters' own parser judges the spec: what validates is what they can open."""
+    try:
+        parse_llc_event(s)
+    except EventSpecError as e:
+        return str(e).split(": ", 1)[-1]
+    return None
 
 
 def parse_clusters(v: Validator, value: Any) -> tuple[ClusterSpec, ...]:
@@ -180,9 +185,9 @@ def parse_clusters(v: Validator, value: Any) -> tuple[ClusterSpec, ...]:
 def parse_execution(v: Validator, value: Any) -> ExecutionSpec:
     k = "execution"
     em = v.mapping(value, k, {"exclusive", "cell_timeout_s", "retries", "memory_headroom", "release_heap"})
-    return ExecutionSpec(exclusive=v.get(em, k, "exclusive", bool, True),
-                         release_heap=v.get(em, k, "release_heap", bool, False),
-                         cell_timeout_s=v.get(em, k, "cell_timeout_s", float, 3600.0, positive),
-                         retries=v.get(em, k, "retries", int, 1, non_negative),
-                         memory_headroom=v.get(em, k, "memory_headroom", float, 0.9, fraction))
+    return ExecutionSpec(exclusive=v.field(em, k, ExecutionSpec, "exclusive", bool),
+                         release_heap=v.field(em, k, ExecutionSpec, "release_heap", bool),
+                         cell_timeout_s=v.field(em, k, ExecutionSpec, "cell_timeout_s", float, positive),
+                         retries=v.field(em, k, ExecutionSpec, "retries", int, non_negative),
+                         memory_headroom=v.field(em, k, ExecutionSpec, "memory_headroom", float, fraction))
 

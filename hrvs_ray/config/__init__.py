@@ -12,18 +12,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .config_check import SweepError, Validator
-from .config_remedies import parse_remedies
-from .config_sections import (EVENT_RE, NAME_MAX, parse_clusters, parse_counters, parse_dataset, parse_execution,
+from .check import SweepError, Validator
+from .remedies import parse_remedies
+from .sections import (NAME_MAX, parse_clusters, parse_counters, parse_dataset, parse_execution,
                               parse_input_sets, parse_model, parse_name, parse_optimizer, parse_scopes,
                               parse_training)
-from .config_specs import (RESIZE_KINDS, ClusterSpec, CounterSpec, DatasetSpec, ExecutionSpec, InputSetSpec,
-                           ModelSpec, OptimizerSpec, Sweep, SyntheticSpec, TrainingSpec, implied_remedies)
-from .config_yaml import load_yaml
-from .remedies import RemediesSpec
-from .scopes import SCOPE_RE
+from .specs import (RESIZE_KINDS, ClusterSpec, CounterSpec, DatasetSpec, ExecutionSpec, InputSetSpec,
+                           ModelSpec, NetworkSpec, OptimizerSpec, Sweep, SyntheticSpec, TrainingSpec, implied_remedies)
+from .safe_yaml import load_yaml
+from ..remedies import RemediesSpec
+from ..scopes import SCOPE_RE
 
-__all__ = ["EVENT_RE", "NAME_MAX", "RESIZE_KINDS", "SCOPE_RE", "ClusterSpec", "CounterSpec", "DatasetSpec",
+__all__ = ["NAME_MAX", "RESIZE_KINDS", "SCOPE_RE", "ClusterSpec", "CounterSpec", "DatasetSpec",
            "ExecutionSpec", "InputSetSpec", "ModelSpec", "OptimizerSpec", "RemediesSpec", "Sweep",
            "SweepError", "SyntheticSpec", "TrainingSpec", "implied_remedies", "load_sweep", "parse_sweep"]
 
@@ -32,10 +32,9 @@ TOP_KEYS = {"name", "dataset", "input_sets", "model", "optimizer", "training", "
 REQUIRED = {"name", "dataset", "input_sets", "scopes"}
 
 
-def parse_sweep(data: Any, source: str = "<sweep>", base_dir: Path | None = None) -> Sweep:
+def parse_sweep(data: Any, source: str = "<sweep>") -> Sweep:
     """Validate a parsed YAML document, section by section in file order. Relative dataset
-    paths are kept as written (they resolve against the working directory, as the README
-    says); ``base_dir`` is accepted for callers that pass it and not used."""
+    paths are kept as written (they resolve against the working directory, as the README says)."""
     v = Validator(source)
     top = v.mapping(data, "", TOP_KEYS, REQUIRED)
     name = parse_name(v, top["name"])

@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from .remedies import PAPER, Remedy
+from ..remedies import PAPER, Remedy
 
 BASE_BYTES = 1_200_000_000
 BYTES_PER_PIXEL = 430

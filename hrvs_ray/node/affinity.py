@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .model import ScopePlacement
-from .syscalls import errno_text, libc, syscall_number
+from ..probes.syscalls import errno_text, libc, syscall_number
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .config_check import SweepError, join, preview
+from .check import SweepError, join, preview
 
 MAX_FILE_BYTES = 1 << 20      # a sweep file is a few KB
 MAX_NODES = 100_000           # after alias expansion; full.yaml has about 100

@@ -153,7 +153,7 @@ def collect_node_info(root: str | Path = "/", llc_event: str = "generic",
     sizes, caches = _cache_summary(topo)
     counters = None
     if live:
-        from .counters import probe_events  # noqa: PLC0415 - only the live node can be probed
+        from ..probes.counters import probe_events  # noqa: PLC0415 - only the live node can be probed
         counters = probe_events(llc_event)
     kinds: dict[str, int] = {}
     for c in topo.cores:

@@ -6,6 +6,8 @@ Pure: imports neither torch nor ray. Every problem is a ``SweepError`` whose tex
 """
 from __future__ import annotations
 
+import dataclasses
+
 import reprlib
 from typing import Any, Callable
 
@@ -121,6 +123,12 @@ class Validator:
             return default
         return self.value(m[name], join(key, name), typ, check)
 
+    def field(self, m: dict, key: str, spec: type, name: str, typ: type | tuple,
+              check: Check | None = None) -> Any:
+        """``m[name]`` checked, or the default that ``spec`` (a dataclass) declares for its
+        field ``name``: the dataclass is the one place a default is written."""
+        return self.get(m, key, name, typ, default_of(spec, name), check)
+
     def choices(self, value: Any, key: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
         """One of ``allowed`` or a non-empty list of them without duplicates, as a tuple."""
         items = value if isinstance(value, list) else [value]
@@ -134,3 +142,13 @@ class Validator:
                 self.fail(path, f"duplicate value {preview(item)}")
             out.append(item)
         return tuple(out)
+
+
+def default_of(spec: type, name: str) -> Any:
+    """The default a dataclass declares for its field ``name``."""
+    f = {f.name: f for f in dataclasses.fields(spec)}[name]
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise KeyError(f"{spec.__name__}.{name} has no default")

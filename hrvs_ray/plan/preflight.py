@@ -17,12 +17,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Collection
 
-from .config import SweepError, Sweep, SyntheticSpec
-from .data.mame import Dataset, DatasetError, metadata_path, open_dataset, read_metadata
-from .data.shapes import METADATA_CSV, ShapeTable, shipped_shape_table
-from .data.synthetic import draw_rows, is_complete
-from .plan import check_plan, plan_cells, step_plan
-from .remedies import PAPER
+from ..config import SweepError, Sweep, SyntheticSpec
+from ..data.mame import Dataset, DatasetError, metadata_path, open_dataset, read_metadata
+from ..data.shapes import METADATA_CSV, ShapeTable, shipped_shape_table
+from ..data.synthetic import draw_rows, is_complete
+from .cells import plan_cells, step_plan
+from .table import check_plan
+from ..remedies import PAPER
 
 DATA_CHECK_HINT = "run 'hrvs-ray data check {sweep}' to list every problem, truncated files included"
 
@@ -97,7 +98,7 @@ def preflight(sweep: Sweep, progress: bool = False) -> Dataset:
     """Validate ``sweep`` against its dataset, generate a synthetic one if needed, check
     the headers of every image the cells need; return the opened dataset. Raises
     SweepError (``DataProblems`` listing every bad image) before anything is started."""
-    from .data.check import check_images, items_for, pixel_limit
+    from ..data.check import check_images, items_for, pixel_limit
 
     check_dataset(sweep)
     try:
@@ -124,7 +125,7 @@ def data_check(sweep: Sweep, input_sets: Collection[str] | None = None, every_im
     """Decode every image the sweep's cells use (``every_image``: every image of the
     subset) and look at the metadata; writes nothing. SweepError when there is no
     dataset to check (missing, not yet generated) or a batch cannot fit."""
-    from .data.check import Problem, check_images, items_for, metadata_problems, pixel_limit
+    from ..data.check import Problem, check_images, items_for, metadata_problems, pixel_limit
 
     t0 = time.perf_counter()
     ds = sweep.dataset

@@ -1,0 +1,112 @@
+"""The paper's Table 1 from metadata alone: informative / padding / total MP per optimizer
+step and planned memory, per input set and batching policy; and the checks every plan
+(``hrvs-ray plan``, the sweep's pre-flight, ``data check``) makes before anything runs.
+
+Pure: no torch, no ray, no pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..config import Sweep, SweepError
+from ..data.shapes import METADATA_CSV, ShapeTable, read_metadata_csv, shipped_shape_table, transformed_arrays
+from ..remedies import Remedy
+from .memory_model import estimate_step_bytes
+from .policies import step_indices, step_pixel_stats
+
+Estimator = Callable[[int, Remedy], int]   # (pixels of a pass, remedy) -> planned bytes
+
+
+def planning_shapes(sweep: Sweep) -> tuple[ShapeTable, str]:
+    """Original image shapes for planning: the dataset's own metadata when it is on disk,
+    else the shipped MAMe table (real shapes; scaled like the synthetic generator would)."""
+    csv_path = Path(sweep.dataset.path) / METADATA_CSV
+    if csv_path.is_file():
+        return read_metadata_csv(csv_path).select(sweep.dataset.subset).sorted(), str(csv_path)
+    table = shipped_shape_table().select(sweep.dataset.subset).sorted()
+    if sweep.dataset.kind == "synthetic" and sweep.dataset.synthetic is not None:
+        from ..data.synthetic import draw_rows  # pure numpy, no pixels
+        table = draw_rows(shipped_shape_table(), sweep.dataset.synthetic).select(sweep.dataset.subset).sorted()
+        return table, "shipped MAMe shape table, drawn and scaled as the synthetic generator does"
+    return table, "shipped MAMe shape table (dataset not on disk)"
+
+
+def check_batch_sizes(sweep: Sweep, n_images: int, where: str) -> None:
+    """Every input set's batch must fit in the images available (else no batch can be drawn)."""
+    for iset in sweep.input_sets:
+        if iset.batch_size > n_images:
+            raise SweepError(sweep.source or "<sweep>", f"input_sets.{iset.name}.batch_size",
+                             f"{iset.batch_size} exceeds the {n_images} images of subset "
+                             f"{sweep.dataset.subset!r} in {where}")
+
+
+# ResNet halves the input five times (stem conv, max-pool, three strided stages): a pass
+# whose last feature map holds one value per channel cannot train (BatchNorm needs > 1).
+RESNET_REDUCTION = 32
+
+
+def check_passes(sweep: Sweep, shapes: ShapeTable, where: str) -> None:
+    """Every forward/backward pass the sweep plans must be trainable: under ``accumulate`` a
+    pass of one image (``micro_batch: 1``, or a batch's last micro-batch) goes through
+    BatchNorm alone, so every image must then be larger than 32 px on a side after resize."""
+    if "accumulate" not in sweep.remedies.batching:
+        return
+    mb = sweep.remedies.micro_batch
+    for iset in sweep.input_sets:
+        if mb > 1 and iset.batch_size % mb != 1:
+            continue           # no pass of this input set holds a single image
+        h, w = transformed_arrays(iset, shapes.heights, shapes.widths)
+        tiny = int(((h <= RESNET_REDUCTION) & (w <= RESNET_REDUCTION)).sum())
+        if tiny:
+            raise SweepError(sweep.source or "<sweep>", "remedies.micro_batch",
+                             f"{mb} leaves passes of one image in input set {iset.name!r} (batch "
+                             f"{iset.batch_size}), and {tiny} of its images are at most {RESNET_REDUCTION}x"
+                             f"{RESNET_REDUCTION} px after resize (in {where}): one such image alone leaves "
+                             f"BatchNorm one value per channel; choose a micro_batch that leaves no single image")
+
+
+def check_plan(sweep: Sweep, shapes: ShapeTable, where: str) -> None:
+    """Everything a sweep's plan needs from the shapes it will read: batches that fit in the
+    subset, passes that can train. Every caller (plan, sweep pre-flight, data check) uses this."""
+    check_batch_sizes(sweep, len(shapes), where)
+    check_passes(sweep, shapes, where)
+
+
+def _mma(values: np.ndarray, scale: float) -> dict[str, float]:
+    v = np.asarray(values, dtype=np.float64) / scale
+    return {"min": float(v.min()), "avg": float(v.mean()), "max": float(v.max())}
+
+
+def batch_table(sweep: Sweep, n_batches: int, shapes: ShapeTable | None = None,
+                estimate: Estimator = estimate_step_bytes) -> dict[str, dict]:
+    """Per input set (× batching policy when the sweep has several): batch size and
+    min/avg/max informative, padding and total MP per optimizer step over ``n_batches``
+    seeded steps (run 0), and the planned memory per step in GB for every precision ×
+    memory format × checkpointing of the sweep (``memory_gb``: the first of them)."""
+    if shapes is None:
+        shapes, source = planning_shapes(sweep)
+        check_plan(sweep, shapes, source)
+    spec = sweep.remedies
+    several = len(spec.batching) > 1
+    out: dict[str, dict] = {}
+    for iset in sweep.input_sets:
+        h, w = transformed_arrays(iset, shapes.heights, shapes.widths)
+        for batching in spec.batching:
+            policy = replace(spec.combinations()[0], batching=batching)
+            idx = step_indices(policy, h, w, sweep.training.seed, 0, iset.batch_size, n_batches)
+            stats = step_pixel_stats(h, w, idx, policy)
+            entry: dict = {"input_set": iset.name, "batching": batching, "batch_size": iset.batch_size,
+                           "batches": int(idx.shape[0])}
+            for k in ("informative", "padding", "total"):
+                entry[k] = _mma(stats[k], 1e6)
+            entry["memory"] = [
+                {"precision": r.precision, "memory_format": r.memory_format, "checkpointing": r.checkpointing,
+                 "gb": _mma([estimate(int(p), r) for p in stats["largest_pass"]], 1e9)}
+                for r in spec.combinations() if r.batching == spec.batching[0]]
+            entry["memory_gb"] = entry["memory"][0]["gb"]
+            out[f"{iset.name} [{batching}]" if several else iset.name] = entry
+    return out

@@ -1,0 +1,95 @@
+"""The one place that knows older result formats: every reader gets current-schema rows.
+
+Format history (like pyperf's JSON format history), newest first:
+
+- **3**: cells gain ``driver_version`` and ``driver_revision`` (the driver's hrvs-ray beside
+  the cell process's ``hrvs_ray_version`` and ``git_revision``); older rows read them as null.
+- **2** (hrvs-ray 0.1, remedies): steps and cells gain the remedies axes (``batching``,
+  ``precision``, ``memory_format``, ``checkpointing``, ``remedy``, ``window``, ``micro_batch``),
+  steps gain ``micro_batches``, ``growth_bytes``, ``counter_time_fraction``, ``pass_px``; cells
+  gain ``baseline_rss_bytes``, ``core_kinds``, ``placement_warning``; nodes gain the scope
+  rules' columns (``physical_cores``, ``core_kinds``, ``numa_node_ids``, ``numa_warning``,
+  ``unusable``).
+- **1** (first release): the paper's method only: every cell ran ``pad`` batching without
+  checkpointing, at the precision and memory format its rows (or its spec) name.
+
+A file newer than this hrvs-ray is refused (upgrade to read it); an older one is filled here,
+on read. A resumed older folder is rewritten in the current schema as cells are added.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ..remedies import PAPER, RemediesSpec, Remedy
+from .schema import SCHEMA_VERSION, conform
+
+
+class ResultsError(RuntimeError):
+    """A results folder that cannot be used; the message names the folder and the fix."""
+
+
+def check_version(path: Path, version: object) -> int:
+    """The schema version of a file (or sweep.json), refused when newer than this hrvs-ray."""
+    if version is None:
+        raise ResultsError(f"{path}: no schema_version in parquet metadata: not written by hrvs-ray")
+    v = int(version)
+    if v > SCHEMA_VERSION:
+        raise ResultsError(f"{path}: schema_version {v} is newer than this hrvs-ray understands "
+                           f"({SCHEMA_VERSION}); upgrade hrvs-ray to read it")
+    if v < 1:
+        raise ResultsError(f"{path}: schema_version {v} is older than any this hrvs-ray can read")
+    return v
+
+
+def upgrade_definition(d: dict[str, Any]) -> dict[str, Any]:
+    """A ``sweep.json`` definition in the current form: one written before the remedies axes
+    (schema 1) ran what its model section implies, the paper's setup at its precision and
+    memory format."""
+    if "remedies" in d:
+        return d
+    model = d.get("model", {})
+    implied = RemediesSpec(precision=(model.get("precision", PAPER.precision),),
+                           memory_format=(model.get("memory_format", PAPER.memory_format),))
+    return {**d, "remedies": asdict(implied)}
+
+
+def upgrade(path: Path, t: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A table as stored (any readable version) -> the current ``schema``, old gaps filled."""
+    md = t.schema.metadata or {}
+    check_version(path, md.get(b"schema_version"))
+    return fill_defaults(conform(t, schema))
+
+
+_FILLED = ("batching", "precision", "memory_format", "checkpointing", "remedy", "micro_batches", "growth_bytes",
+           "pass_px")
+
+
+def fill_defaults(t: pa.Table) -> pa.Table:
+    """The one place a row without its remedy or derived memory columns gets them: schema-1
+    rows predate the remedies axes (every cell ran the paper's batching, without
+    checkpointing, at the precision and memory format its rows or its spec name), and a
+    reader should never have to guess them again."""
+    gaps = [c for c in _FILLED if c in t.column_names and t.column(c).null_count]
+    if not t.num_rows or not gaps:
+        return t
+    df = t.to_pandas()
+    if "spec_json" in df and df["precision"].isna().any():
+        specs = df["spec_json"].map(lambda j: json.loads(j).get("model", {}) if isinstance(j, str) else {})
+        df["precision"] = df["precision"].fillna(specs.map(lambda m: m.get("precision")))
+        df["memory_format"] = df["memory_format"].fillna(specs.map(lambda m: m.get("memory_format")))
+    df = df.fillna({"precision": "float32", "memory_format": "contiguous", "batching": "pad", "checkpointing": "none"})
+    missing = df["remedy"].isna()
+    if missing.any():
+        df.loc[missing, "remedy"] = [Remedy.from_row(r).label for r in df[missing].itertuples()]
+    if "micro_batches" in df:
+        df["micro_batches"] = df["micro_batches"].fillna(1)
+        df["growth_bytes"] = df["growth_bytes"].fillna(df["peak_rss_bytes"] - df["rss_start_bytes"])
+        df["pass_px"] = df["pass_px"].fillna(df["total_px"])
+    return conform(pa.Table.from_pandas(df, preserve_index=False), t.schema)
+
+
