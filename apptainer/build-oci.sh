@@ -100,7 +100,9 @@ with open(sys.argv[1], "w") as f:
     f.write("[global]\n" + "".join(f"{k} = {v}\n" for k, (_, v) in sorted(settings.items())))
 for _, v in settings.values():
     for word in v.split():
-        path = word[len("file://"):] if word.startswith("file://") else word
+        path = (word[len("file://"):] if word.startswith("file://") else word).rstrip("/")
+        if os.path.basename(path) == "simple":   # a local index's pages link to ../files/
+            path = os.path.dirname(path)
         if path.startswith("/") and os.path.exists(path):
             print(path)
 PY
