@@ -51,7 +51,7 @@ done
 
 "$py" - "$work" <<'PY'
 import sys
-from hrvs_ray.metrics import derive, timed
+from hrvs_ray.metrics import derive, group_figures, timed
 from hrvs_ray.store import read_results
 work = sys.argv[1]
 a, b = (read_results(f"{work}/{x}") for x in "ab")
@@ -62,7 +62,10 @@ same_fp = (sa["batch_fingerprint"] == sb["batch_fingerprint"]).all()
 same_loss = (sa["loss"].map(float.hex) == sb["loss"].map(float.hex))
 peak_ok = sa["device_peak_bytes"].notna().all() and (sa["device_peak_bytes"] > 0).all()
 t = timed(sa)
-g = t.groupby(["input_set", "precision"]).agg(s=("s_per_informative_mp", "mean"), mem=("device_peak_bytes", "max"))
+def figs(keys):  # the one statistic (Σ s ÷ Σ MP) and the largest device peak per group
+    f = group_figures(t, keys).set_index(keys)
+    return f.assign(s=f["s_per_informative_mp"], mem=t.groupby(keys)["device_peak_bytes"].max())
+g = figs(["input_set", "precision"])
 print(f"cells ok: {int((ca['status'] == 'ok').sum())}/{len(ca)}")
 for _, r in bad.iterrows():
     print("  FAILED", r["cell_id"], (r["error"] or "").splitlines()[0])
@@ -75,9 +78,8 @@ print(f"device_peak_bytes on every step: {peak_ok}")
 for iset in sorted(set(t["input_set"])):
     f32, bf16 = g.loc[(iset, "float32")], g.loc[(iset, "bfloat16")]
     print(f"{iset}: bf16/fp32 s per informative MP {bf16.s / f32.s:.2f}x, device peak {bf16.mem / f32.mem:.2f}x")
-print("per remedy (mean s/informative-MP over timed steps, max device peak GB):")
-for (iset, rem), r in t.groupby(["input_set", "remedy"]).agg(
-        s=("s_per_informative_mp", "mean"), mem=("device_peak_bytes", "max")).iterrows():
+print("per remedy (Σ s ÷ Σ informative MP over timed steps, max device peak GB):")
+for (iset, rem), r in figs(["input_set", "remedy"]).iterrows():
     print(f"  {iset:<6} {rem:<22} {r.s:.4f} s/inf-MP  {r.mem / 1e9:.2f} GB")
 sys.exit(0 if bad.empty and same_fp and peak_ok else 1)
 PY

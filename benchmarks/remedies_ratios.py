@@ -4,7 +4,7 @@
 
 1. From a results folder (default ``results/quick-remedies``, written by
    ``hrvs-ray sweep sweeps/quick-remedies.yaml``): per cluster, scope and input set, every
-   combination's mean s/informative-MP, peak RSS and padding, and its speed-up and memory
+   combination's s/informative-MP (Σ seconds ÷ Σ informative MP), peak RSS and padding, and its speed-up and memory
    ratio against pad + float32 + contiguous + no checkpointing measured in the same run —
    computed by the report's own ``grid`` (one place computes the comparison).
 2. From the real MAMe metadata (``--mame``, default the shared copy beside the repository):
@@ -21,7 +21,7 @@ from hrvs_ray.config import load_sweep
 from hrvs_ray.data.shapes import read_metadata_csv
 from hrvs_ray.plan.table import batch_table
 from hrvs_ray.report.load import load
-from hrvs_ray.report.remedies import grid
+from hrvs_ray.report.remedies import grid, speed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,13 +29,14 @@ REPO = Path(__file__).resolve().parents[1]
 def measured(folder: Path) -> None:
     g = grid(load([folder]))
     for (cluster, scope, iset), rows in g.groupby(["cluster", "scope", "input_set"], sort=False):
-        print(f"\n{cluster} {scope} {iset}: s/inf-MP (mean), peak GB, padding, vs pad+fp32+nchw")
-        for _, r in rows.sort_values("speedup", ascending=False).iterrows():
+        print(f"\n{cluster} {scope} {iset}: s/inf-MP (Σ s ÷ Σ MP), peak GB, padding, vs pad+fp32+nchw")
+        rows = rows.assign(order=rows["speedup"].map(speed))
+        for _, r in rows.sort_values("order", ascending=False).iterrows():
             if r["status"] != "ok":
                 print(f"  {r['remedy']:<24} {r['status']}")
                 continue
             print(f"  {r['remedy']:<24} {r['s_imp']:8.3f}  {r['peak_gb']:5.2f} GB  {r['pad_pct']:5.1f} %   "
-                  f"speed-up {r['speedup']:5.2f}x  memory {r['mem_ratio']:5.2f}x")
+                  f"speed-up {r['speedup'].text()}  memory {r['mem_ratio']:5.2f}x (ratio of peaks)")
 
 
 def planned(csv: Path) -> None:
@@ -46,7 +47,7 @@ def planned(csv: Path) -> None:
     for name, e in table.items():
         if e["input_set"] == "LR&FS":
             continue
-        print(f"  {name:<20} {e['padding']['avg'] / e['total']['avg']:6.1%}   informative {e['informative']['avg']:.1f} MP"
+        print(f"  {name:<20} {e['padding_share']:6.1%}   informative {e['informative']['avg']:.1f} MP"
               f"   planned peak fp32 {e['memory'][0]['gb']['max']:.1f} GB")
 
 

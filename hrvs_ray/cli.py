@@ -1,4 +1,4 @@
-"""``hrvs-ray``: sweep | plan | report | data synth | node-info.
+"""``hrvs-ray``: sweep | plan | report | compare | data synth | node-info.
 
 Imports are deferred into each command so ``plan`` and bad-input paths never load torch
 or Ray. Exit codes: 0 ok, 1 some cell failed, 2 bad input (nothing ran), 130 interrupted.
@@ -72,14 +72,32 @@ def _print_plan(table: dict[str, dict]) -> None:
     for name, e in table.items():
         cols = "  ".join(f"{_mp(e[k]['min'])}/{_mp(e[k]['avg'])}/{_mp(e[k]['max'])}"
                          for k in ("informative", "padding", "total"))
-        share = e["padding"]["avg"] / e["total"]["avg"] if e["total"]["avg"] else 0.0
-        print(f"{name:<{width}} {e['batch_size']:>5}  {cols}  {share:>7.1%}")
-    print("(min/avg/max per optimizer step; padding = share of all pixels that are padding)")
+        print(f"{name:<{width}} {e['batch_size']:>5}  {cols}  {e['padding_share']:>7.1%}")
+    print("(min/avg/max per optimizer step; padding = Σ padding ÷ Σ total pixels over the planned steps)")
     print("\nplanned main memory per training step, GB (avg/max):")
     for name, e in table.items():
         cells = ", ".join(f"{m['precision']}/{m['memory_format']}/{m['checkpointing']} "
                           f"{m['gb']['avg']:.2f}/{m['gb']['max']:.2f}" for m in e["memory"])
         print(f"  {name:<{width}} {cells}")
+    _print_sampled_vs_epoch(table, width)
+
+
+def _print_sampled_vs_epoch(table: dict[str, dict], width: int) -> None:
+    """What the sweep's timed steps stand for: padding and label diversity over them and
+    over one full epoch (plan.epoch)."""
+    print("\nsampled steps vs a full epoch: padding % (Σ padding ÷ Σ total) and classes per batch "
+          "(distinct mean/min, largest class share mean/max)")
+    print(f"{'input set':<{width}} {'sampled':>16}  {'padding':>7}  {'classes':>10}  {'top class':>9}   "
+          f"{'epoch':>14}  {'padding':>7}  {'classes':>10}  {'top class':>9}")
+    for name, e in table.items():
+        cols = []
+        for view in ("sampled", "epoch"):
+            v, lab = e[view], e[view]["labels"]
+            what = (f"{v['steps']} steps, {v['runs']} run{'s' if v['runs'] != 1 else ''}" if view == "sampled"
+                    else f"{v['steps']} steps" + (f", w{v['window']}" if v.get("window") else ""))
+            cols.append(f"{what:>16}  {v['padding_share']:>7.1%}  {lab['mean_classes']:>5.1f}/{lab['min_classes']:<4.0f}"
+                        f"  {lab['mean_top_share']:>4.0%}/{lab['max_top_share']:<4.0%}")
+        print(f"{name:<{width}} " + "   ".join(cols))
 
 
 def _mp(v: float) -> str:
@@ -88,9 +106,9 @@ def _mp(v: float) -> str:
 
 
 def print_summary(out: Path) -> None:
-    """s/MP and s/informative-MP per cluster, scope, input set and remedy: the CENTRAL
-    statistic of the timed steps ± their SPREAD, the same figures the report shows."""
-    from .metrics import CENTRAL, GROUP_KEYS, SPREAD, central, derive, spread, timed
+    """s/MP and s/informative-MP per cluster, scope, input set and remedy: Σ seconds ÷ Σ
+    megapixels over the timed steps (hrvs_ray.metrics.group_figures), as the report shows."""
+    from .metrics import GROUP_KEYS, derive, group_figures, timed
     from .scopes import scope_key
     from .store import read_results
 
@@ -99,18 +117,18 @@ def print_summary(out: Path) -> None:
         print("no timed steps recorded")
         return
     keys = GROUP_KEYS
-    rows = [[*(str(k) for k in key), str(len(g)),
-             *(f"{central(g[c]):.3f} ± {spread(g[c]):.3f}" for c in ("s_per_mp", "s_per_informative_mp")),
-             f"{g['peak_rss_bytes'].max() / 1e9:.2f}"]
-            for key, g in sorted(d.groupby(keys), key=lambda kg: (kg[0][0], scope_key(kg[0][1]), kg[0][2:]))]
-    head = ["cluster", "scope", "input set", "remedy"][:len(keys)] + [
-        "steps", f"s/MP ({CENTRAL} ± {SPREAD})", f"s/inf-MP ({CENTRAL} ± {SPREAD})", "peak GB"]
+    f = group_figures(d, keys)
+    rows = [[*(str(r[k]) for k in keys), str(int(r["steps"])), f"{r['s_per_mp']:.3f}",
+             f"{r['s_per_informative_mp']:.3f}", f"{r['peak_rss_bytes'] / 1e9:.2f}"]
+            for _, r in sorted(f.iterrows(), key=lambda ir: (ir[1][keys[0]], scope_key(ir[1][keys[1]]),
+                                                            *(ir[1][k] for k in keys[2:])))]
+    head = ["cluster", "scope", "input set", "remedy"][:len(keys)] + ["steps", "s/MP", "s/inf-MP", "peak GB"]
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     print()
     for r in [head] + rows:
         print("  ".join(v.ljust(w) if i < len(keys) else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))))
-    print(f"({CENTRAL} ± sample {SPREAD} over the timed steps of all runs, warm-up excluded, as in the report; "
-          f"peak GB = largest per-step peak RSS)")
+    print("(Σ seconds ÷ Σ megapixels over the timed steps of all runs, warm-up excluded, as in the report; "
+          "peak GB = largest per-step peak RSS)")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -185,6 +203,24 @@ def cmd_report(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     print(f"report: {path}")
     return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Exit 1 when a group is slower by more than --threshold with its interval excluding 1,
+    0 otherwise, 2 on bad input (unreadable folder, nothing matches, different images)."""
+    from .report.compare import compare, to_json, to_text
+    from .store import ResultsError
+
+    if not 0 <= args.threshold < 1000:
+        _err("--threshold must be a percentage in [0, 1000)")
+        return EXIT_BAD_INPUT
+    try:
+        c = compare(Path(args.base), Path(args.new), args.threshold)
+    except ResultsError as e:
+        _err(str(e))
+        return EXIT_BAD_INPUT
+    print(json.dumps(to_json(c), indent=2) if args.format == "json" else to_text(c))
+    return c.exit_code
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -271,6 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--memory-from", metavar="RESULTS_DIR",
                    help="plan memory with the model calibrated on this results folder's measured steps")
     s.set_defaults(func=cmd_plan)
+
+    s = sub.add_parser("compare", help="NEW ÷ BASE per matched group with 95 %% intervals; exit 1 on a "
+                                       "regression beyond --threshold")
+    s.add_argument("base", metavar="BASE_DIR")
+    s.add_argument("new", metavar="NEW_DIR")
+    s.add_argument("--threshold", type=float, default=5.0, metavar="PCT",
+                   help="a group slower by more than PCT %% (interval excluding 1) fails the check (default 5)")
+    s.add_argument("--format", choices=("table", "json"), default="table")
+    s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("report", help="one self-contained HTML report from stored results")
     s.add_argument("dirs", nargs="+", metavar="DIR")

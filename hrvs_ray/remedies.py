@@ -124,3 +124,17 @@ class RemediesSpec:
     def is_default(self) -> bool:
         combos = self.combinations()
         return len(combos) == 1 and combos[0].is_paper
+
+
+# The plan's version: which images each step of each policy trains on. A results folder
+# is only resumed under the plan that wrote it. Version 2 (issue 16): every policy trains
+# on the images of ``pad``'s steps (bucket regroups them instead of drawing its own from
+# the whole epoch). Only the policies whose batches changed carry the new version, so a
+# sweep of ``pad``/``accumulate`` alone keeps its fingerprint (its batches are unchanged).
+PLAN_VERSION = 2
+POLICY_PLAN_VERSION = {"pad": 1, "accumulate": 1, "bucket": 2}   # version that last changed it
+
+
+def plan_version(batching: tuple[str, ...] | list[str]) -> int:
+    """The plan version a sweep of these batching policies is planned (and fingerprinted) by."""
+    return max(POLICY_PLAN_VERSION[b] for b in batching)

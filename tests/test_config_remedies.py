@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from hrvs_ray.config import ModelSpec, RemediesSpec, SweepError, parse_sweep
+from hrvs_ray.config import ModelSpec, RemediesSpec, SweepError, load_sweep, parse_sweep
 from hrvs_ray.config.remedies import remedy_problem
-from conftest import tiny_sweep_dict
+from conftest import REPO, tiny_sweep_dict
 
 
 def _parse(tmp_path, remedies=None, model=None):
@@ -98,3 +98,16 @@ def test_fingerprint_follows_the_parameters_a_policy_uses(tmp_path):
     a = _parse(tmp_path, {"batching": ["pad", "bucket"], "window": 8}).fingerprint()
     b = _parse(tmp_path, {"batching": ["pad", "bucket"], "window": 16}).fingerprint()
     assert a != b
+
+
+def test_plan_version_enters_the_fingerprint_only_where_batches_changed(tmp_path):
+    from hrvs_ray import remedies
+    assert _parse(tmp_path, {"batching": ["pad", "bucket"], "window": 8}).plan_version == remedies.PLAN_VERSION == 2
+    assert _parse(tmp_path, {"batching": ["pad", "accumulate"]}).plan_version == 1
+    # Fingerprints git HEAD b182d38 (plan version 1) computed for the shipped files, in a
+    # scratch copy: the sweeps with bucket change (their bucket cells train on other
+    # images now), the others keep theirs and still resume.
+    before = {"quick-remedies": "d0113db4780245f5", "remedies": "01e33a7e2ebd159f",
+              "quick": "12b8a3d7a4341059", "smoke": "e82f77c4bb564287"}
+    now = {n: load_sweep(REPO / "sweeps" / f"{n}.yaml").fingerprint() for n in before}
+    assert [n for n in before if now[n] != before[n]] == ["quick-remedies", "remedies"]

@@ -105,12 +105,28 @@ def test_table_output_and_process_pool_give_the_same_problems(bad, tmp_path, cap
         assert any(ln.startswith(file) and f" {kind} " in ln for ln in lines), (file, kind)
 
 
-def test_without_all_only_the_images_the_cells_use_are_checked(bad, tmp_path, capsys):
-    root, _ = bad
-    rc = main(["data", "check", str(_sweep(tmp_path, root, batch=4)), "--input-sets", "HR&VS",
-               "--format", "json", "--no-progress"])
-    err = capsys.readouterr().err
-    assert rc in (0, 1) and "checked 2 images" in err      # one step of batch 2
+def test_without_all_only_the_images_the_cells_use_are_checked(tmp_path, capsys):
+    """Every image emptied: exactly the cell's two images (one step of batch 2) are listed and
+    the exit is 1. Those two restored, the rest still empty: exit 0, nothing listed, so no
+    image outside the cells was looked at."""
+    root = tmp_path / "ds"
+    generate(root, SPEC)
+    good = {p.name: p.read_bytes() for p in (root / "data").iterdir()}
+    for name in good:
+        (root / "data" / name).write_bytes(b"")
+    args = ["data", "check", str(_sweep(tmp_path, root, batch=4)), "--input-sets", "HR&VS", "--format", "json",
+            "--no-progress"]
+    assert main(args) == 1
+    out = capsys.readouterr()
+    got = json.loads(out.out)
+    assert [p["kind"] for p in got] == ["empty", "empty"] and "checked 2 images" in out.err
+    used = [Path(p["file"]) for p in got]
+    assert len(set(used)) == 2 and all(f.parent == root / "data" for f in used)
+    for f in used:
+        f.write_bytes(good[f.name])
+    assert main(args) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out) == [] and "checked 2 images" in out.err and "no problems" in out.err
 
 
 def test_a_clean_dataset_exits_0(tmp_path, capsys):

@@ -13,8 +13,8 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-
 from conftest import REPO, SHARED
+
 from hrvs_ray.cli import build_parser
 
 MANIFEST = REPO / "apptainer" / "kuberay-rayjob.yaml"

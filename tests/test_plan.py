@@ -45,6 +45,27 @@ def test_full_plan_reproduces_table_1():
     assert 25 < hr_big["informative"]["avg"] < 50
 
 
+def test_plan_padding_share_is_the_ratio_of_sums():
+    # Σ padding ÷ Σ total over the planned steps, the statistic the report uses too; with
+    # equal step counts it equals avg ÷ avg, and differs from the mean of per-step shares
+    import numpy as np
+    from hrvs_ray.data.shapes import transformed_arrays
+    from hrvs_ray.plan.policies import step_indices, step_pixel_stats
+
+    sweep = load_sweep(REPO / "sweeps" / "full.yaml")
+    t = batch_table(sweep, 50)
+    for name in ("MR&VS", "HR&VS"):
+        e = t[name]
+        assert e["padding_share"] == pytest.approx(e["padding"]["avg"] / e["total"]["avg"], rel=1e-9)
+    iset = next(i for i in sweep.input_sets if i.name == "HR&VS")
+    shapes = shipped_shape_table().select(sweep.dataset.subset).sorted()
+    h, w = transformed_arrays(iset, shapes.heights, shapes.widths)
+    remedy = sweep.remedies.combinations()[0]
+    stats = step_pixel_stats(h, w, step_indices(remedy, h, w, sweep.training.seed, 0, iset.batch_size, 50), remedy)
+    mean_of_shares = float(np.mean(np.asarray(stats["padding"]) / np.asarray(stats["total"])))
+    assert abs(t["HR&VS"]["padding_share"] - mean_of_shares) > 1e-3
+
+
 def test_plan_cli_json_imports_neither_torch_nor_ray(tmp_path):
     # its speed is measured by benchmarks/plan_speed.py, not asserted here
     code = ("import sys, runpy; sys.argv=['hrvs-ray','plan','sweeps/full.yaml','--batches','2000','--format','json'];"
@@ -58,6 +79,9 @@ def test_plan_cli_json_imports_neither_torch_nor_ray(tmp_path):
     for entry in data.values():
         assert {"batch_size", "informative", "padding", "total"} <= set(entry)
         assert set(entry["total"]) == {"min", "avg", "max"}
+        for view in ("sampled", "epoch"):       # README: "plan --format json"
+            assert {"steps", "informative_px", "total_px", "padding_share", "labels"} <= set(entry[view])
+            assert set(entry[view]["labels"]) == {"mean_classes", "min_classes", "mean_top_share", "max_top_share"}
 
 
 def test_cells_are_the_cartesian_product_with_stable_ids(tmp_path):
@@ -81,3 +105,30 @@ def test_llc_event_and_scopes_can_differ_per_cluster(tmp_path):
     amd = [c for c in cells if c.cluster == "amd"]
     assert {c.counters.llc for c in mn4} == {"raw:0x20d1"} and {c.scope for c in mn4} == {"cores:4", "node"}
     assert {c.counters.llc for c in amd} == {"generic"} and {c.scope for c in amd} == {"node"}
+
+
+@pytest.mark.parametrize("name", ["quick-remedies", "remedies"])
+def test_cells_that_differ_only_in_remedy_train_on_the_same_images(name):
+    from collections import Counter
+
+    from hrvs_ray.plan.cells import step_plan
+    from hrvs_ray.plan.table import planning_shapes
+    sweep = load_sweep(REPO / "sweeps" / f"{name}.yaml")
+    shapes, _ = planning_shapes(sweep)
+    groups: dict[tuple, dict[str, tuple]] = {}
+    cells = [c for c in plan_cells(sweep, ["x"]) if c.scope == sweep.scopes[-1]]   # scopes share seeds
+    for cell in cells:
+        idx = step_plan(cell, shapes.heights, shapes.widths)
+        ids = [[shapes.ids[i] for i in row] for row in idx.tolist()]
+        w = cell.warmup_steps
+        key = (cell.cluster, cell.scope, cell.input_set.name, cell.run)
+        groups.setdefault(key, {})[cell.remedy.label] = (
+            Counter(i for r in ids[:w] for i in r), Counter(i for r in ids[w:] for i in r), ids)
+    assert len(groups) == len(sweep.input_sets) * sweep.training.runs
+    for key, by_remedy in groups.items():
+        pad = by_remedy["pad+fp32+nchw"]
+        for label, (warm, timed, ids) in by_remedy.items():
+            assert warm == pad[0] and timed == pad[1], (key, label)   # same multiset, warm-up and timed
+        buckets = [v[2] for k, v in by_remedy.items() if k.startswith("bucket")]
+        if key[2] != "LR&FS":              # fixed-size sets: every order has no padding to cut
+            assert buckets and all(b != pad[2] for b in buckets), key   # regrouped, not pad's batches

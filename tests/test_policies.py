@@ -10,7 +10,7 @@ import pytest
 from conftest import MAME_CSV, tiny_sweep_dict
 from hrvs_ray.config import InputSetSpec, parse_sweep
 from hrvs_ray.plan.batching import batch_indices, epoch_permutation, pixel_stats
-from hrvs_ray.plan.policies import aspect_class, bucket_indices, micro_slices, step_indices, step_pixel_stats
+from hrvs_ray.plan.policies import aspect_class, epoch_indices, micro_slices, step_indices, step_pixel_stats
 from hrvs_ray.data.shapes import read_metadata_csv, transformed_arrays
 from hrvs_ray.plan.table import batch_table
 from hrvs_ray.remedies import Remedy
@@ -20,49 +20,64 @@ H = RNG.integers(20, 400, 500)
 W = RNG.integers(20, 400, 500)
 
 
-def test_bucket_uses_every_image_of_each_window_exactly_once():
+def test_bucket_epoch_uses_every_image_of_each_window_exactly_once():
     bs, window = 4, 8
     per_epoch = len(H) // bs                          # 125 batches: 15 full windows + 5 batches
-    idx = bucket_indices(H, W, 3, 1, bs, per_epoch, window)
+    idx = epoch_indices(Remedy(batching="bucket", window=window), H, W, 3, 1, bs)
     perm = epoch_permutation(len(H), 3, 1, 0)[: per_epoch * bs]
+    assert idx.shape == (per_epoch, bs)
     assert sorted(idx.ravel().tolist()) == sorted(perm.tolist())       # the epoch, each image once
     span = window * bs
     windows = [set(perm[s:s + span].tolist()) for s in range(0, len(perm), span)]
     for row in idx:                                   # a batch never mixes two windows
         assert sum(set(row.tolist()) <= w for w in windows) == 1
+    first = sorted(perm[:span].tolist(), key=lambda i: (aspect_class(H[[i]], W[[i]])[0], H[i] * W[i], i))
+    assert {tuple(first[k:k + bs]) for k in range(0, span, bs)} <= {tuple(r.tolist()) for r in idx}
+    assert np.array_equal(epoch_indices(Remedy(), H, W, 3, 1, bs), perm.reshape(-1, bs))   # pad: the paper
 
 
-def test_bucket_batches_are_cut_from_the_shape_sorted_window():
-    bs, window = 4, 8
-    idx = bucket_indices(H, W, 3, 1, bs, 200, window)   # crosses into a second epoch
-    key = lambda i: (aspect_class(H[[i]], W[[i]])[0], H[i] * W[i], i)  # noqa: E731
-    perm = epoch_permutation(len(H), 3, 1, 0)[: (len(H) // bs) * bs]
-    first = sorted(perm[: window * bs].tolist(), key=key)
-    expected = {tuple(first[k:k + bs]) for k in range(0, len(first), bs)}
-    got = {tuple(r.tolist()) for r in idx[: len(H) // bs]}
-    assert expected <= got
-    assert len({tuple(r) for r in idx.tolist()}) == 200   # second epoch: new batches, no repeats
-    assert not np.array_equal(idx, bucket_indices(H, W, 4, 1, bs, 200, window))   # seed matters
-    assert not np.array_equal(idx, bucket_indices(H, W, 3, 1, bs, 200, 4))        # window matters
+def test_every_policy_trains_on_pads_warmup_and_timed_images():
+    bucket, acc = Remedy(batching="bucket", window=4), Remedy(batching="accumulate", micro_batch=2)
+    for n, warm in ((12, 2), (200, 3), (5, 0)):       # 200 steps of 4 cross into a second epoch
+        pad = step_indices(Remedy(), H, W, 3, 1, 4, n, warm)
+        for policy in (bucket, acc):
+            got = step_indices(policy, H, W, 3, 1, 4, n, warm)
+            assert got.shape == pad.shape
+            assert sorted(got[:warm].ravel().tolist()) == sorted(pad[:warm].ravel().tolist())
+            assert sorted(got[warm:].ravel().tolist()) == sorted(pad[warm:].ravel().tolist())
+        b = step_indices(bucket, H, W, 3, 1, 4, n, warm)
+        assert all(len(set(r)) == 4 for r in b.tolist())   # windows never span epochs: no repeats
+    assert np.array_equal(step_indices(acc, H, W, 3, 1, 4, 12, 2), step_indices(Remedy(), H, W, 3, 1, 4, 12, 2))
+
+
+def test_paired_bucket_still_regroups_and_follows_seed_and_window():
+    spec = Remedy(batching="bucket", window=16)
+    pad = step_indices(Remedy(), H, W, 1, 0, 8, 50, 2)
+    b = step_indices(spec, H, W, 1, 0, 8, 50, 2)
+    assert not np.array_equal(np.sort(b, axis=1), np.sort(pad, axis=1))    # batches were regrouped
+    sb, sp = step_pixel_stats(H, W, b, spec), step_pixel_stats(H, W, pad, Remedy())
+    assert sb["padding"][2:].sum() / sb["total"][2:].sum() < sp["padding"][2:].sum() / sp["total"][2:].sum() - 0.15
+    assert not np.array_equal(b, step_indices(spec, H, W, 2, 0, 8, 50, 2))           # seed matters
+    assert not np.array_equal(b, step_indices(Remedy("bucket", window=4), H, W, 1, 0, 8, 50, 2))  # window
 
 
 def test_bucket_cuts_padding_and_pad_is_the_papers_plan():
     spec = Remedy(batching="bucket", window=16)
     pad = step_indices(Remedy(), H, W, 1, 0, 8, 50)
     assert np.array_equal(pad, batch_indices(len(H), 1, 0, 8, 50))
-    b = step_pixel_stats(H, W, step_indices(spec, H, W, 1, 0, 8, 50), spec)
-    p = step_pixel_stats(H, W, pad, Remedy())
+    b = step_pixel_stats(H, W, epoch_indices(spec, H, W, 1, 0, 8), spec)
+    p = step_pixel_stats(H, W, epoch_indices(Remedy(), H, W, 1, 0, 8), Remedy())
     assert b["padding"].sum() / b["total"].sum() < p["padding"].sum() / p["total"].sum() - 0.15
 
 
 def test_bucket_plan_is_identical_in_another_process():
-    code = ("import numpy as np; from hrvs_ray.plan.policies import bucket_indices;"
+    code = ("import numpy as np; from hrvs_ray.plan.policies import step_indices; from hrvs_ray.remedies import Remedy;"
             "r=np.random.default_rng(4); h=r.integers(20,400,500); w=r.integers(20,400,500);"
-            "print(bucket_indices(h, w, 9, 2, 4, 40, 8).tolist())")
+            "print(step_indices(Remedy('bucket', window=8), h, w, 9, 2, 4, 40, 3).tolist())")
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={"OMP_NUM_THREADS": n, "PATH": "/usr/bin", "PYTHONPATH": "."}).stdout
             for n in ("1", "2")}
-    assert outs == {str(bucket_indices(H, W, 9, 2, 4, 40, 8).tolist()) + "\n"}
+    assert outs == {str(step_indices(Remedy("bucket", window=8), H, W, 9, 2, 4, 40, 3).tolist()) + "\n"}
 
 
 def test_aspect_class_is_exact_at_the_bin_edges():
@@ -114,7 +129,7 @@ def test_transformed_shapes_feed_the_bucket_key():
     iset = InputSetSpec("MR&VS", "shorter_side", 4, (50,))
     h, w = transformed_arrays(iset, H, W)
     assert (np.minimum(h, w) == 50).all()
-    assert bucket_indices(h, w, 1, 0, 4, 10, 4).shape == (10, 4)
+    assert step_indices(Remedy("bucket", window=4), h, w, 1, 0, 4, 10, 2).shape == (10, 4)
 
 
 def test_micro_batches_of_one_tiny_image_are_refused_before_anything_runs(tmp_path):

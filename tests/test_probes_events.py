@@ -9,37 +9,77 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from hrvs_ray import config, scopes
-from hrvs_ray.probes import events
-from hrvs_ray.probes.events import EVENT_HELP, EventSpecError, llc_event_problem, parse_llc_event
 from hrvs_ray.node.topology import read_topology, resolve_scope
+from hrvs_ray.probes.events import EVENT_HELP, EventSpecError, parse_llc_event
 
-SPECS = ["generic", "ll-read", "none", "raw:0x20d1", "raw:0xFFFFFFFFFFFFFFFF", "raw:0x1ffffffffffffffff",
-         "raw:20d1", "raw:0x", "raw:not-hex", "GENERIC", " generic", "", "cache-misses"]
+# Valid (generic, named, raw, upper-case hex, 64 bits) and invalid spellings (wrong case,
+# padding, no 0x, no digits, not hex, 65 bits, perf's own names, not a string).
+SPECS = ["generic", "ll-read", "none", "raw:0x20d1", "raw:0x20D1", "raw:0x0", "raw:0xFFFFFFFFFFFFFFFF",
+         "raw:0x1ffffffffffffffff", "raw:20d1", "raw:0x", "raw:not-hex", "raw:0xg1", "raw: 0x20d1",
+         "GENERIC", " generic", "generic ", "generic\n", "raw:0x20d1\n", "", "cache-misses", "LLC-load-misses",
+         5, True, None, ["generic"]]
+ALWAYS_VALID = {"generic", "ll-read", "none", "raw:0x20d1", "raw:0xFFFFFFFFFFFFFFFF"}
+NEVER_VALID = {"raw:0x1ffffffffffffffff", "raw:0x", "raw:not-hex", "", " generic", "generic\n", "raw:0x20d1\n"}
 
 
 def test_validator_and_counters_use_the_same_scope_grammar():
     assert config.SCOPE_RE is scopes.SCOPE_RE
 
 
-@pytest.mark.parametrize("spec", SPECS)
-def test_accepted_by_the_validator_iff_the_counters_parse_it(spec, tmp_path):
-    """The sweep validator, at both places a sweep names an event, accepts exactly the specs
-    the counters can open, and names the key when it refuses."""
-    from conftest import tiny_sweep_dict
-    for over, key in (({"counters": {"llc": spec}}, "counters.llc"),
-                      ({"clusters": [{"name": "a", "counters": {"llc": spec}}]}, "clusters[0].counters.llc")):
-        try:
-            config.parse_sweep(tiny_sweep_dict(tmp_path, **over), "s.yaml")
-            accepted = True
-        except config.SweepError as e:
-            accepted = False
-            assert f"s.yaml: {key}:" in str(e)
-        assert (llc_event_problem(spec) is None) == accepted
-    if accepted:
+def _probes_accept(spec: object) -> bool:
+    try:
+        parse_llc_event(spec)  # type: ignore[arg-type]
+    except EventSpecError:
+        return False
+    return True
+
+
+def _sweep_dict(top_llc: object = "generic", cluster_llc: object = "generic") -> dict:
+    return {"name": "ev", "dataset": {"kind": "synthetic", "path": "/nonexistent/ev"},
+            "input_sets": {"a": {"resize": "fixed", "size": [8, 8], "batch_size": 1}}, "scopes": ["node"],
+            "counters": {"llc": top_llc},
+            "clusters": [{"name": "c0"}, {"name": "c1", "counters": {"llc": cluster_llc}}]}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=repr)
+@pytest.mark.parametrize("where, key", [("top", "counters.llc"), ("cluster", "clusters[1].counters.llc")])
+def test_the_sweep_validator_accepts_exactly_the_events_the_probes_parse(spec, where, key):
+    """A sweep the validator passes must be one whose counters open, and a sweep it refuses
+    must be one the probes would refuse too: the validator has no grammar of its own."""
+    d = _sweep_dict(**{"top_llc" if where == "top" else "cluster_llc": spec})
+    probes_ok = _probes_accept(spec)
+    if isinstance(spec, str):      # the oracle itself: the unambiguous cases
+        assert probes_ok == (spec in ALWAYS_VALID) or spec not in ALWAYS_VALID | NEVER_VALID
+    if probes_ok:
+        sweep = config.parse_sweep(d, "ev.yaml")
+        got = sweep.counters.llc if where == "top" else sweep.clusters[1].counters.llc
+        assert got == spec
+    else:
+        with pytest.raises(config.SweepError) as e:
+            config.parse_sweep(d, "ev.yaml")
+        assert e.value.key == key and str(e.value).startswith(f"ev.yaml: {key}: ")
+        if isinstance(spec, str):      # the events module's own words, not a second copy of them
+            assert e.value.problem.startswith(EVENT_HELP)
+
+
+def test_a_sweep_file_with_a_bad_event_is_refused_naming_file_and_key(tmp_path):
+    path = tmp_path / "ev.yaml"
+    path.write_text(yaml.safe_dump(_sweep_dict(cluster_llc="raw:0x1ffffffffffffffff")))
+    with pytest.raises(config.SweepError, match=re.escape(f"{path}: clusters[1].counters.llc: ")):
+        config.load_sweep(path)
+    path.write_text(yaml.safe_dump(_sweep_dict(top_llc="raw:0x20D1", cluster_llc="ll-read")))
+    sweep = config.load_sweep(path)
+    assert (sweep.counters.llc, sweep.clusters[1].counters.llc) == ("raw:0x20D1", "ll-read")
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if isinstance(s, str)], ids=repr)
+def test_the_probes_refuse_with_the_grammar_in_words(spec):
+    if _probes_accept(spec):
         ev, name = parse_llc_event(spec)
-        assert name == "none" if spec == "none" else ev is not None
+        assert (ev is None) == (name == "none")
     else:
         with pytest.raises(EventSpecError, match=re.escape(f"invalid llc event {spec!r}: {EVENT_HELP}")):
             parse_llc_event(spec)

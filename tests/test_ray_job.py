@@ -11,10 +11,17 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import REPO
-from hrvs_ray.cluster.ray_job import (JOB_CONFIG_VAR, JobPathError, VersionSkew, check_outside_job_package,
-                                      check_same_code, choose_address, job_package_dir)
+
+from hrvs_ray.cluster.ray_job import (
+    JOB_CONFIG_VAR,
+    JobPathError,
+    VersionSkew,
+    check_outside_job_package,
+    check_same_code,
+    choose_address,
+    job_package_dir,
+)
 
 JOB_ENV = {JOB_CONFIG_VAR: json.dumps({"runtime_env": {"working_dir": "gcs://_ray_pkg_0123abcd.zip"}})}
 

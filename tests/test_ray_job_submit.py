@@ -22,7 +22,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from conftest import REPO, tiny_sweep_dict
 from test_ray_auth import _env, _free_port, _stop_group
 

@@ -52,6 +52,16 @@ def test_every_remedy_is_a_cell_with_its_columns_and_the_plans_pixels(tmp_path, 
         planned = step_pixel_stats(h, w, step_plan(cell, table.heights, table.widths), cell.remedy)
         for k in ("informative", "padding", "total"):
             assert np.array_equal(s[f"{k}_px"].to_numpy(), planned[k]), (cell.remedy.label, k)
+        idx = step_plan(cell, table.heights, table.widths)
+        assert [list(x) for x in s["image_ids"]] == [[table.ids[i] for i in row] for row in idx.tolist()]
+
+    # every policy trained on pad's images (issue 16): per cell the same multiset of recorded
+    # ids, for the warm-up and for the timed steps
+    bags = {(cid, warm): sorted(i for ids in g["image_ids"] for i in ids)
+            for (cid, warm), g in steps.groupby(["cell_id", "warmup"])}
+    assert len({tuple(v) for (_, warm), v in bags.items() if warm}) == 1
+    assert len({tuple(v) for (_, warm), v in bags.items() if not warm}) == 1
+    assert all(i.endswith(".jpg") for v in bags.values() for i in v)     # literal file names
 
     pad = steps[steps["remedy"] == "pad+fp32+nchw"].sort_values("step")
     acc = steps[steps["remedy"] == "accum+fp32+nchw"].sort_values("step")

@@ -73,3 +73,29 @@ def test_reader_errors_name_the_folder(tmp_path):
     pq.write_table(t.replace_schema_metadata({b"schema_version": str(SCHEMA_VERSION + 1).encode()}), st.cells_path)
     with pytest.raises(ResultsError, match="newer than this hrvs-ray"):
         read_results(tmp_path / "new")
+
+
+def test_a_folder_of_another_plan_version_is_refused_by_name(tmp_path):
+    # a folder written before plan version 2 has no plan_version in sweep.json: version 1
+    ResultStore.open(tmp_path / "r", "s", "fp1", {}).write_cell(_cell("a"), _steps("a"))
+    import json
+    ident = json.loads((tmp_path / "r" / "sweep.json").read_text())
+    assert ident["plan_version"] == 1
+    with pytest.raises(ResultsError, match=r"planned by plan version 1; this hrvs-ray plans it by version 2.*"
+                                           r"Refusing to resume with two plans mixed"):
+        ResultStore.open(tmp_path / "r", "s", "fp1", {}, plan_version=2)
+    st = ResultStore.open(tmp_path / "r", "s", "fp2", {}, fresh=True, plan_version=2)
+    assert st.finished() == {} and json.loads((tmp_path / "r" / "sweep.json").read_text())["plan_version"] == 2
+    ResultStore.open(tmp_path / "r", "s", "fp2", {}, plan_version=2)        # same plan: resumes
+
+
+def test_image_ids_round_trip_and_older_folders_read_null(tmp_path):
+    st = ResultStore.open(tmp_path / "r", "s", "fp1", {})
+    rows = [{"sweep": "s", "cell_id": "a", "cluster": "c1", "step": 0, "image_ids": ["b.jpg", "a.jpg"]}]
+    st.write_cell(_cell("a"), conform(rows, STEPS_SCHEMA))
+    old = _steps("b").drop(["image_ids"])                     # a schema-2 steps file
+    pq.write_table(old.replace_schema_metadata({b"schema_version": b"2"}), st.steps_path("c1", "b"))
+    st.write_cell(_cell("b"), None)
+    steps = read_results(tmp_path / "r").steps.to_pandas().set_index("cell_id")
+    assert list(steps.loc["a", "image_ids"]) == ["b.jpg", "a.jpg"]     # pass order, literal ids
+    assert steps.loc["b", "image_ids"].isna().all()

@@ -16,7 +16,7 @@ from ..config import Sweep
 from ..data.mame import Dataset
 from ..plan.memory_calibration import stored_calibration, write_calibration
 from ..plan.memory_model import estimate_step_bytes
-from ..metrics import central_s_per_mp
+from ..metrics import cell_s_per_mp
 from ..plan.cells import CellSpec, cell_largest_pass, plan_cells
 from ..plan.preflight import preflight
 from .provenance import code_identity
@@ -70,7 +70,8 @@ def run_sweep(sweep: Sweep, out: Path, progress_factory: Any, address: str | Non
     # validates against the dataset, generates a synthetic one once, checks every needed
     # image's header: every bad image listed at once, before Ray starts or a folder is written
     dataset = preflight(sweep)
-    store = ResultStore.open(out, sweep.name, sweep.fingerprint(), sweep.to_dict(), fresh=fresh)
+    store = ResultStore.open(out, sweep.name, sweep.fingerprint(), sweep.to_dict(), fresh=fresh,
+                             plan_version=sweep.plan_version)
 
     gcs = ray_io.connect(address)
     try:
@@ -264,7 +265,7 @@ class CellLoop:
         label = where(cell, node.name if node else None)
         if outcome.status == "ok":
             self.summary.ok += 1
-            value = central_s_per_mp(outcome.steps.to_pandas()) if outcome.steps is not None else None
+            value = cell_s_per_mp(outcome.steps.to_pandas()) if outcome.steps is not None else None
             return CellSummary(cell.cell_id, label, "ok", value)
         first = (outcome.error or "").splitlines()[0] if outcome.error else ""
         self.summary.failed.append((cell.cell_id, first))

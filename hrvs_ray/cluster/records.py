@@ -97,7 +97,7 @@ class CellSummary:
     where: str
     status: str
     s_per_mp: float | None = None
-    statistic: str = "mean"
+    statistic: str = "Σ s ÷ Σ MP"
     first_error: str | None = None
 
     def line(self) -> str:

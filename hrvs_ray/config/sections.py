@@ -159,7 +159,7 @@ def _event_problem(s: str) -> str | None:
     try:
         parse_llc_event(s)
     except EventSpecError as e:
-        return str(e).split(": ", 1)[-1]
+        return str(e).split(f"{s!r}: ", 1)[-1]   # after the spec itself, which may hold ": "
     return None
 
 

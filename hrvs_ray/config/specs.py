@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..names import input_set_key
-from ..remedies import RemediesSpec
+from ..remedies import RemediesSpec, plan_version
 
 RESIZE_KINDS = ("fixed", "shorter_side", "none")
 
@@ -173,6 +173,11 @@ class Sweep:
                      clusters=clusters, execution=ExecutionSpec(**d.get("execution", {})),
                      remedies=remedies, source=source)
 
+    @property
+    def plan_version(self) -> int:
+        """The plan version this sweep's batches are drawn by (see ``remedies.PLAN_VERSION``)."""
+        return plan_version(self.remedies.batching)
+
     def fingerprint(self) -> str:
         """Hash of everything that changes what a cell measures (not ``execution`` knobs),
         so a results folder can refuse rows of a different sweep definition."""
@@ -189,5 +194,9 @@ class Sweep:
             d.pop("remedies")
         else:
             d["remedies"] = asdict(remedies)
+        # which images each policy trains on: a sweep whose policies' batches changed
+        # (plan version > 1) cannot share a fingerprint with one planned before
+        if self.plan_version > 1:
+            d["plan_version"] = self.plan_version
         blob = json.dumps(d, sort_keys=True, default=list).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

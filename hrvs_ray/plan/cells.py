@@ -116,9 +116,12 @@ def plan_cells(sweep: Sweep, clusters: Sequence[str]) -> list[CellSpec]:
 def step_plan(cell: CellSpec, heights: np.ndarray, widths: np.ndarray) -> np.ndarray:
     """(n_batches, batch_size) indices into the sorted shape table: the images of each of
     the cell's optimizer steps under its batching policy. ``heights``/``widths`` are the
-    original shapes in sorted-id order (the input set's resize is applied here)."""
+    original shapes in sorted-id order (the input set's resize is applied here). Cells that
+    differ only in their remedy train their warm-up and their timed steps on the same
+    images: they share seed and run, and every policy regroups ``pad``'s steps."""
     h, w = transformed_arrays(cell.input_set, heights, widths)
-    return step_indices(cell.remedy, h, w, cell.seed, cell.run, cell.input_set.batch_size, cell.n_batches)
+    return step_indices(cell.remedy, h, w, cell.seed, cell.run, cell.input_set.batch_size, cell.n_batches,
+                        cell.warmup_steps)
 
 
 def cell_largest_pass(cell: CellSpec, heights: np.ndarray, widths: np.ndarray) -> int:

@@ -14,8 +14,10 @@ import numpy as np
 
 from ..config import Sweep, SweepError
 from ..data.shapes import METADATA_CSV, ShapeTable, read_metadata_csv, shipped_shape_table, transformed_arrays
+from ..metrics import ratio_of_sums
 from ..remedies import Remedy
 from .memory_model import estimate_step_bytes
+from .epoch import policy_views
 from .policies import step_indices, step_pixel_stats
 
 Estimator = Callable[[int, Remedy], int]   # (pixels of a pass, remedy) -> planned bytes
@@ -85,13 +87,16 @@ def batch_table(sweep: Sweep, n_batches: int, shapes: ShapeTable | None = None,
                 estimate: Estimator = estimate_step_bytes) -> dict[str, dict]:
     """Per input set (× batching policy when the sweep has several): batch size and
     min/avg/max informative, padding and total MP per optimizer step over ``n_batches``
-    seeded steps (run 0), and the planned memory per step in GB for every precision ×
-    memory format × checkpointing of the sweep (``memory_gb``: the first of them)."""
+    seeded steps (run 0), the planned memory per step in GB for every precision ×
+    memory format × checkpointing of the sweep (``memory_gb``: the first of them), and
+    padding and label diversity over the sweep's timed steps (``sampled``) and over one
+    full epoch (``epoch``), see ``plan.epoch``."""
     if shapes is None:
         shapes, source = planning_shapes(sweep)
         check_plan(sweep, shapes, source)
     spec = sweep.remedies
     several = len(spec.batching) > 1
+    views = policy_views(sweep, shapes)
     out: dict[str, dict] = {}
     for iset in sweep.input_sets:
         h, w = transformed_arrays(iset, shapes.heights, shapes.widths)
@@ -103,10 +108,13 @@ def batch_table(sweep: Sweep, n_batches: int, shapes: ShapeTable | None = None,
                            "batches": int(idx.shape[0])}
             for k in ("informative", "padding", "total"):
                 entry[k] = _mma(stats[k], 1e6)
+            # the one statistic (hrvs_ray.metrics): Σ padding ÷ Σ total over the planned steps
+            entry["padding_share"] = ratio_of_sums(stats["padding"], stats["total"])
             entry["memory"] = [
                 {"precision": r.precision, "memory_format": r.memory_format, "checkpointing": r.checkpointing,
                  "gb": _mma([estimate(int(p), r) for p in stats["largest_pass"]], 1e9)}
                 for r in spec.combinations() if r.batching == spec.batching[0]]
             entry["memory_gb"] = entry["memory"][0]["gb"]
+            entry |= views[(iset.name, batching)]   # "sampled" (the sweep's timed steps), "epoch"
             out[f"{iset.name} [{batching}]" if several else iset.name] = entry
     return out

@@ -25,7 +25,8 @@ HW_CYCLES, HW_INSTRUCTIONS, HW_CACHE_MISSES = 0, 1, 3
 SW_TASK_CLOCK, SW_PAGE_FAULTS, SW_CONTEXT_SWITCHES = 1, 2, 3
 LL_READ_MISS = 2 | (0 << 8) | (1 << 16)           # PERF_COUNT_HW_CACHE_LL | OP_READ << 8 | RESULT_MISS << 16
 
-EVENT_RE = re.compile(r"^(generic|ll-read|none|raw:0x[0-9a-fA-F]{1,16})$")
+# \Z, not $: "$" also matches before a final newline, and "generic\n" is no event
+EVENT_RE = re.compile(r"^(generic|ll-read|none|raw:0x[0-9a-fA-F]{1,16})\Z")
 EVENT_HELP = "must be 'generic', 'll-read', 'none' or 'raw:0x<hex>' (at most 64 bits)"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..fsutil import atomic_write_text
 from ..store import ResultsError
 from ..remedies import PAPER
-from . import answers, checks, html, memory, remedies, tables
+from . import answers, checks, epoch, html, memory, remedies, tables
 from .charts import scaling_figure, tradeoff_figures
 from .figures import colours, scope_figures
 from .load import Merged, load, scope_label
@@ -50,12 +50,13 @@ def _per_scope(m: Merged) -> str:
     return "\n".join(out)
 
 
-def _remedies(m: Merged) -> str:
+def _remedies(m: Merged, views: epoch.Views) -> str:
     one = remedies.only_one_setup(m)
     if one:
         return f'<p class="note">{html.esc(one)}</p>'
     g = remedies.grid(m)
-    out = [html.table(remedies.answers(g)), f'<p class="note">{html.esc(remedies.LEGEND)}</p>']
+    out = [html.table(remedies.answers(g, epoch.diversity_notes(views))),
+           f'<p class="note">{html.esc(remedies.LEGEND)}</p>']
     out += [html.figure(f) for f in tradeoff_figures(g)]
     out += [html.table(t) for t in remedies.tables(m, g)]
     return "\n".join(out)
@@ -65,12 +66,14 @@ def _sections(m: Merged) -> list[tuple[str, str]]:
     det = checks.determinism(m)
     fails = checks.failures(m)
     src, prov = checks.provenance(m)
+    views, plan_notes = epoch.plan_views(m)
     return [
         ("Summary", _summary(m, det.extra["ok"], len(fails.rows))),
         ("Scaling with cores", html.colour_legend(colours(m.input_sets), m.input_sets) + "\n"
          + html.figure(scaling_figure(m))),
         ("Figures per scope", _per_scope(m)),
-        ("Remedies", _remedies(m)),
+        ("Remedies", _remedies(m, views)),
+        ("Sampled steps vs a full epoch", "\n".join(html.table(t) for t in epoch.section(m, views, plan_notes))),
         ("Tables from the paper", "\n".join(html.table(t) for t in (tables.table1(m), tables.table2(m),
                                                                         tables.table3(m)))),
         ("Memory model", html.table(memory.predicted_vs_measured(m))),

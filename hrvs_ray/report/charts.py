@@ -14,7 +14,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from ..metrics import CENTRAL, SPREAD, central, spread, timed
+from ..metrics import timed
+from ..metrics.interval import run_spread, value_interval
 from ..remedies import PAPER
 from .figures import RC, RUN_MARKERS, FigureSVG, colours, log_y, to_svg
 from .load import Merged, scope_key, scope_label
@@ -37,12 +38,16 @@ def _grid_axes(n: int, panel_in: float = 4.6) -> tuple[Figure, list]:
 
 
 def _scaling_data(m: Merged) -> pd.DataFrame:
+    """Per input set × cluster × scope: s/MP (ratio of sums) and its 95 % interval."""
     t = timed(m.ref_steps)
-    rows = [dict(input_set=n, cluster=c, scope=s, cores=float(g["cores"].median()), value=central(g["s_per_mp"]),
-                 sd=spread(g["s_per_mp"]))
-            for (n, c, s), g in t.groupby(["input_set", "cluster", "scope"], sort=False)]
-    return pd.DataFrame(rows, columns=["input_set", "cluster", "scope", "cores", "value", "sd"]).dropna(
-        subset=["cores", "value"])
+    keys = ["input_set", "cluster", "scope"]
+    run_sd = run_spread(t, keys, "s_per_mp") if len(t) else None
+    rows = []
+    for (n, c, s), g in t.groupby(keys, sort=False):
+        value, low, high = value_interval(g, "s_per_mp", run_sd)
+        rows.append(dict(input_set=n, cluster=c, scope=s, cores=float(g["cores"].median()), value=value,
+                         low=low, high=high))
+    return pd.DataFrame(rows, columns=keys + ["cores", "value", "low", "high"]).dropna(subset=["cores", "value"])
 
 
 def _scaling_panel(ax, d: pd.DataFrame, clusters: list[str], colour: str) -> None:
@@ -53,7 +58,7 @@ def _scaling_panel(ax, d: pd.DataFrame, clusters: list[str], colour: str) -> Non
         e = e.assign(order=e["scope"].map(scope_key)).sort_values(["cores", "order"])
         if e.empty:
             continue
-        ax.errorbar(e["cores"], e["value"], yerr=e["sd"].fillna(0), color=colour, marker=RUN_MARKERS[ci % 8],
+        ax.errorbar(e["cores"], e["value"], yerr=_bars(e), color=colour, marker=RUN_MARKERS[ci % 8],
                     linestyle=LINESTYLES[ci % len(LINESTYLES)], capsize=2, markersize=5, linewidth=1.3)
         c0, y0 = float(e["cores"].iloc[0]), float(e["value"].iloc[0])
         x = np.array([c0, float(e["cores"].max())])
@@ -66,8 +71,8 @@ def _scaling_panel(ax, d: pd.DataFrame, clusters: list[str], colour: str) -> Non
                         xytext=(5, 3 + 9 * placed[k]), fontsize=7, color="#444444")
     cores = sorted(set(d["cores"]))
     ax.set_xscale("log", base=2)
-    lo, hi = float((d["value"] - d["sd"].fillna(0)).clip(lower=d["value"].min() / 2).min()), float(
-        (d["value"] + d["sd"].fillna(0)).max())
+    lo = float(d["low"].fillna(d["value"]).clip(lower=d["value"].min() / 2).min())
+    hi = float(d["high"].fillna(d["value"]).max())
     log_y(ax, lo, hi)
     ax.xaxis.set_major_locator(FixedLocator(cores))
     ax.xaxis.set_minor_locator(NullLocator())
@@ -75,7 +80,7 @@ def _scaling_panel(ax, d: pd.DataFrame, clusters: list[str], colour: str) -> Non
     if len(cores) == 1:
         ax.set_xlim(cores[0] / 1.6, cores[0] * 1.6)
     ax.set_xlabel("cores used (log scale)")
-    ax.set_ylabel(f"seconds / MP, {CENTRAL} (log scale)")
+    ax.set_ylabel("seconds / MP, Σ s ÷ Σ MP (log scale)")
     ax.grid(color="#e5e5e5", linewidth=0.6)
 
 
@@ -102,9 +107,16 @@ def scaling_figure(m: Merged) -> FigureSVG:
         fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 6), frameon=False)
         svg = to_svg(fig, "hrvs-scaling")
     return FigureSVG(title, svg, alt, caption=(
-        f"Points: {CENTRAL} s / MP of the timed steps at each scope (label beside it), bars ± {SPREAD}; colour "
-        f"= input set, marker and line = cluster. Dotted: ideal linear scaling from the cluster's smallest "
-        f"scope. Both axes logarithmic: equal slopes mean equal scaling."))
+        "Points: s / MP (Σ seconds ÷ Σ megapixels of the timed steps) at each scope (label beside it), bars: its "
+        "95 % bootstrap interval; colour = input set, marker and line = cluster. Dotted: ideal linear scaling "
+        "from the cluster's smallest scope. Both axes logarithmic: equal slopes mean equal scaling."))
+
+
+def _bars(e: pd.DataFrame) -> np.ndarray:
+    """Asymmetric error bars (2, n) from the interval columns; none where it is unknown."""
+    lo = (e["value"] - e["low"]).clip(lower=0).fillna(0).to_numpy()
+    hi = (e["high"] - e["value"]).clip(lower=0).fillna(0).to_numpy()
+    return np.vstack([lo, hi])
 
 
 def _front(ok: pd.DataFrame) -> pd.DataFrame:
@@ -122,9 +134,12 @@ def _tradeoff_panel(ax, e: pd.DataFrame) -> None:
     ok = e[e["s_imp"].notna() & e["peak_gb"].notna()]
     right = float(ok["peak_gb"].median()) if len(ok) else 0.0
     for _, r in ok.iterrows():
-        # no error bars: a step's s/informative-MP varies with its batch's padding, so the steps'
-        # spread (in the table) would hide the difference between the combinations' means
+        # bars: the 95 % interval of the ratio of sums, not the steps' spread (a step's
+        # s/informative-MP varies with its batch's padding, which would hide every difference)
         colour = FORMAT_COLOURS.get((r["precision"], r["memory_format"]), "#000000")
+        if not math.isnan(r["s_imp_low"]):
+            bars = [[r["s_imp"] - r["s_imp_low"]], [r["s_imp_high"] - r["s_imp"]]]
+            ax.errorbar([r["peak_gb"]], [r["s_imp"]], yerr=bars, color=colour, linestyle="", capsize=2, linewidth=0.9)
         ax.plot([r["peak_gb"]], [r["s_imp"]], marker=BATCHING_MARKERS.get(r["batching"], "D"), color=colour,
                 markersize=7, markerfacecolor=colour if r["checkpointing"] == "none" else "white", linestyle="")
         if r["remedy"] == PAPER.label:
@@ -141,7 +156,7 @@ def _tradeoff_panel(ax, e: pd.DataFrame) -> None:
                 ha="right", va="top", fontsize=7, color="#8a1111")
     ax.margins(x=0.15, y=0.18)  # the paper's ring and its label must not touch the frame
     ax.set_xlabel("peak RSS GB (largest per-step peak)")
-    ax.set_ylabel(f"seconds / informative MP, {CENTRAL}")
+    ax.set_ylabel("seconds / informative MP, Σ s ÷ Σ MP")
     ax.grid(color="#e5e5e5", linewidth=0.6)
 
 
@@ -173,8 +188,9 @@ def tradeoff_figures(g: pd.DataFrame) -> list[FigureSVG]:
         out.append(FigureSVG(f"Remedies trade-off — {cluster}, {scope_label(scope)}", svg,
                              f"Seconds per informative MP against peak memory per remedy combination on {cluster} "
                              f"at {scope_label(scope)}", caption=(
-                                 f"Lower left is better. Points: {CENTRAL} of the timed steps (spread: see the "
-                                 f"tables); "
-                                 f"shape = batching, colour = precision + memory format, hollow = activation "
-                                 f"checkpointing; ringed: the paper's setup.")))
+                                 "Lower left is better. Points: Σ seconds ÷ Σ informative megapixels of the "
+                                 "timed steps, bars: its 95 % bootstrap interval (the tables give each ratio's "
+                                 "interval against the paper's setup); "
+                                 "shape = batching, colour = precision + memory format, hollow = activation "
+                                 "checkpointing; ringed: the paper's setup.")))
     return out

@@ -14,10 +14,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from ..metrics import CENTRAL, SPREAD, central, spread
-
 NA = "n/a"
-STAT = f"{CENTRAL} ± {SPREAD}"  # how every central value with its spread is labelled
 
 
 @dataclass(frozen=True)
@@ -74,21 +71,11 @@ def sig(x: Any, digits: int = 3) -> str | Cell:
     return f"{v:.{decimals}f}"
 
 
-def stat(values: Iterable[Any] | pd.Series, digits: int = 3) -> str | Cell:
-    """The central value and its spread, e.g. '1.65 ± 0.06' (just '1.65' for one value)."""
-    v = pd.to_numeric(pd.Series(list(values) if not isinstance(values, pd.Series) else values),
-                      errors="coerce").dropna()
-    if v.empty:
-        return Cell(NA, "na")
-    return pm(central(v), spread(v), digits)
-
-
-def pm(c: float, s: float, digits: int = 3) -> str | Cell:
-    """'1.65 ± 0.06' from a central value and its spread; no '±' when the spread is unknown."""
-    if missing(c) or math.isnan(c):
-        return Cell(NA, "na")
-    # no-break spaces: a narrow column must not wrap '0.9 ±' away from its spread
-    return str(sig(c, digits)) if missing(s) or math.isnan(s) else f"{sig(c, digits)}\u00a0±\u00a0{sig(s, 2)}"
+def interval_bases(rows: list[list[Any]]) -> str:
+    """' Intervals here: …' naming what the rows' intervals cover (each interval cell carries
+    its basis as its title), so a one-run interval says so beside the table, not only on hover."""
+    found = sorted({c.title for r in rows for c in r if isinstance(c, Cell) and c.title})
+    return f" Intervals here: {'; '.join(found)}." if found else ""
 
 
 def uniq(values: Iterable[Any], sep: str = ", ", none: str = "—") -> str:

@@ -6,7 +6,10 @@ scope × input set × combination, including the combinations that were not meas
 (failed, skipped, not run), so the tables and the answers say so instead of dropping them.
 Ratios are against the paper's setup (pad + float32 + contiguous, no checkpointing) of the
 same cluster, scope and input set; time is seconds per informative megapixel, memory the
-largest per-step peak RSS (what the node must hold).
+largest per-step peak RSS (what the node must hold). Time is the one statistic (ratio of
+sums, hrvs_ray.metrics); every "× faster" carries a bootstrap 95 % interval
+(hrvs_ray.metrics.interval); "× memory" is the measured ratio of peaks (a maximum, not
+bootstrapped).
 """
 from __future__ import annotations
 
@@ -14,9 +17,10 @@ import math
 
 import pandas as pd
 
-from ..metrics import CENTRAL, GROUP_KEYS, central, spread, timed
+from ..metrics import GROUP_KEYS, figures, timed
+from ..metrics.interval import Interval, ratio_interval, run_spread, value_interval, verdict
 from ..remedies import AXES, PAPER
-from .fmt import STAT, Cell, Table, pm, sig
+from .fmt import Cell, Table, interval_bases, sig
 from .load import REMEDY_COLS, Merged, remedy_order, scope_key, scope_label
 
 GB = 1e9
@@ -38,14 +42,21 @@ def describe(r: pd.Series | dict) -> str:
 
 
 def _stats(m: Merged) -> pd.DataFrame:
-    """Per cluster × scope × input set × remedy: the measured figures of its timed steps."""
+    """Per cluster × scope × input set × remedy: the figures of its timed steps (ratio of sums),
+    and the 95 % interval of its s/informative-MP (the trade-off figures' error bars)."""
     rows = []
-    for key, g in timed(m.steps).groupby(GROUP_KEYS, sort=False):
-        rows.append(dict(zip(GROUP_KEYS, key), runs=int(g["run"].nunique()), steps=len(g),
-                         s_imp=central(g["s_per_informative_mp"]), s_imp_sd=spread(g["s_per_informative_mp"]),
-                         peak_gb=pd.to_numeric(g["peak_rss_bytes"], errors="coerce").max() / GB,
-                         pad_pct=100 * central(g["padding_fraction"])))
-    return pd.DataFrame(rows, columns=GROUP_KEYS + ["runs", "steps", "s_imp", "s_imp_sd", "peak_gb", "pad_pct"])
+    t = timed(m.steps)
+    run_sd = run_spread(t, GROUP_KEYS, "s_per_informative_mp")
+    for key, g in t.groupby(GROUP_KEYS, sort=False):
+        f = figures(g)
+        _, low, high = value_interval(g, "s_per_informative_mp", run_sd)
+        rows.append(dict(zip(GROUP_KEYS, key), runs=f["runs"], steps=f["steps"], s_imp=f["s_per_informative_mp"],
+                         s_imp_low=low, s_imp_high=high, peak_gb=f["peak_rss_bytes"] / GB,
+                         pad_pct=100 * f["padding_fraction"]))
+    return pd.DataFrame(rows, columns=GROUP_KEYS + STAT_COLS)
+
+
+STAT_COLS = ["runs", "steps", "s_imp", "s_imp_low", "s_imp_high", "peak_gb", "pad_pct"]
 
 
 def _absent(cells: pd.DataFrame) -> str:
@@ -84,13 +95,32 @@ def grid(m: Merged) -> pd.DataFrame:
                 else:
                     row["status"] = _absent(mine)
                 out.append(row)
-    g = pd.DataFrame(out, columns=GROUP_KEYS + list(AXES) + ["status", "runs", "steps", "s_imp", "s_imp_sd",
-                                                               "peak_gb", "pad_pct"])
+    g = pd.DataFrame(out, columns=GROUP_KEYS + list(AXES) + ["status"] + STAT_COLS)
     paper = g[g["remedy"] == PAPER.label].set_index(GROUP_KEYS[:3])
     idx = pd.MultiIndex.from_frame(g[GROUP_KEYS[:3]])
-    g["speedup"] = paper["s_imp"].reindex(idx).to_numpy() / g["s_imp"].to_numpy()
     g["mem_ratio"] = g["peak_gb"].to_numpy() / paper["peak_gb"].reindex(idx).to_numpy()
+    g["speedup"] = _speedups(m, g)
     return g
+
+
+def _speedups(m: Merged, g: pd.DataFrame) -> list[Interval | None]:
+    """Per row: the paper's s/informative-MP ÷ the row's, with its interval (None where either
+    was not measured). One-run groups borrow the run-to-run spread of groups with several."""
+    t = timed(m.steps)
+    parts = {k: d for k, d in t.groupby(GROUP_KEYS, sort=False)}
+    run_sd = run_spread(t, GROUP_KEYS, "s_per_informative_mp")
+    out: list[Interval | None] = []
+    for _, r in g.iterrows():
+        key = tuple(r[k] for k in GROUP_KEYS)
+        base = parts.get((*key[:3], PAPER.label))
+        out.append(None if base is None or key not in parts else
+                   ratio_interval(base, parts[key], "s_per_informative_mp", run_sd))
+    return out
+
+
+def speed(iv: Interval | None) -> float:
+    """The measured speed-up of a grid row (NaN where there is none)."""
+    return float("nan") if iv is None else iv.value
 
 
 def only_one_setup(m: Merged) -> str | None:
@@ -108,6 +138,14 @@ def _ratio(x: float) -> str | Cell:
     return Cell(ABSENT, "na") if math.isnan(x) else f"{sig(x)}×"
 
 
+def _speed_cell(iv: Interval | None, paper_row: bool) -> str | Cell:
+    if iv is None or math.isnan(iv.value):
+        return Cell(ABSENT, "na")
+    if paper_row:
+        return "1×"
+    return Cell(iv.text(), "na" if iv.includes_one else "", title=iv.basis)
+
+
 def tables(m: Merged, g: pd.DataFrame) -> list[Table]:
     """One table per cluster × scope: every combination per input set, best time in green."""
     out = []
@@ -121,15 +159,24 @@ def tables(m: Merged, g: pd.DataFrame) -> list[Table]:
                 if math.isnan(r["s_imp"]):
                     rows.append([name, r["remedy"], status] + [Cell(ABSENT, "na")] * 7)
                     continue
-                t = pm(r["s_imp"], r["s_imp_sd"])
+                t = sig(r["s_imp"])
                 rows.append([name, r["remedy"], status, str(int(r["runs"])), str(int(r["steps"])),
-                             Cell(str(t), "best") if i == best else t, _ratio(r["speedup"]), sig(r["peak_gb"]),
+                             Cell(str(t), "best") if i == best else t,
+                             _speed_cell(r["speedup"], r["remedy"] == PAPER.label), sig(r["peak_gb"]),
                              _ratio(r["mem_ratio"]), sig(r["pad_pct"])])
         out.append(Table(f"Remedies — {cluster}, {scope_label(scope)}",
                          ["input set", "combination", "status", "runs", "timed steps",
-                          f"s / informative MP ({STAT})", "× faster than the paper's setup", "peak RSS GB (max)",
-                          "× the paper's peak", "padding % (avg)"], rows))
+                          "s / informative MP (Σ s ÷ Σ MP)", "× faster than the paper's setup [95 % interval]",
+                          "peak RSS GB (max)", "× the paper's peak (ratio of peaks)", "padding % (Σ ÷ Σ)"], rows,
+                         note=INTERVAL_NOTE + interval_bases(rows)))
     return out
+
+
+INTERVAL_NOTE = ("Intervals: 95 %, a seeded bootstrap of the ratio of sums over the timed steps, resampled "
+                 "within runs, plus the run-to-run spread of the groups of these results that have several runs "
+                 "(where none has, the interval covers step-to-step noise only). "
+                 "Greyed: the interval includes 1, no measurable difference. Memory ratios are ratios of the "
+                 "largest per-step peaks, measured once, without an interval (a maximum is not bootstrapped).")
 
 
 def _sentence(name: str, cluster: str, scope: str, best: pd.Series, paper: pd.Series | None) -> str:
@@ -140,13 +187,23 @@ def _sentence(name: str, cluster: str, scope: str, best: pd.Series, paper: pd.Se
                        f"measurement here ({why}), so no ratio")
     if best["remedy"] == PAPER.label:
         return head + "the paper's setup (pad + float32 + contiguous); no other combination measured here was faster"
-    return (head + f"{describe(best)}, {sig(best['speedup'])}× faster per informative MP than the paper's setup, "
-                   f"{sig(best['mem_ratio'])}× its memory")
+    iv: Interval = best["speedup"]
+    if iv.includes_one:
+        return (f"{name} on cluster {cluster} at scope {scope_label(scope)}: {verdict(iv)} from the paper's setup "
+                f"(fastest measured: {describe(best)}, {iv.text()} faster per informative MP; {iv.basis})")
+    return (head + f"{describe(best)}, {iv.text()} faster per informative MP than the paper's setup "
+                   f"({iv.basis}), {sig(best['mem_ratio'])}× its peak memory")
 
 
-def answers(g: pd.DataFrame) -> Table:
-    """Per cluster × scope × input set: the fastest combination, by how much and at what
-    memory, and the leanest one; every sentence is computed from ``grid``."""
+def answers(g: pd.DataFrame, notes: dict[tuple[str, str], str] | None = None) -> Table:
+    """Per cluster × scope × input set: the fastest combination, by how much (with its interval)
+    and at what memory, and the leanest one; every sentence is computed from ``grid``. ``notes``
+    ((input set, batching) -> sentence, e.g. ``report.epoch.diversity_notes``) are added
+    where an answer names that input set's policy."""
+    def noted(text: str | Cell, name: str, r: pd.Series | None) -> str | Cell:
+        note = None if r is None or isinstance(text, Cell) else (notes or {}).get((name, r["batching"]))
+        return f"{text}. Note: {note}" if note else text
+
     rows = []
     for (cluster, scope, name), e in g.groupby(GROUP_KEYS[:3], sort=False):
         ok = e[e["s_imp"].notna()]
@@ -162,13 +219,25 @@ def answers(g: pd.DataFrame) -> Table:
         best = ok.loc[ok["s_imp"].idxmin()]
         lean = ok.loc[ok["peak_gb"].idxmin()] if ok["peak_gb"].notna().any() else None
         lean_text: str | Cell = Cell(ABSENT, "na") if lean is None else (
-            f"{describe(lean)}: {sig(lean['mem_ratio'])}× the paper's memory, {sig(lean['speedup'])}× its speed"
-            if not math.isnan(lean["mem_ratio"]) else f"{describe(lean)}: {sig(lean['peak_gb'])} GB")
-        rows.append([cluster, scope_label(scope), name, _sentence(name, cluster, scope, best, paper_row),
-                     lean_text, measured])
+            "the paper's setup: no combination measured here used less" if lean["remedy"] == PAPER.label else
+            f"{describe(lean)}: {sig(lean['mem_ratio'])}× the paper's peak memory, "
+            f"{_speed_words(lean['speedup'])}" if not math.isnan(lean["mem_ratio"])
+            else f"{describe(lean)}: {sig(lean['peak_gb'])} GB")
+        rows.append([cluster, scope_label(scope), name,
+                     noted(_sentence(name, cluster, scope, best, paper_row), name, best),
+                     noted(lean_text, name, lean), measured])
     return Table("Answers: which combination to use", ["cluster", "scope", "input set", "fastest per informative MP",
                                                        "least memory", "combinations measured"], rows,
-                 note=f"Computed from the tables below: fastest = lowest {CENTRAL} seconds per informative megapixel "
-                      f"over the timed steps of all runs; memory = largest per-step peak RSS; both against the "
-                      f"paper's setup measured on the same cluster, scope and input set. Absent combinations "
-                      f"(failed, skipped, not run) are named, never counted.")
+                 note="Computed from the tables below: fastest = lowest seconds per informative megapixel, Σ seconds "
+                      "÷ Σ informative megapixels over the timed steps of all runs, with its 95 % interval against "
+                      "the paper's setup measured on the same cluster, scope and input set; where the interval "
+                      "includes 1 no winner is named. Memory = ratio of the largest per-step peak RSS. Absent "
+                      "combinations (failed, skipped, not run) are named, never counted.")
+
+
+def _speed_words(iv: Interval | None) -> str:
+    if iv is None or math.isnan(iv.value):
+        return "its speed not measured"
+    if iv.includes_one:
+        return f"speed: {verdict(iv)} ({iv.text()})"
+    return f"{iv.text()} its speed"

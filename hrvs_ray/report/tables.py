@@ -1,8 +1,9 @@
 """The report's tables as plain data (``Table``): the paper's Tables 1-3 and the summary.
 
 Pure pandas. Derived figures come from hrvs_ray.metrics (``derive`` ran in load.py;
-``timed``, ``central``, ``spread`` and ``variability`` here), so the CLI summary and the
-report state the same statistic. The paper's tables show the results' reference setup
+``timed``, ``figure`` and ``variability`` here), so the CLI summary and the report state
+the same statistic: ratios of sums over the timed steps (metrics.STATISTIC). The paper's
+tables show the results' reference setup
 (``Merged.reference``, the paper's own wherever it was run); the Remedies section compares
 the rest.
 """
@@ -14,8 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..metrics import CENTRAL, VARIABILITY_LIMIT, central, timed, variability
-from .fmt import NA, STAT, Cell, Table, core_kinds_text, counters_text, missing, num, sig, stat, uniq
+from ..metrics import STATISTIC, VARIABILITY_LIMIT, figure, ratio_of_sums, timed, variability
+from ..metrics.interval import ratio_interval, run_spread, verdict
+from .fmt import NA, Cell, Table, core_kinds_text, counters_text, interval_bases, missing, num, sig, uniq
 from .load import Merged, order_input_sets, scope_key, scope_label
 
 GB = 1e9
@@ -47,9 +49,9 @@ def table1(m: Merged) -> Table:
         g = t[t["input_set"] == name]
         rows.append([name, uniq(g["batch_size"]), str(len(g)),
                      *_mma(g["informative_px"], 1e6), *_mma(g["padding_px"], 1e6), *_mma(g["total_px"], 1e6),
-                     sig(100 * g["padding_fraction"].mean())])
+                     sig(100 * figure(g, "padding_fraction"))])
     cols = ["input set", "batch size", "batches"] + [f"{k} MP {s}" for k in ("informative", "padding", "total")
-                                                     for s in ("min", "avg", "max")] + ["padding % (avg)"]
+                                                     for s in ("min", "avg", "max")] + ["padding % (Σ ÷ Σ)"]
     return Table("Table 1. Megapixels per batch", cols, rows,
                  note="Over the distinct timed batches in the results (warm-up batches excluded; a batch "
                       "seen on several clusters or scopes counts once), three significant digits. Padding is "
@@ -83,7 +85,7 @@ def table2(m: Merged) -> Table:
                                            "baseline_rss_bytes"], errors="coerce").dropna() / GB
             base_text = (Cell("not recorded", "na") if base.empty else sig(base.mean()) if base.nunique() == 1
                          else f"{sig(base.min())}–{sig(base.max())}")
-            per_mp = (rss / g["total_px"].astype("float64")).mean() * 1e6 / GB
+            per_mp = ratio_of_sums(rss, g["total_px"], 1e6) / GB
             rows.append([name, cluster, str(int(rss.notna().sum())), *_mma(rss, GB), *_mma(g["growth_bytes"], GB),
                          base_text, sig(g["total_px"].astype("float64").mean() / 1e6), sig(per_mp)])
     return Table("Table 2. Main memory per batch",
@@ -151,12 +153,18 @@ def _peaks(m: Merged, t: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     return peak, peak * share.clip(upper=1.0)
 
 
-def _verdict(vals: dict[str, float]) -> list[Any]:
-    """The input set with the lowest value, and slowest ÷ fastest."""
+def _verdict(t: pd.DataFrame, name: str, run_sd: float | None) -> list[Any]:
+    """The input set with the lowest figure ``name``, and slowest ÷ fastest with its interval."""
+    vals = {n: figure(d, name) for n, d in t.groupby("input_set", sort=False)}
+    vals = {n: v for n, v in vals.items() if not math.isnan(v)}
     if not vals:
         return [Cell(NA, "na"), Cell(NA, "na")]
-    best = min(vals, key=vals.get)
-    return [best, num(max(vals.values()) / vals[best] if len(vals) > 1 else float("nan"), ".2f")]
+    best, worst = min(vals, key=vals.get), max(vals, key=vals.get)
+    if len(vals) < 2:
+        return [best, Cell(NA, "na")]
+    iv = ratio_interval(t[t["input_set"] == worst], t[t["input_set"] == best], name, run_sd)
+    text = iv.text() if not iv.includes_one else f"{iv.text()}: {verdict(iv)}"
+    return [best, Cell(text, "na" if iv.includes_one else "", title=iv.basis)]
 
 
 def _cv_cell(v: pd.Series | None) -> Any:
@@ -169,50 +177,52 @@ def _cv_cell(v: pd.Series | None) -> Any:
 
 
 def _timed_with_peaks(m: Merged) -> pd.DataFrame:
+    """Timed steps with each step's node peak and scope's share of it, in FLOP/s."""
     t = timed(m.ref_steps)
     peak, scope_peak = _peaks(m, t) if len(t) else (pd.Series(dtype="float64"), pd.Series(dtype="float64"))
-    return t.assign(pct_node=100 * t["gflops"] / peak, pct_scope=100 * t["gflops"] / scope_peak)
+    return t.assign(peak_flops_s=peak * 1e9, scope_flops_s=scope_peak * 1e9)
+
+
+def _pct(g: pd.DataFrame, column: str) -> str | Cell:
+    """Σ FLOPs ÷ Σ (seconds × peak FLOP/s): the share of peak over the steps' whole time."""
+    return num(100 * ratio_of_sums(g["flops"], g["seconds"] * g[column]), ".1f")
 
 
 def summary(m: Merged) -> tuple[Table, Table]:
     """The answers per cluster and scope, and the per-input-set detail behind them."""
     t = _timed_with_peaks(m)
     var = variability(t).set_index(["cluster", "scope", "input_set"]) if len(t) else None
+    run_sd = run_spread(t, ["cluster", "scope", "input_set"]) if len(t) else None
     answers, detail = [], []
     for cluster, scope in sorted({(c, s) for c, s in zip(t["cluster"], t["scope"])},
                                  key=lambda k: (k[0], scope_key(k[1]))):
         g = t[(t["cluster"] == cluster) & (t["scope"] == scope)]
-        by_set = {n: g[g["input_set"] == n] for n in order_input_sets(set(g["input_set"].dropna()))}
-        mp = {n: central(d["s_per_mp"]) for n, d in by_set.items()}
-        imp = {n: central(d["s_per_informative_mp"]) for n, d in by_set.items()}
-        v_mp = _verdict({k: v for k, v in mp.items() if not math.isnan(v)})
-        v_imp = _verdict({k: v for k, v in imp.items() if not math.isnan(v)})
+        v_mp, v_imp = _verdict(g, "s_per_mp", run_sd), _verdict(g, "s_per_informative_mp", run_sd)
         where = scope_text(m, cluster, scope)
         answers.append([cluster, where, *v_mp, *v_imp])
-        for name, g1 in by_set.items():
+        for name in order_input_sets(set(g["input_set"].dropna())):
+            g1 = g[g["input_set"] == name]
             v = var.loc[(cluster, scope, name)] if var is not None and (cluster, scope, name) in var.index else None
-            best = (name == v_mp[0], name == v_imp[0])
-            cells = [stat(g1[c]) for c in ("s_per_mp", "s_per_informative_mp")]
-            cells = [Cell(str(c), "best") if b else c for c, b in zip(cells, best)]
-            step_cv = float(v["step_cv"]) if v is not None else float("nan")
+            mp, imp = figure(g1, "s_per_mp"), figure(g1, "s_per_informative_mp")
+            cells = [Cell(sig(x), "best") if name == b else sig(x) for x, b in ((mp, v_mp[0]), (imp, v_imp[0]))]
             detail.append([cluster, where, name, str(int(g1["run"].nunique())), str(len(g1)), *cells,
-                           num(imp[name] / mp[name] if mp[name] else float("nan"), ".2f"),
-                           num(g1["gflops"].mean(), ".1f"), num(g1["pct_node"].mean(), ".1f"),
-                           num(g1["pct_scope"].mean(), ".1f"),
-                           Cell(NA, "na") if math.isnan(step_cv) else f"{100 * step_cv:.1f}%", _cv_cell(v)])
+                           num(imp / mp if mp else float("nan"), ".2f"),
+                           num(ratio_of_sums(g1["flops"], g1["seconds"], 1e9), ".1f"), _pct(g1, "peak_flops_s"),
+                           _pct(g1, "scope_flops_s"), _cv_cell(v)])
     a = Table("Answers per cluster and scope",
-              ["cluster", "scope", "fastest per MP", "slowest ÷ fastest (s/MP)", "fastest per informative MP",
-               "slowest ÷ fastest (s/informative MP)"], answers,
-              note=f"Fastest = lowest {CENTRAL} seconds per megapixel over all timed steps of all runs.")
+              ["cluster", "scope", "fastest per MP", "slowest ÷ fastest (s/MP) [95 % interval]",
+               "fastest per informative MP", "slowest ÷ fastest (s/informative MP) [95 % interval]"], answers,
+              note="Fastest = lowest seconds per megapixel, Σ seconds ÷ Σ megapixels over all timed steps of all "
+                   "runs. Intervals: 95 %, seeded bootstrap of that ratio of sums (hover for what it covers); "
+                   "where one includes 1, no measurable difference." + interval_bases(answers))
     d = Table("Summary per cluster, scope and input set",
-              ["cluster", "scope", "input set", "runs", "timed steps", f"s / MP ({STAT})",
-               f"s / informative MP ({STAT})", "padding overhead", "GFLOP/s", "% of node peak",
-               "% of scope's share of peak", "step-to-step CV", "run-to-run CV"], detail,
-              note=(f"s / MP: the {CENTRAL} over the timed steps of all runs (warm-up excluded) ± their sample "
-                    f"standard deviation; the CLI summary prints the same {CENTRAL}. Padding overhead = "
-                    f"({CENTRAL} s per informative MP) ÷ ({CENTRAL} s per MP). GFLOP/s = counted forward+backward "
-                    f"FLOPs ÷ step time; peak is the node's estimated fp32 peak, and its share for a scope is "
-                    f"peak × cores used ÷ physical cores. Run-to-run CV is the coefficient of variation of per-run "
-                    f"mean s/MP; above {100 * VARIABILITY_LIMIT:.0f}% it is flagged. Green = fastest in its "
-                    f"cluster and scope."))
+              ["cluster", "scope", "input set", "runs", "timed steps", "s / MP", "s / informative MP",
+               "padding overhead", "GFLOP/s", "% of node peak", "% of scope's share of peak", "run-to-run CV"],
+              detail,
+              note=(f"The statistic everywhere: {STATISTIC}; the CLI summary prints the same figures, and the "
+                    f"figures per scope show the per-step distributions. Padding overhead = (s per informative "
+                    f"MP) ÷ (s per MP). GFLOP/s = Σ counted forward+backward FLOPs ÷ Σ step time; peak is the "
+                    f"node's estimated fp32 peak, and its share for a scope is peak × cores used ÷ physical cores. "
+                    f"Run-to-run CV is the coefficient of variation of each run's own s/MP; above "
+                    f"{100 * VARIABILITY_LIMIT:.0f}% it is flagged. Green = fastest in its cluster and scope."))
     return a, d

@@ -2,8 +2,11 @@
 
 Format history (like pyperf's JSON format history), newest first:
 
-- **3**: cells gain ``driver_version`` and ``driver_revision`` (the driver's hrvs-ray beside
-  the cell process's ``hrvs_ray_version`` and ``git_revision``); older rows read them as null.
+- **3** (issues 16, 17, 19): steps gain ``image_ids`` (the step's images, literal ids in pass
+  order; null in older folders: they were not recorded); sweep.json gains ``plan_version``
+  (absent: version 1); cells gain ``driver_version`` and ``driver_revision`` (issue 18: the
+  driver's hrvs-ray beside the cell process's ``hrvs_ray_version`` and ``git_revision``;
+  null in older folders).
 - **2** (hrvs-ray 0.1, remedies): steps and cells gain the remedies axes (``batching``,
   ``precision``, ``memory_format``, ``checkpointing``, ``remedy``, ``window``, ``micro_batch``),
   steps gain ``micro_batches``, ``growth_bytes``, ``counter_time_fraction``, ``pass_px``; cells

@@ -50,7 +50,8 @@ class ResultStore:
     fingerprint: str
 
     @classmethod
-    def open(cls, root: Path, sweep_name: str, fingerprint: str, definition: dict, fresh: bool = False) -> "ResultStore":
+    def open(cls, root: Path, sweep_name: str, fingerprint: str, definition: dict, fresh: bool = False,
+             plan_version: int = 1) -> "ResultStore":
         """Open (or create) a results folder for this sweep. A folder holding another sweep's
         results is refused, never mixed; ``fresh`` moves nothing aside, it deletes our own
         earlier results only after checking they are ours or the folder is ours to reuse."""
@@ -69,6 +70,13 @@ class ResultStore:
                     raise ResultsError(f"{root}: holds results of sweep {old.get('sweep')!r}, not {sweep_name!r}; "
                                        f"--fresh only clears a sweep's own folder; choose another --out")
                 shutil.rmtree(root)
+            elif old.get("sweep") == sweep_name and int(old.get("plan_version", 1)) != plan_version:
+                raise ResultsError(
+                    f"{root}: holds results of sweep {sweep_name!r} planned by plan version "
+                    f"{int(old.get('plan_version', 1))}; this hrvs-ray plans it by version {plan_version}, "
+                    f"which trains some steps on other images (every batching policy now trains on "
+                    f"pad's images). Refusing to resume with two plans mixed: use --fresh to start "
+                    f"over or --out to write elsewhere")
             elif old.get("fingerprint") != fingerprint or old.get("sweep") != sweep_name:
                 raise ResultsError(
                     f"{root}: holds results of a different sweep definition ({old.get('sweep')!r}, "
@@ -77,7 +85,7 @@ class ResultStore:
         root.mkdir(parents=True, exist_ok=True)
         if not ident.is_file():
             atomic_write_text(ident, json.dumps({"sweep": sweep_name, "fingerprint": fingerprint,
-                                                 "schema_version": SCHEMA_VERSION, "hrvs_ray_version": __version__,
+                                                 "plan_version": plan_version, "schema_version": SCHEMA_VERSION, "hrvs_ray_version": __version__,
                                                  "definition": definition}, indent=2, sort_keys=True, default=list))
         return cls(root, sweep_name, fingerprint)
 

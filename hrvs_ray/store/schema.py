@@ -35,6 +35,8 @@ STEPS_SCHEMA = pa.schema([
     ("window", pa.int32()), ("micro_batch", pa.int32()), ("micro_batches", pa.int32()),
     ("growth_bytes", pa.int64()), ("counter_time_fraction", pa.float64()),
     ("pass_px", pa.int64()),   # total pixels of the step's largest forward/backward pass
+    # schema 3: the step's images (ids as the dataset names them: file names) in pass order
+    ("image_ids", pa.list_(pa.string())),
 ])
 CELLS_SCHEMA = pa.schema([
     ("sweep", pa.string()), ("cell_id", pa.string()), ("cluster", pa.string()), ("node", pa.string()),

@@ -162,4 +162,5 @@ def _pixels(spec: CellSpec, data: StepInput) -> dict[str, Any]:
     return {"batch_fingerprint": data.fingerprint, "micro_batches": len(g),
             "batch_height": max(x.height for x in g), "batch_width": max(x.width for x in g),
             "informative_px": sum(x.informative_px for x in g), "padding_px": sum(x.padding_px for x in g),
-            "total_px": sum(x.total_px for x in g), "pass_px": max(x.total_px for x in g), "flops": flops}
+            "total_px": sum(x.total_px for x in g), "pass_px": max(x.total_px for x in g), "flops": flops,
+            "image_ids": [i for x in g for i in x.ids]}   # pass order: what anyone can re-check

@@ -1,0 +1,103 @@
+"""The report's "Sampled steps vs a full epoch" section and the label-diversity answers.
+
+Step rows are GENERATED (tests/fixtures/report_results.py); the folder's sweep.json carries
+the real definition of sweeps/remedies.yaml, so the epoch view is the real MAMe plan (the
+shipped shape table). Expectations are recomputed here from the plan and the stored rows.
+"""
+from __future__ import annotations
+
+import html as html_lib
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+from report_results import make_results, stored_steps  # noqa: E402
+
+from conftest import REPO  # noqa: E402
+from hrvs_ray.config import load_sweep  # noqa: E402
+from hrvs_ray.plan.epoch import policy_views  # noqa: E402
+from hrvs_ray.plan.table import planning_shapes  # noqa: E402
+from hrvs_ray.remedies import PAPER, Remedy  # noqa: E402
+from hrvs_ray.report import build_report  # noqa: E402
+
+BUCKET = Remedy("bucket", "bfloat16", "channels_last")
+ACCUM = Remedy("accumulate")
+
+
+def _section(html: str, title: str) -> str:
+    m = re.search(rf'<section>\s*<h2 id="[^"]*">{re.escape(title)}</h2>(.*?)</section>', html, flags=re.S)
+    assert m, title
+    return m.group(1)
+
+
+def _rows(html: str, table_title: str) -> list[list[str]]:
+    part = html[html.index(f">{table_title}</h3>"):]
+    body = part[part.index("<tbody>"):part.index("</tbody>")]
+    return [[html_lib.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
+            for tr in re.findall(r"<tr>(.*?)</tr>", body, flags=re.S)]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> tuple[Path, str]:
+    tmp = tmp_path_factory.mktemp("epoch")
+    root = make_results(tmp / "r", sweep="remedies", clusters=["gen-a"], scopes=["node"],
+                        input_sets=["MR&VS", "HR&VS"], runs=1, steps=3, remedies=[PAPER, BUCKET, ACCUM])
+    ident = json.loads((root / "sweep.json").read_text())
+    ident["definition"] = load_sweep(REPO / "sweeps" / "remedies.yaml").to_dict()
+    (root / "sweep.json").write_text(json.dumps(ident, default=list))
+    return root, build_report([root], tmp / "r.html").read_text(encoding="utf-8")
+
+
+def test_padding_and_diversity_are_the_plans_over_sampled_steps_and_an_epoch(report):
+    _, html = report
+    sweep = load_sweep(REPO / "sweeps" / "remedies.yaml")
+    views = policy_views(sweep, planning_shapes(sweep)[0])
+    rows = {(r[0], r[1]): r for r in _rows(_section(html, "Sampled steps vs a full epoch"),
+                                          "Padding and label diversity: sampled steps vs a full epoch")}
+    assert ("LR&FS", "pad") in rows and ("HR&VS", "accumulate") in rows
+    for (name, batching), v in views.items():
+        r = rows[(name, batching)]
+        assert r[4] == f"{100 * v['sampled']['padding_share']:.1f}" and r[7] == f"{100 * v['epoch']['padding_share']:.1f}"
+    # real MAMe MR&VS: bucket's sampled steps cut far less padding than its epoch does, and its
+    # epoch batches are markedly less diverse (flagged); pad's are not
+    assert float(rows[("MR&VS", "bucket")][4]) > 3 * float(rows[("MR&VS", "bucket")][7])
+    assert 'class="flag">15.6 / 1<' in html and 'class="flag">19.5' not in html
+
+
+def test_projection_is_labelled_and_starts_from_the_measured_ratio_of_sums(report):
+    root, html = report
+    part = _section(html, "Sampled steps vs a full epoch")
+    assert "Projected cost of a full epoch (projected, not measured)" in part
+    rows = _rows(part, "Projected cost of a full epoch (projected, not measured)")
+    steps = stored_steps(root)
+    steps = steps[~steps["warmup"]]
+    assert len(rows) == steps.groupby(["input_set", "remedy"]).ngroups == 6
+    for r in rows:
+        g = steps[(steps["input_set"] == r[2]) & (steps["remedy"] == r[3])]
+        measured = g["seconds"].sum() / (g["informative_px"].sum() / 1e6)
+        assert float(r[5]) == pytest.approx(measured, rel=5e-3)
+        assert r[9].endswith("(projected)") and r[10].endswith("h (projected)")
+
+
+def test_answers_name_the_diversity_cost_where_they_name_bucket(report):
+    # real MAMe, over an epoch: bucket leaves single-medium batches in MR&VS and HR&VS (pad never
+    # does), so every answer naming bucket says so, and no answer naming pad or accumulate does
+    _, html = report
+    answers = _rows(_section(html, "Remedies"), "Answers: which combination to use")
+    cells = [cell for r in answers for cell in r[3:5]]
+    assert any("bucket" in c for c in cells)
+    for c in cells:
+        assert ("less diverse than pad's over an epoch" in c) == ("bucket" in c), c
+    assert any("15.6 distinct classes per batch of 32 on average (pad 19.5)" in c for c in cells) or \
+        not any("bucket" in c for r in answers if r[2] == "MR&VS" for c in r[3:5])
+
+
+def test_a_folder_without_a_plannable_definition_says_so(tmp_path):
+    root = make_results(tmp_path / "g", input_sets=["MR&VS"], runs=1, steps=2, remedies=[PAPER, BUCKET])
+    part = _section(build_report([root], tmp_path / "g.html").read_text(encoding="utf-8"),
+                    "Sampled steps vs a full epoch")
+    assert "the plan could not be recomputed from sweep.json" in part
