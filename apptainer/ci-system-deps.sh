@@ -5,10 +5,12 @@
 #   chromium    headless rendering checks of the HTML report
 #   linux-perf  the `perf` tool, to cross-check hardware counters
 #   git         provenance (git revision of the checkout)
+#   buildah     builds the OCI image (apptainer/Containerfile) and runs its smoke test
+#   debootstrap makes CI's offline base image for it (no container registry is reachable)
 # Non-interactive and idempotent: already installed packages are left as they are.
 set -euo pipefail
 
-packages=(slurm-wlm chromium linux-perf git)
+packages=(slurm-wlm chromium linux-perf git buildah debootstrap)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -176,18 +177,27 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         sweep = replace(sweep, dataset=replace(sweep.dataset, path=args.data))
     out = Path(args.out) if args.out else Path("results") / sweep.name
     from .cluster.driver import NoUsableNodes, run_sweep
+    from .cluster.ray_job import JobPathError, VersionSkew, check_outside_job_package, choose_address
     from .cluster.progress import cell_progress
 
+    try:  # before anything runs or is written
+        check_outside_job_package(out, given=bool(args.out))
+        where = choose_address(args.address)
+    except (JobPathError, ConnectionError) as e:
+        _err(str(e))
+        return EXIT_BAD_INPUT
     try:
-        summary = run_sweep(sweep, out, cell_progress(not args.no_progress), address=args.address, fresh=args.fresh)
-    except (DatasetError, ResultsError, NoUsableNodes) as e:
+        summary = run_sweep(sweep, out, cell_progress(not args.no_progress), address=where.target,
+                            fresh=args.fresh, why=where.why, say=lambda line: print(line, flush=True))
+    except (DatasetError, ResultsError, NoUsableNodes, VersionSkew) as e:
         _err(str(e))
         return EXIT_BAD_INPUT
     except ConnectionError as e:
         from .cluster.auth import ClusterAuthError
 
         # a token problem is not "cannot reach": its text names the cause and the variables
-        _err(str(e) if isinstance(e, ClusterAuthError) else f"cannot reach the Ray cluster at {args.address!r}: {e}")
+        shown = args.address or os.environ.get("RAY_ADDRESS")
+        _err(str(e) if isinstance(e, ClusterAuthError) else f"cannot reach the Ray cluster at {shown!r}: {e}")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         _err(f"interrupted; every finished cell is saved in {out}; run the same command again to resume")
@@ -320,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sweep", help="run every cell of a sweep (resumes; see --fresh)")
     s.add_argument("sweep")
     s.add_argument("--out", help="results folder (default results/<name>)")
-    s.add_argument("--address", help="join a running Ray cluster: 'auto' or HOST:PORT (default: local Ray on loopback)")
+    s.add_argument("--address", help="the Ray to run on: HOST:PORT or 'auto' joins a running cluster, 'local' always "
+                   "starts a private one on loopback (default: the cluster RAY_ADDRESS names, as `ray job submit` "
+                   "sets it, else a private one)")
     s.add_argument("--data", metavar="DIR", help="dataset folder, overriding the sweep's dataset.path "
                    "(e.g. where a job bound MAMe); it must be visible at the same path on every node")
     s.add_argument("--fresh", action="store_true", help="discard this sweep's earlier results and start over")

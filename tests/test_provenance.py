@@ -152,3 +152,23 @@ def test_provenance_is_pure():
             "bad = [m for m in ('torch', 'ray') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_oci_image_is_recognised_by_its_marker_not_by_any_container(tmp_path):
+    for other in ("run/.containerenv", ".dockerenv"):   # a CI host may itself be a container
+        (tmp_path / other).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / other).touch()
+    assert not in_container({}, root=tmp_path)
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "hrvs-ray-image").write_text("written by apptainer/Containerfile")
+    assert in_container({}, root=tmp_path)
+
+
+def test_an_oci_image_identity_is_passed_in_at_run_time(tmp_path):
+    ref = "registry.example.org/hrvs-ray@sha256:" + "cd" * 32
+    prov = collect_provenance({"HRVS_CONTAINER_IMAGE": ref}, root=tmp_path)
+    assert prov["container_image"] == ref and prov["container_digest"] == "sha256:" + "cd" * 32
+    given = {"HRVS_CONTAINER_IMAGE": "localhost/hrvs-ray:ci", "HRVS_CONTAINER_DIGEST": "sha256:" + "ef" * 32}
+    assert collect_provenance(given, root=tmp_path)["container_digest"] == "sha256:" + "ef" * 32
+    assert collect_provenance({"HRVS_CONTAINER_IMAGE": "localhost/hrvs-ray:ci"}, root=tmp_path)[
+        "container_digest"] is None   # a tag says nothing about the bits

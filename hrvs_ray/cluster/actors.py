@@ -27,6 +27,7 @@ def probe_node(scopes: list[str]) -> dict[str, Any]:
     """Describe this node and map each scope to CPUs (or say why it cannot be provided)."""
     from ..node.nodeinfo import collect_node_info
     from ..node.sysfs import TopologyError
+    from .provenance import code_identity
 
     try:
         topo = read_topology("/")
@@ -35,7 +36,7 @@ def probe_node(scopes: list[str]) -> dict[str, Any]:
         # The node is unusable, and every scope says why (the driver skips cells with the reason).
         reason = f"node unusable: {e}"
         return {"info": {"unusable": reason}, "placements": {s: reason for s in scopes},
-                "hostname": socket.gethostname(), "pid": os.getpid(), "unusable": reason}
+                "hostname": socket.gethostname(), "pid": os.getpid(), "unusable": reason, "code": code_identity()}
     # Ray workers inherit the raylet's CPU mask: the node's cgroup cpuset or SLURM allocation.
     allowed = os.sched_getaffinity(0)
     placements: dict[str, Any] = {}
@@ -47,7 +48,8 @@ def probe_node(scopes: list[str]) -> dict[str, Any]:
     # the measured compute ceiling of each scope, each in a short-lived process of its own
     from ..probes.ceiling import measure_placements
     info["ceilings"] = measure_placements(placements)
-    return {"info": info, "placements": placements, "hostname": socket.gethostname(), "pid": os.getpid()}
+    return {"info": info, "placements": placements, "hostname": socket.gethostname(), "pid": os.getpid(),
+            "code": code_identity()}
 
 
 class CellRunner:

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from ..config import Sweep
 from ..data.mame import Dataset
@@ -19,10 +19,12 @@ from ..plan.memory_model import FitError, estimate_step_bytes
 from ..metrics import cell_s_per_mp
 from ..plan.cells import CellSpec, cell_largest_pass, plan_cells
 from ..plan.preflight import preflight
+from .provenance import code_identity
 from ..store import ResultStore
 from . import ray_io
 from .failures import Failure, FailureKind
 from .nodes import NodeView, assign_clusters
+from .ray_job import check_same_code
 from .records import CellOutcome, CellSummary, NodeRef, cell_row, where
 from .scheduler import Pending, Scheduler, triage
 
@@ -55,9 +57,10 @@ class SweepSummary:
 
 
 def run_sweep(sweep: Sweep, out: Path, progress_factory: Any, address: str | None = None,
-              fresh: bool = False) -> SweepSummary:
+              fresh: bool = False, why: str = "", say: Callable[[str], None] = print) -> SweepSummary:
     """Run every missing cell of ``sweep`` into ``out``; return what happened.
-    ``progress_factory(total, initial)`` gives the ``Progress`` to report to."""
+    ``progress_factory(total, initial)`` gives the ``Progress`` to report to; ``address``
+    (None: a private Ray) is joined, and ``say`` is told which Ray that was and ``why``."""
     t_start = time.perf_counter()
     summary = SweepSummary()
     # Actors on other nodes resolve paths against their own working directory: send absolute
@@ -70,8 +73,11 @@ def run_sweep(sweep: Sweep, out: Path, progress_factory: Any, address: str | Non
     store = ResultStore.open(out, sweep.name, sweep.fingerprint(), sweep.to_dict(), fresh=fresh,
                              plan_version=sweep.plan_version)
 
-    ray_io.connect(address)
+    gcs = ray_io.connect(address)
     try:
+        joined = (f"started a private Ray on this host ({gcs})" if address is None else
+                  f"joined the Ray cluster at {gcs}, {ray_io.nodes_alive()} node(s) alive")
+        say(f"Ray: {joined} [{why or ('--address ' + address if address else 'private')}]")
         nodes = usable_nodes(sweep, store, summary)
         pending = pending_cells(sweep, store, nodes, dataset, summary)
         bar = progress_factory(summary.total, summary.already_done + len(summary.skipped))
@@ -91,6 +97,8 @@ def usable_nodes(sweep: Sweep, store: ResultStore, summary: SweepSummary) -> lis
     """Probe the Ray cluster's nodes, give each its cluster, record them in ``nodes``."""
     all_scopes = set(sweep.scopes) | {s for c in sweep.clusters for s in (c.scopes or ())}
     nodes = ray_io.discover_nodes(all_scopes)
+    # before any cell runs: a job's --working-dir copy of the source must be the driver's code
+    check_same_code(code_identity(), {n.name: n.code for n in nodes})
     summary.notes += assign_clusters(nodes, sweep)
     nodes = [n for n in nodes if n.cluster]
     if not nodes:

@@ -24,6 +24,7 @@ class NodeView:
     name: str = ""
     cluster: str | None = None
     gpus: int = 0                  # Ray's GPU resource on the node (cuda cells need one)
+    code: dict[str, Any] = field(default_factory=dict)   # the hrvs-ray its workers import (provenance.code_identity)
 
 
 _slug = node_slug  # a cluster name enters cell ids and folder names: the rule must not change

@@ -31,7 +31,10 @@ def collect_provenance(env: Mapping[str, str] | None = None, root: str | os.Path
     """This process's provenance. ``env`` defaults to ``os.environ``; ``root`` is where
     ``/.singularity.d`` is looked for (a parameter so tests need not be inside a container)."""
     env = os.environ if env is None else env
-    image = env.get("APPTAINER_CONTAINER") or env.get("SINGULARITY_CONTAINER") or None
+    # Apptainer names its SIF itself; an OCI image cannot know its own name or digest, so
+    # whoever starts it passes them in (apptainer/build-oci.sh, the KubeRay manifest)
+    image = (env.get("APPTAINER_CONTAINER") or env.get("SINGULARITY_CONTAINER")
+             or env.get("HRVS_CONTAINER_IMAGE") or None)
     return {
         "container_image": image,
         "container_digest": container_digest(image, env),
@@ -44,12 +47,31 @@ def collect_provenance(env: Mapping[str, str] | None = None, root: str | os.Path
     }
 
 
+def code_identity() -> dict[str, Any]:
+    """Which hrvs-ray this process imports: version, revision, and the folder it comes from
+    (a Ray job's --working-dir copy and an installed package may differ; see cluster/ray_job.py)."""
+    return {"hrvs_ray_version": __version__, "git_revision": git_revision(), "package_dir": str(_PKG_DIR)}
+
+
+def driver_identity() -> dict[str, Any]:
+    """The ``driver_version`` and ``driver_revision`` columns of every cell the driver writes,
+    next to the version and revision the cell's own process reported."""
+    return {"driver_version": __version__, "driver_revision": git_revision()}
+
+
+# Files an image of this tool carries: Apptainer's image metadata, and the file
+# apptainer/Containerfile writes (Kubernetes runtimes leave no marker of their own). Not
+# Docker's /.dockerenv or Podman's /run/.containerenv: a CI or development host that is itself
+# a container has them, and a run there is not a run in the hrvs-ray image.
+CONTAINER_MARKERS = (".singularity.d", "etc/hrvs-ray-image")
+
+
 def in_container(env: Mapping[str, str] | None = None, root: str | os.PathLike = "/") -> bool:
-    """True inside Apptainer/Singularity: it sets these variables and always creates
-    ``/.singularity.d`` in the image (the latter survives ``--cleanenv``)."""
+    """True inside an hrvs-ray image: Apptainer/Singularity (it sets these variables) or a
+    file of ``CONTAINER_MARKERS`` (which survive ``--cleanenv``)."""
     env = os.environ if env is None else env
     return bool(env.get("APPTAINER_CONTAINER") or env.get("SINGULARITY_CONTAINER")
-                or (Path(root) / ".singularity.d").exists())
+                or any((Path(root) / m).exists() for m in CONTAINER_MARKERS))
 
 
 def container_digest(image: str | None, env: Mapping[str, str] | None = None) -> str | None:
@@ -66,6 +88,8 @@ def container_digest(image: str | None, env: Mapping[str, str] | None = None) ->
     given = env.get("HRVS_CONTAINER_DIGEST")
     if given:
         return given
+    if "@sha256:" in image:   # an OCI reference pinned by digest names its own digest
+        return image.rsplit("@", 1)[1]
     try:
         st = os.stat(image)
     except OSError:

@@ -77,11 +77,13 @@ def _private_gcs_handshake(address: str) -> bool:
 
 # --- connecting ---------------------------------------------------------------------------
 
-def connect(address: str | None) -> None:
-    """Local default: a fresh Ray on loopback only, no dashboard, token authentication as Ray
-    2.60 enables it by default. With ``address`` (``auto`` or HOST:PORT) join that cluster."""
+def connect(address: str | None) -> str:
+    """Local default (None): a fresh, private Ray on loopback only, no dashboard, token
+    authentication as Ray 2.60 enables it by default. With ``address`` (``auto`` or
+    HOST:PORT) join that cluster. Returns the GCS address of the Ray now connected."""
     if address is None:
         _private_forbid_local_clustering()
+        _leave_job_runtime_env()
     import ray
 
     if address is None:
@@ -90,6 +92,29 @@ def connect(address: str | None) -> None:
                  logging_level=logging.WARNING, configure_logging=True)
     else:
         _join(ray, address)
+    return str(ray.get_runtime_context().gcs_address)
+
+
+def _leave_job_runtime_env() -> None:
+    """A private Ray started inside a Ray job must not inherit the job's runtime environment.
+
+    ``ray.init`` merges the job's runtime env (from the variable below, which ``ray job
+    submit`` sets for its entrypoint) into every job it starts, even on a fresh local Ray.
+    A ``--working-dir`` there is a ``gcs://_ray_pkg_<hash>.zip`` package that lives in the
+    job's cluster, not in the private one: every worker of the private Ray then fails with
+    "Failed to download runtime_env file package". RAY_ADDRESS would make the private Ray's
+    own workers' ``ray.init`` calls look at the job's cluster. This process is ours: drop both.
+    """
+    from .ray_job import JOB_CONFIG_VAR
+
+    for var in (JOB_CONFIG_VAR, "RAY_ADDRESS"):
+        os.environ.pop(var, None)
+
+
+def nodes_alive() -> int:
+    import ray
+
+    return sum(1 for n in ray.nodes() if n.get("Alive"))
 
 
 def _join(ray: Any, address: str) -> None:
@@ -142,7 +167,7 @@ def discover_nodes(scopes: set[str]) -> list[NodeView]:
         if got.get("unusable"):
             log.warning("node %s (%s): %s; not used", n["NodeID"][:8], got.get("hostname"), got["unusable"])
             continue
-        nodes.append(NodeView(ray_node_id=n["NodeID"], hostname=got["hostname"],
+        nodes.append(NodeView(ray_node_id=n["NodeID"], hostname=got["hostname"], code=got.get("code", {}),
                               labels=dict(n.get("Labels") or {}), cpus=int(n["Resources"]["CPU"]),
                               memory_bytes=int(got["info"].get("memory_bytes") or 0),
                               info=got["info"], placements=got["placements"],

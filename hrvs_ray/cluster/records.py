@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..plan.cells import CellSpec
+from .provenance import driver_identity
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ def cell_row(cell: CellSpec, node: NodeRef | None, attempts: int, outcome: CellO
         "input_set": cell.input_set.name, "run": cell.run, "spec_json": cell.to_json(),
         "node": node.name if node else None, "ray_node_id": node.ray_node_id if node else None,
         "hostname": node.hostname if node else None, "attempts": attempts, **cell.remedy.to_row(),
+        # the driver's code beside the cell process's (hrvs_ray_version, git_revision below)
+        **driver_identity(),
     }
     out = {f.name: getattr(outcome, f.name) for f in fields(outcome) if f.name not in ("facts", "steps")}
     row.update(out)

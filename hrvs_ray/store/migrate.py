@@ -9,7 +9,9 @@ Format history (like pyperf's JSON format history), newest first:
   scope, JSON text; null: not measured); sweep.json gains ``plan_version`` (absent: version 1);
   steps and cells gain the kernel-cache and shape-rounding axes (``kernel_cache``:
   ``default`` before, ``shape_round``: 0 before); steps gain ``distinct_shapes_seen`` and
-  ``new_shape`` (null before: not recorded); cells gain ``allocator`` (null before).
+  ``new_shape`` (null before: not recorded); cells gain ``allocator`` (null before); cells gain ``driver_version`` and
+  ``driver_revision`` (the driver's hrvs-ray beside the cell process's ``hrvs_ray_version``
+  and ``git_revision``; null in older folders).
 - **2** (hrvs-ray 0.1, remedies): steps and cells gain the remedies axes (``batching``,
   ``precision``, ``memory_format``, ``checkpointing``, ``remedy``, ``window``, ``micro_batch``),
   steps gain ``micro_batches``, ``growth_bytes``, ``counter_time_fraction``, ``pass_px``; cells

@@ -56,6 +56,7 @@ CELLS_SCHEMA = pa.schema([
     ("hostname", pa.string()), ("ray_node_id", pa.string()), ("pid", pa.int64()),
     ("torch_version", pa.string()), ("ray_version", pa.string()), ("hrvs_ray_version", pa.string()),
     ("python_version", pa.string()), ("git_revision", pa.string()),
+    ("driver_version", pa.string()), ("driver_revision", pa.string()),   # schema 3: the driver's code
     ("container_image", pa.string()), ("container_digest", pa.string()), ("in_container", pa.bool_()),
     ("scheduler_job_id", pa.string()), ("scheduler_nodelist", pa.string()),
     ("spec_json", pa.string()),
