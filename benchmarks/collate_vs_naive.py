@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from hrvs_ray.config import InputSetSpec
-from hrvs_ray.plan.batching import batch_order, geometry
 from hrvs_ray.data.shapes import shipped_shape_table, transformed_shape
+from hrvs_ray.plan.batching import batch_order, geometry
 from hrvs_ray.train.collate import MEAN, STD, collate
 
 
@@ -24,7 +24,7 @@ def naive(geom, images):
     mean = torch.tensor(MEAN)[:, None, None]
     std = torch.tensor(STD)[:, None, None]
     padded = []
-    for img, p in zip(images, geom.placements):
+    for img, p in zip(images, geom.placements, strict=False):
         t = (torch.from_numpy(img).permute(2, 0, 1).float() / 255 - mean) / std
         padded.append(torch.nn.functional.pad(t, (p.left, geom.width - p.width - p.left,
                                                   p.top, geom.height - p.height - p.top)))
@@ -51,7 +51,7 @@ def _hwm() -> int:
 
 def batch(iset: InputSetSpec, run: int, scale: float):
     table = shipped_shape_table().select("train").sorted()
-    shapes0 = dict(zip(table.ids, zip(table.heights.tolist(), table.widths.tolist())))
+    shapes0 = dict(zip(table.ids, zip(table.heights.tolist(), table.widths.tolist(), strict=False), strict=False))
     ids = batch_order(table.ids, 7, run, iset.batch_size, 1)[0]
     sh = {}
     for i in ids:

@@ -44,7 +44,7 @@ def main(root: str) -> None:
     cores = len(os.sched_getaffinity(0))
     for workers in sorted({1, cores}):
         res = timed(f"data check --all, {n} files, full decode, {workers} process(es)",
-                    lambda: data_check(big, every_image=True, workers=workers))
+                    lambda workers=workers: data_check(big, every_image=True, workers=workers))
         print(f"  ({res.checked} images checked, {len(res.problems)} problems)")
 
 

@@ -24,7 +24,8 @@ import json, sys, torch
 from hrvs_ray.config import ModelSpec, NetworkSpec, OptimizerSpec
 from hrvs_ray.probes import memory
 from hrvs_ray.train.model import build_model, build_optimizer, train_step
-prec, fmt, ckpt, shape, steps = sys.argv[1], sys.argv[2], sys.argv[3], tuple(map(int, sys.argv[4].split(","))), int(sys.argv[5])
+prec, fmt, ckpt, shape, steps = (sys.argv[1], sys.argv[2], sys.argv[3], tuple(map(int, sys.argv[4].split(","))),
+                                  int(sys.argv[5]))
 torch.set_num_threads(2)
 model = build_model(NetworkSpec(), 0, ckpt, fmt); model.train()
 opt = build_optimizer(OptimizerSpec(), model)
@@ -58,7 +59,8 @@ def main() -> None:
     n, _, h, w = map(int, args.shape.split(","))
     px = n * h * w
     base = None
-    print(f"batch {args.shape} = {px / 1e6:.2f} MP; peak over {args.steps} steps above the pre-step RSS, fresh process each")
+    print(f"batch {args.shape} = {px / 1e6:.2f} MP; "
+          f"peak over {args.steps} steps above the pre-step RSS, fresh process each")
     for prec, fmt, ckpt in itertools.product(("float32", "bfloat16"), ("contiguous", "channels_last"),
                                              ("none", "stages")):
         g = measure(prec, fmt, ckpt, args.shape, args.steps)

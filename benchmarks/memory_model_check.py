@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hrvs_ray.metrics import timed
 from hrvs_ray.plan.memory_calibration import load_calibration
 from hrvs_ray.plan.memory_model import estimate_step_bytes
-from hrvs_ray.metrics import timed
 from hrvs_ray.remedies import Remedy
 from hrvs_ray.store import read_results
 
@@ -72,7 +72,8 @@ def main() -> None:
             meas = s["peak_rss_bytes"].to_numpy(dtype=float)
             pred = np.array([cal.predict(int(px), Remedy()) for px in s["pass_px"]], dtype=float)
             print(f"calibrated, {name}: {errors(pred, meas)}")
-            by = s.assign(pred=pred).groupby("input_set").agg(measured=("peak_rss_bytes", "max"), predicted=("pred", "max"))
+            by = s.assign(pred=pred).groupby("input_set").agg(measured=("peak_rss_bytes", "max"),
+                                                              predicted=("pred", "max"))
             for iset, r in by.iterrows():
                 print(f"    {iset}: measured peak {r.measured / 1e9:.2f} GB, predicted {r.predicted / 1e9:.2f} GB")
         builtin = np.array([estimate_step_bytes(int(px)) for px in s["pass_px"]], dtype=float)

@@ -75,7 +75,8 @@ def main() -> None:
             shapes, source = read_metadata_csv(a.mame).select(sweep.dataset.subset).sorted(), str(a.mame)
             sweep = replace(sweep, dataset=replace(sweep.dataset, path=str(a.mame.parent)))
         print(f"{sweep.name}: {len(shapes)} images from {source}; seed {sweep.training.seed}, "
-              f"{sweep.training.warmup_steps} warm-up + {sweep.training.steps} timed steps x {sweep.training.runs} runs")
+              f"{sweep.training.warmup_steps} warm-up + {sweep.training.steps} timed steps "
+              f"x {sweep.training.runs} runs")
         overlap(sweep, shapes)
         views(sweep, shapes)
 

@@ -49,7 +49,8 @@ def main() -> None:
         memory.peak_rss_bytes()
     c.begin()
     sample = c.end()
-    out = {"threads_in_process": len(os.listdir("/proc/self/task")), "threads_with_event_sets": len(c.sw.fds) if c.sw else 0,
+    out = {"threads_in_process": len(os.listdir("/proc/self/task")),
+           "threads_with_event_sets": len(c.sw.fds) if c.sw else 0,
            "counter_status": sample["counter_status"], "grouping": c.grouping,
            "counters_begin_end_us": round(bench(pair, args.iters), 1),
            "memory_reset_and_reads_us": round(bench(mem, args.iters), 1)}

@@ -9,7 +9,7 @@ three replace runs of characters by regular expression, as their callers always 
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 _NOT_ASCII_ALNUM = re.compile(r"[^A-Za-z0-9]+")
 _NOT_NODE_CHAR = re.compile(r"[^A-Za-z0-9._-]+")

@@ -93,7 +93,7 @@ class Remedy:
                 **{a: getattr(self, a) for a in LATER_AXES}}
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any] | Any) -> "Remedy":
+    def from_row(cls, row: Mapping[str, Any] | Any) -> Remedy:
         """The remedy a row (a mapping, or a pandas row / namedtuple with those attributes)
         records; null or absent parameters take their defaults."""
         get = row.get if isinstance(row, Mapping) else (lambda k, d=None: getattr(row, k, d))
@@ -105,7 +105,7 @@ class Remedy:
             values["shape_round"] = int(get("shape_round"))
         return cls(**values)
 
-    def id_params(self, base: "Remedy | None" = None) -> dict:
+    def id_params(self, base: Remedy | None = None) -> dict:
         """What enters a cell id: empty for the sweep's base setup (``base``, default the
         paper's), so ids written before the axes existed stay valid; otherwise every axis
         plus the parameters of the batching policy actually used."""
@@ -141,7 +141,7 @@ class RemediesSpec:
                 for b, p, m, c, k, r in itertools.product(self.batching, self.precision, self.memory_format,
                                                           self.checkpointing, self.kernel_cache, self.shape_round)]
 
-    def without_unused_params(self) -> "RemediesSpec":
+    def without_unused_params(self) -> RemediesSpec:
         """This spec with each batching parameter at its default unless a listed policy uses it."""
         return replace(self, **{p: getattr(self, p) if any(uses(b, p) for b in self.batching) else PARAM_DEFAULTS[p]
                                 for p in POLICY_PARAMS})

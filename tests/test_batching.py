@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from hrvs_ray.plan.batching import batch_order, geometry, pixel_stats, batch_indices
+from hrvs_ray.plan.batching import batch_indices, batch_order, geometry, pixel_stats
 
 IDS = [f"img{i:03d}.jpg" for i in range(50)]
 
@@ -52,6 +52,6 @@ def test_vectorised_stats_match_geometry():
     stats = pixel_stats(h, w, idx)
     ids = [str(i) for i in range(40)]
     shapes = {str(i): (int(h[i]), int(w[i])) for i in range(40)}
-    for row, inf, tot in zip(idx, stats["informative"], stats["total"]):
+    for row, inf, tot in zip(idx, stats["informative"], stats["total"], strict=False):
         g = geometry([ids[i] for i in row], shapes)
         assert (g.informative_px, g.total_px) == (inf, tot)

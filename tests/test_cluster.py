@@ -10,9 +10,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import tiny_sweep_dict
 
 from hrvs_ray.store import read_results
-from conftest import tiny_sweep_dict
 
 pytestmark = pytest.mark.slow
 

@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 import pytest
-
-from hrvs_ray.store.migrate import upgrade_definition
-from hrvs_ray.config import Sweep, SweepError, load_sweep, parse_sweep
 from conftest import REPO, tiny_sweep_dict
+
+from hrvs_ray.config import Sweep, SweepError, load_sweep, parse_sweep
+from hrvs_ray.store.migrate import upgrade_definition
 
 
 @pytest.mark.parametrize("name", ["full", "quick", "smoke"])

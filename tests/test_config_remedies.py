@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import REPO, tiny_sweep_dict
 
 from hrvs_ray.config import ModelSpec, RemediesSpec, SweepError, load_sweep, parse_sweep
 from hrvs_ray.config.remedies import remedy_problem
-from conftest import REPO, tiny_sweep_dict
 
 
 def _parse(tmp_path, remedies=None, model=None):
@@ -83,7 +83,8 @@ def test_what_the_model_cannot_do_is_refused():
 
 def test_fingerprint_unchanged_by_a_section_that_says_the_default(tmp_path):
     base = _parse(tmp_path).fingerprint()
-    assert _parse(tmp_path, {"batching": "pad", "precision": ["float32"], "checkpointing": "none"}).fingerprint() == base
+    assert _parse(tmp_path, {"batching": "pad", "precision": ["float32"],
+                             "checkpointing": "none"}).fingerprint() == base
     assert _parse(tmp_path, {"batching": "bucket"}).fingerprint() != base
     assert _parse(tmp_path, {"precision": "bfloat16"}).fingerprint() != base
     # An old file asking for bfloat16 + channels_last through the model keys keeps the

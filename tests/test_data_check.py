@@ -32,7 +32,7 @@ def make_bad_dataset(root: Path, bad_medium: bool = True) -> dict[str, str]:
     ``bad_medium``. Returns {file or CSV line: expected kind}."""
     generate(root, SPEC)
     meta = read_metadata_csv(root / METADATA_CSV)
-    shape = {i: (int(h), int(w)) for i, h, w in zip(meta.ids, meta.heights, meta.widths)}
+    shape = {i: (int(h), int(w)) for i, h, w in zip(meta.ids, meta.heights, meta.widths, strict=False)}
     ids = sorted(meta.ids)
     data = root / "data"
     p = [data / i for i in ids]
@@ -213,7 +213,7 @@ def test_a_file_the_user_may_not_read_is_unreadable():
 def test_header_check_does_not_decode_so_misses_only_truncation(bad):
     root, expected = bad
     meta = read_metadata_csv(root / METADATA_CSV)
-    shapes = {i: (int(h), int(w)) for i, h, w in zip(meta.ids, meta.heights, meta.widths)}
+    shapes = {i: (int(h), int(w)) for i, h, w in zip(meta.ids, meta.heights, meta.widths, strict=False)}
     limit = pixel_limit(max(h * w for h, w in shapes.values()))
     items = items_for(root, sorted(shapes), shapes)
     header = {p.file: p.kind for p in check_images(items, limit, full=False)}

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import MAME_CSV
 from PIL import Image
 
 from hrvs_ray.config import DatasetSpec, SyntheticSpec
-from hrvs_ray.data.mame import (DatasetError, load_image, open_dataset, raise_pixel_limit,
-                                read_labels)
+from hrvs_ray.data.mame import DatasetError, load_image, open_dataset, raise_pixel_limit, read_labels
 from hrvs_ray.data.shapes import LABELS_CSV, METADATA_CSV, read_metadata_csv
 from hrvs_ray.data.synthetic import generate
-from conftest import MAME_CSV
 
 SYN = SyntheticSpec(count=16, scale=0.03, seed=1)
 
@@ -54,7 +53,7 @@ def test_dataset_contents(synth_root):
     meta = read_metadata_csv(synth_root / METADATA_CSV)
     assert list(ds.table.ids) == sorted(meta.ids)
     assert len(ds.labels) == 29 and ds.labels["Albumen photograph"] == 0 and ds.labels["Woven fabric"] == 28
-    for i, m, w, h in zip(meta.ids, meta.mediums, meta.widths.tolist(), meta.heights.tolist()):
+    for i, m, w, h in zip(meta.ids, meta.mediums, meta.widths.tolist(), meta.heights.tolist(), strict=False):
         assert ds.shapes[i] == (h, w)
         assert ds.label(i) == ds.labels[m]
         assert ds.image_path(i) == synth_root / "data" / i and ds.image_path(i).is_file()

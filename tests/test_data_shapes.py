@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from hrvs_ray.config import DatasetSpec, InputSetSpec, SyntheticSpec
-from hrvs_ray.plan.batching import batch_indices, pixel_stats
 from hrvs_ray.data.inputs import PreparedSet
 from hrvs_ray.data.mame import open_dataset
 from hrvs_ray.data.shapes import shipped_shape_table, transformed_arrays, transformed_shape
 from hrvs_ray.data.synthetic import generate
+from hrvs_ray.plan.batching import batch_indices, pixel_stats
 
 SETS = [InputSetSpec("LR&FS", "fixed", 8, (256, 256)), InputSetSpec("MR&VS", "shorter_side", 8, (500,)),
         InputSetSpec("small", "shorter_side", 8, (37,)), InputSetSpec("HR&VS", "none", 8)]
@@ -38,15 +38,16 @@ def table():
 @pytest.mark.parametrize("spec", SETS, ids=lambda s: s.name)
 def test_vectorised_arithmetic_is_exact_over_the_whole_shipped_table(table, spec):
     h, w = transformed_arrays(spec, table.heights, table.widths)
-    want = [_exact(spec, a, b) for a, b in zip(table.heights.tolist(), table.widths.tolist())]
-    assert list(zip(h.tolist(), w.tolist())) == want
+    want = [_exact(spec, a, b) for a, b in zip(table.heights.tolist(), table.widths.tolist(), strict=False)]
+    assert list(zip(h.tolist(), w.tolist(), strict=False)) == want
 
 
 @pytest.mark.parametrize("spec", SETS[1:3], ids=lambda s: s.name)
 def test_scalar_wrapper_agrees_over_the_whole_shipped_table(table, spec):
     h, w = transformed_arrays(spec, table.heights, table.widths)
-    assert [transformed_shape(spec, a, b) for a, b in zip(table.heights.tolist(), table.widths.tolist())] == \
-        list(zip(h.tolist(), w.tolist()))
+    assert [transformed_shape(spec, a, b)
+            for a, b in zip(table.heights.tolist(), table.widths.tolist(), strict=False)] == \
+        list(zip(h.tolist(), w.tolist(), strict=False))
 
 
 def test_readme_examples():

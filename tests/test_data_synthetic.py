@@ -3,14 +3,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import MAME_CSV
 from PIL import Image
 
 from hrvs_ray.config import SyntheticSpec
-from hrvs_ray.data.shapes import (LABELS_CSV, MAME_COLUMNS, METADATA_CSV, ShapeTable,
-                                  read_metadata_csv, shipped_shape_table)
-from hrvs_ray.data.synthetic import (MARKER, draw_rows, encode_jpeg, ensure_synthetic, generate,
-                                     is_complete, synth_image)
-from conftest import MAME_CSV
+from hrvs_ray.data.shapes import (
+    LABELS_CSV,
+    MAME_COLUMNS,
+    METADATA_CSV,
+    ShapeTable,
+    read_metadata_csv,
+    shipped_shape_table,
+)
+from hrvs_ray.data.synthetic import MARKER, draw_rows, encode_jpeg, ensure_synthetic, generate, is_complete, synth_image
 
 TINY = SyntheticSpec(count=12, scale=0.03, seed=3, quality=85)
 
@@ -29,7 +34,7 @@ def _rng(seed: int) -> np.random.Generator:
 def test_draw_rows_pinned_values_for_seed_0():
     # Pinned so a numpy or code change that would give other machines other shapes shows up.
     r = draw_rows(shipped_shape_table(), SyntheticSpec(count=5, scale=0.1, seed=0))
-    assert list(zip(r.ids, r.mediums, r.subsets, r.widths.tolist(), r.heights.tolist())) == [
+    assert list(zip(r.ids, r.mediums, r.subsets, r.widths.tolist(), r.heights.tolist(), strict=False)) == [
         ("synth_000000.jpg", "Limestone", "test", 200, 200),
         ("synth_000001.jpg", "Hand-colored etching", "train", 203, 369),
         ("synth_000002.jpg", "Iron", "train", 31, 80),
@@ -57,7 +62,7 @@ def test_draw_rows_keeps_each_rows_medium_and_subset_and_scales_half_up():
                 "m3": ("train", 501, 16)}   # 16.5 -> 17, 15.5 -> 16, 10 -> 16 (minimum), 1.5 -> 16
     r = draw_rows(src, SyntheticSpec(count=4, scale=0.5, seed=0))
     assert sorted(r.mediums) == ["m0", "m1", "m2", "m3"]  # without replacement
-    for m, s, w, h in zip(r.mediums, r.subsets, r.widths.tolist(), r.heights.tolist()):
+    for m, s, w, h in zip(r.mediums, r.subsets, r.widths.tolist(), r.heights.tolist(), strict=False):
         assert (s, w, h) == expected[m]
 
 
@@ -105,7 +110,7 @@ def test_generate_writes_the_mame_layout(tmp_path):
     table = read_metadata_csv(tmp_path / METADATA_CSV)
     expected = draw_rows(shipped_shape_table(), TINY)
     assert table.ids == expected.ids and table.subsets == expected.subsets
-    for name, w, h in zip(table.ids, table.widths.tolist(), table.heights.tolist()):
+    for name, w, h in zip(table.ids, table.widths.tolist(), table.heights.tolist(), strict=False):
         with Image.open(tmp_path / "data" / name) as im:
             assert im.format == "JPEG" and im.mode == "RGB"
             assert im.size == (w, h), name

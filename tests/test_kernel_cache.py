@@ -4,17 +4,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from conftest import REPO, tiny_sweep_dict
+
 from hrvs_ray.config import SweepError, parse_sweep
 from hrvs_ray.plan.batching import geometry, pixel_stats, round_up
+from hrvs_ray.plan.cells import plan_cells
 from hrvs_ray.plan.policies import step_indices, step_pixel_stats
 from hrvs_ray.plan.shape_diversity import ShapeCounter, distinct_counts, step_pass_shapes
-from hrvs_ray.plan.cells import plan_cells
 from hrvs_ray.plan.table import batch_table
 from hrvs_ray.probes.allocator import detect_allocator
 from hrvs_ray.remedies import Remedy
@@ -63,7 +62,8 @@ def test_default_settings_keep_ids_and_fingerprints(tmp_path):
         explicit = _sweep(tmp_path, {**(base or {}), "kernel_cache": "default", "shape_round": "none"})
         assert plain.fingerprint() == explicit.fingerprint()
         assert [c.cell_id for c in plan_cells(plain, ["c"])] == [c.cell_id for c in plan_cells(explicit, ["c"])]
-        assert [c.remedy.label for c in plan_cells(plain, ["c"])] == [c.remedy.label for c in plan_cells(explicit, ["c"])]
+        assert ([c.remedy.label for c in plan_cells(plain, ["c"])]
+                == [c.remedy.label for c in plan_cells(explicit, ["c"])])
 
 
 def test_non_default_settings_enter_ids_and_labels(tmp_path):

@@ -8,13 +8,13 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import tiny_sweep_dict
+
 from hrvs_ray.config import load_sweep
-from hrvs_ray.plan.policies import step_pixel_stats
-from hrvs_ray.plan.shape_diversity import distinct_counts, step_pass_shapes
 from hrvs_ray.data.shapes import read_metadata_csv, transformed_arrays
 from hrvs_ray.plan.cells import plan_cells, step_plan
+from hrvs_ray.plan.policies import step_pixel_stats
+from hrvs_ray.plan.shape_diversity import distinct_counts, step_pass_shapes
 from hrvs_ray.store import read_results
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 
 from hrvs_ray.plan.memory_calibration import calibrate
-from hrvs_ray.plan.memory_model import (BASE_BYTES, FACTOR, Calibration, bytes_per_pixel, estimate_step_bytes,
-                                   fit_line)
+from hrvs_ray.plan.memory_model import BASE_BYTES, FACTOR, Calibration, bytes_per_pixel, estimate_step_bytes, fit_line
 from hrvs_ray.remedies import PAPER, Remedy
 
 
@@ -55,7 +54,8 @@ def test_calibration_is_per_node_and_setting_and_round_trips():
     assert cal.predict(1_000_000, PAPER, node="a") == pytest.approx(1e9 + 4e8)
     assert cal.predict(1_000_000, Remedy(checkpointing="stages")) is None          # not measured
     est = cal.estimator()
-    assert est(1_000_000, Remedy(checkpointing="stages")) == estimate_step_bytes(1_000_000, Remedy(checkpointing="stages"))
+    assert est(1_000_000, Remedy(checkpointing="stages")) == estimate_step_bytes(1_000_000,
+                                                                               Remedy(checkpointing="stages"))
     again = Calibration.from_json(cal.to_json())
     assert again.fits.keys() == cal.fits.keys()
     assert all(again.fits[k].predict(7) == cal.fits[k].predict(7) for k in cal.fits)

@@ -7,11 +7,11 @@ import re
 import pytest
 
 from hrvs_ray import names
-from hrvs_ray.store import results as store
 from hrvs_ray.cluster import nodes
 from hrvs_ray.config import InputSetSpec
 from hrvs_ray.plan.cells import cell_id
 from hrvs_ray.report import html
+from hrvs_ray.store import results as store
 
 # The six rules as they were written in each caller at git HEAD 13c6d0a (copied verbatim).
 BEFORE = {

@@ -5,12 +5,12 @@ import subprocess
 import sys
 
 import pytest
+from conftest import MAME_CSV, REPO, tiny_sweep_dict
 
 from hrvs_ray.config import InputSetSpec, load_sweep, parse_sweep
 from hrvs_ray.data.shapes import read_metadata_csv, shipped_shape_table, transformed_shape
 from hrvs_ray.plan.cells import CellSpec, plan_cells
 from hrvs_ray.plan.table import batch_table
-from conftest import MAME_CSV, REPO, tiny_sweep_dict
 
 
 def test_shipped_shape_table_is_the_real_mame_metadata():
@@ -49,6 +49,7 @@ def test_plan_padding_share_is_the_ratio_of_sums():
     # Σ padding ÷ Σ total over the planned steps, the statistic the report uses too; with
     # equal step counts it equals avg ÷ avg, and differs from the mean of per-step shares
     import numpy as np
+
     from hrvs_ray.data.shapes import transformed_arrays
     from hrvs_ray.plan.policies import step_indices, step_pixel_stats
 
@@ -70,7 +71,8 @@ def test_plan_cli_json_imports_neither_torch_nor_ray(tmp_path):
     # its speed is measured by benchmarks/plan_speed.py, not asserted here
     code = ("import sys, runpy; sys.argv=['hrvs-ray','plan','sweeps/full.yaml','--batches','2000','--format','json'];"
             "from hrvs_ray.cli import main; rc = main();"
-            "assert 'torch' not in sys.modules and 'ray' not in sys.modules and 'PIL' not in sys.modules, 'heavy import';"
+            "assert 'torch' not in sys.modules and 'ray' not in sys.modules"
+            " and 'PIL' not in sys.modules, 'heavy import';"
             "sys.exit(rc)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -127,7 +129,7 @@ def test_cells_that_differ_only_in_remedy_train_on_the_same_images(name):
     assert len(groups) == len(sweep.input_sets) * sweep.training.runs
     for key, by_remedy in groups.items():
         pad = by_remedy["pad+fp32+nchw"]
-        for label, (warm, timed, ids) in by_remedy.items():
+        for label, (warm, timed, _ids) in by_remedy.items():
             assert warm == pad[0] and timed == pad[1], (key, label)   # same multiset, warm-up and timed
         buckets = [v[2] for k, v in by_remedy.items() if k.startswith("bucket")]
         if key[2] != "LR&FS":              # fixed-size sets: every order has no padding to cut

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import MAME_CSV, REPO, tiny_sweep_dict
+
 from hrvs_ray.config import load_sweep, parse_sweep
 from hrvs_ray.data.shapes import read_metadata_csv
 from hrvs_ray.plan.epoch import diversity_sentence, label_diversity, less_diverse, policy_views
@@ -39,7 +39,8 @@ def test_plan_shows_sampled_and_epoch_views_for_every_policy():
         assert pad["epoch"]["steps"] == len(shapes) // pad["batch_size"]
         # the same images: pixels and labels of pad's and accumulate's steps are the same steps
         assert acc["sampled"]["labels"] == pad["sampled"]["labels"]
-        assert acc["sampled"]["informative_px"] == pad["sampled"]["informative_px"] == bucket["sampled"]["informative_px"]
+        assert (acc["sampled"]["informative_px"] == pad["sampled"]["informative_px"]
+                == bucket["sampled"]["informative_px"])
         assert bucket["sampled"]["padding_share"] < pad["sampled"]["padding_share"]
         assert bucket["epoch"]["padding_share"] < pad["epoch"]["padding_share"] and acc["epoch"]["padding_share"] == 0
         assert bucket["epoch"]["window"] == sweep.remedies.window and pad["epoch"]["window"] is None

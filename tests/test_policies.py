@@ -6,12 +6,12 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import MAME_CSV, tiny_sweep_dict
+
 from hrvs_ray.config import InputSetSpec, parse_sweep
+from hrvs_ray.data.shapes import read_metadata_csv, transformed_arrays
 from hrvs_ray.plan.batching import batch_indices, epoch_permutation, pixel_stats
 from hrvs_ray.plan.policies import aspect_class, epoch_indices, micro_slices, step_indices, step_pixel_stats
-from hrvs_ray.data.shapes import read_metadata_csv, transformed_arrays
 from hrvs_ray.plan.table import batch_table
 from hrvs_ray.remedies import Remedy
 
@@ -140,7 +140,8 @@ def test_micro_batches_of_one_tiny_image_are_refused_before_anything_runs(tmp_pa
     d["remedies"] = {"batching": ["pad", "accumulate"]}
     sweep = parse_sweep(d, "s.yaml")
     shapes, where = planning_shapes(sweep)
-    with pytest.raises(SweepError, match=r"s.yaml: remedies.micro_batch: 1 leaves passes of one image in input set .LR&FS."):
+    with pytest.raises(SweepError,
+                       match=r"s.yaml: remedies.micro_batch: 1 leaves passes of one image in input set .LR&FS."):
         check_passes(sweep, shapes, where)
     d["remedies"]["micro_batch"] = 2
     check_passes(parse_sweep(d, "s.yaml"), shapes, where)

@@ -14,8 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from hrvs_ray.probes.counters import (SAMPLE_KEYS, explain_errno, has_cpu_pmu, open_counters, probe_events,
-                                      scale_step)
+from hrvs_ray.probes.counters import SAMPLE_KEYS, explain_errno, has_cpu_pmu, open_counters, probe_events, scale_step
 from hrvs_ray.store import STEPS_SCHEMA
 
 BUF = b"\x01" * (16 * 1024 * 1024)

@@ -72,7 +72,8 @@ def test_apply_placement_node_scope_of_this_machine():
         print(json.dumps(dict(want=p.cpus, got=a.cpus, nodes=p.numa_nodes, numa=a.numa_binding)))
         """)
     assert res["got"] == res["want"]
-    nodes = sorted(int(d[4:]) for d in os.listdir("/sys/devices/system/node") if d.startswith("node") and d[4:].isdigit())
+    nodes = sorted(int(d[4:]) for d in os.listdir("/sys/devices/system/node")
+                   if d.startswith("node") and d[4:].isdigit())
     assert res["nodes"] == nodes                       # the node scope covers every node
     if len(nodes) == 1:                                # this development VM: nothing to bind
         assert res["numa"] == "not needed: 1 NUMA node"

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import SHARED
+
 from hrvs_ray.node.nodedoc import describe_node, format_node_info
 from hrvs_ray.node.nodeinfo import NODE_KEYS, collect_node_info, flops_per_cycle_fp32
 from hrvs_ray.node.topology import format_cpulist
@@ -136,7 +136,8 @@ def test_node_info_sysroot_json(tmp_path):
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert _json_text_inside(doc) == []
-    assert (doc["sockets"], doc["cores"], doc["numa_nodes"], doc["core_kinds"]) == (1, 14, [0], ["performance", "efficiency"])
+    assert (doc["sockets"], doc["cores"], doc["numa_nodes"], doc["core_kinds"]) == (1, 14, [0],
+                                                                                    ["performance", "efficiency"])
     c4 = doc["scopes"]["cores:4"]
     assert (c4["cpus"], c4["numa_nodes"], c4["core_kind"]) == ([0, 2, 4, 6], [0], "performance")
     assert doc["scopes"]["socket"]["core_kinds"] == {"performance": 6, "efficiency": 8}

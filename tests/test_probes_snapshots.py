@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import SHARED
+
 from hrvs_ray.node.topology import ScopeUnavailable, read_topology, resolve_scope, restrict
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hrvs_ray.node.topology import (ScopeUnavailable, parse_cpulist, parse_cpumask, read_topology,
-                                      resolve_scope)
+from hrvs_ray.node.topology import ScopeUnavailable, parse_cpulist, parse_cpumask, read_topology, resolve_scope
 
 FIXTURES = Path(__file__).parent / "fixtures" / "topologies"
 

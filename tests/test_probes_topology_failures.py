@@ -13,8 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
 from conftest import SHARED
+
 from hrvs_ray.node.topology import ScopeUnavailable, TopologyError, read_topology, resolve_scope
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
@@ -105,7 +105,8 @@ def test_multi_die_cores_stay_in_one_die_and_l3(snap):
     cpu = root / "sys/devices/system/cpu"
     for n in (2, 4):
         p = resolve_scope(topo, f"cores:{n}")
-        dies = {(cpu / f"cpu{c}/topology/physical_package_id").read_text() + (cpu / f"cpu{c}/topology/die_id").read_text()
+        dies = {(cpu / f"cpu{c}/topology/physical_package_id").read_text()
+                + (cpu / f"cpu{c}/topology/die_id").read_text()
                 for c in p.cpus}
         l3 = {(cpu / f"cpu{c}/cache/index3/shared_cpu_list").read_text() for c in p.cpus}
         assert len(dies) == 1 and len(l3) == 1, (n, p)

@@ -20,8 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-
 from conftest import REPO, tiny_sweep_dict
+
 from hrvs_ray.cluster import auth
 
 RAY = Path(sys.executable).with_name("ray")

@@ -67,7 +67,8 @@ def test_no_module_re_exports_ray():
 
 def test_installed_ray_is_the_pinned_one_the_private_names_were_checked_against():
     from hrvs_ray.cluster import ray_io
-    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)(?:\[[^]]*\])?==(\S+)$", (REPO / "apptainer" / "requirements.txt").read_text(), re.M))
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)(?:\[[^]]*\])?==(\S+)$",
+                           (REPO / "apptainer" / "requirements.txt").read_text(), re.M))
     ray_version = pytest.importorskip("ray").__version__
     assert ray_io.RAY_CHECKED_VERSION == pins["ray"], "re-check the private names for the new pin, then update"
     assert ray_version == pins["ray"], f"installed Ray {ray_version} is not the pinned {pins['ray']}"

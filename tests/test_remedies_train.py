@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hrvs_ray.config import ModelSpec, NetworkSpec, OptimizerSpec
+from hrvs_ray.config import NetworkSpec, OptimizerSpec
 from hrvs_ray.probes.flops import step_flops
 from hrvs_ray.train.model import build_model, build_optimizer, train_step
 
@@ -39,7 +39,7 @@ def test_accumulate_with_one_pass_is_bitwise_the_pad_step():
     a_loss, a_params = _train()
     b_loss, b_params = _train(split=[slice(0, 2)])
     assert a_loss == b_loss
-    assert all(torch.equal(p, q) for p, q in zip(a_params, b_params))
+    assert all(torch.equal(p, q) for p, q in zip(a_params, b_params, strict=False))
 
 
 def test_accumulate_loss_is_the_mean_over_the_whole_batch():
@@ -60,7 +60,7 @@ def test_accumulate_loss_is_the_mean_over_the_whole_batch():
 def test_checkpointing_leaves_float32_losses_equal_within_tolerance():
     plain, _ = _train()
     ckpt, _ = _train(ckpt="stages")
-    assert max(abs(a - b) for a, b in zip(plain, ckpt)) < 1e-5
+    assert max(abs(a - b) for a, b in zip(plain, ckpt, strict=False)) < 1e-5
 
 
 def test_bfloat16_is_bitwise_repeatable_and_close_to_float32():
@@ -68,7 +68,7 @@ def test_bfloat16_is_bitwise_repeatable_and_close_to_float32():
     b, _ = _train("bfloat16")
     assert a == b
     f32, _ = _train()
-    assert max(abs(x - y) for x, y in zip(a, f32)) < 0.1
+    assert max(abs(x - y) for x, y in zip(a, f32, strict=False)) < 0.1
     assert a != f32                                  # it really ran in bfloat16
 
 
@@ -78,7 +78,7 @@ def test_channels_last_trains_the_same_model():
     c, _ = _train()
     assert a == b
     assert abs(a[0] - c[0]) < 1e-5          # same weights, other kernels: the same first loss
-    assert max(abs(x - y) for x, y in zip(a, c)) < 1e-2   # Adam then amplifies rounding a little
+    assert max(abs(x - y) for x, y in zip(a, c, strict=False)) < 1e-2   # Adam then amplifies rounding a little
 
 
 def test_flops_scale_exactly_with_images_per_pass():
@@ -104,6 +104,7 @@ class _Images:
 
 def _cell(tmp_path, remedies: dict | None):
     from conftest import tiny_sweep_dict
+
     from hrvs_ray.config import parse_sweep
     from hrvs_ray.plan.cells import plan_cells
 

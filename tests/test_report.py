@@ -20,7 +20,7 @@ from hrvs_ray.report import build_report  # noqa: E402
 from hrvs_ray.report.figures import PALETTE, colours  # noqa: E402
 from hrvs_ray.report.load import load, scope_label  # noqa: E402
 from hrvs_ray.report.tables import table1  # noqa: E402
-from hrvs_ray.store import ResultStore, ResultsError  # noqa: E402
+from hrvs_ray.store import ResultsError, ResultStore  # noqa: E402
 
 HOSTILE = "<script>alert(1)</script>"
 HOSTILE_ESC = "&lt;script&gt;alert(1)&lt;/script&gt;"

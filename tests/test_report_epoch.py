@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+from conftest import REPO  # noqa: E402
 from report_results import make_results, stored_steps  # noqa: E402
 
-from conftest import REPO  # noqa: E402
 from hrvs_ray.config import load_sweep  # noqa: E402
 from hrvs_ray.plan.epoch import policy_views  # noqa: E402
 from hrvs_ray.plan.table import planning_shapes  # noqa: E402
@@ -61,7 +61,8 @@ def test_padding_and_diversity_are_the_plans_over_sampled_steps_and_an_epoch(rep
     assert ("LR&FS", "pad") in rows and ("HR&VS", "accumulate") in rows
     for (name, batching), v in views.items():
         r = rows[(name, batching)]
-        assert r[4] == f"{100 * v['sampled']['padding_share']:.1f}" and r[7] == f"{100 * v['epoch']['padding_share']:.1f}"
+        assert (r[4] == f"{100 * v['sampled']['padding_share']:.1f}"
+                and r[7] == f"{100 * v['epoch']['padding_share']:.1f}")
     # real MAMe MR&VS: bucket's sampled steps cut far less padding than its epoch does, and its
     # epoch batches are markedly less diverse (flagged); pad's are not
     assert float(rows[("MR&VS", "bucket")][4]) > 3 * float(rows[("MR&VS", "bucket")][7])

@@ -93,6 +93,7 @@ def _extents_fit(fig) -> list[str]:
 @pytest.mark.parametrize("clusters", [["amd"], ["amd", "intel", "arm-with-a-longer-name"]])
 def test_titles_and_notes_fit(tmp_path: Path, clusters: list[str]) -> None:
     import matplotlib
+
     from hrvs_ray.metrics import timed
     from hrvs_ray.report import figures
     # Counters read except the LLC event (a whole panel without data) for every cluster but

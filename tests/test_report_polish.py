@@ -127,7 +127,7 @@ def test_table2_peak_growth_and_baseline(two_clusters: Path) -> None:
     s = _timed(two_clusters)
     s = s[(s["cluster"] == "slow") & (s["input_set"] == "MR&VS")]
     row = next(r for r in t.rows if r[0] == "MR&VS" and r[1] == "slow")
-    cols = {c: text_of(v) for c, v in zip(t.columns, row)}
+    cols = {c: text_of(v) for c, v in zip(t.columns, row, strict=False)}
     assert float(cols["peak RSS GB avg"]) == pytest.approx(s["peak_rss_bytes"].mean() / 1e9, rel=5e-3)
     assert float(cols["step growth GB avg"]) == pytest.approx(s["growth_bytes"].mean() / 1e9, rel=5e-3)
     cells = pq.read_table(two_clusters / "cells.parquet").to_pandas()
@@ -171,7 +171,7 @@ def test_fastest_cluster_and_penalty_across_architectures(two_clusters: Path) ->
     imp = _ros(s, ["cluster", "scope", "input_set"], "informative_px")
     pen = penalty(m)
     row = next(r for r in pen.rows if r[0] == "slow" and r[1] == "node")
-    got = dict(zip(pen.columns, row))
+    got = dict(zip(pen.columns, row, strict=False))
     shown = text_of(got["HR&VS ÷ LR&FS [95 % interval]"])
     assert float(shown.split("×")[0]) == pytest.approx(
         imp[("slow", "node", "HR&VS")] / imp[("slow", "node", "LR&FS")], rel=5e-3)
@@ -184,13 +184,11 @@ def test_one_cluster_has_no_comparison_across_architectures(tmp_path: Path) -> N
 
 
 def test_memory_model_table_compares_predictions_with_measured_peaks(tmp_path):
-    from hrvs_ray.plan.memory_model import estimate_step_bytes
     from hrvs_ray.metrics import timed
-    from hrvs_ray.remedies import Remedy
+    from hrvs_ray.plan.memory_model import estimate_step_bytes
+    from hrvs_ray.remedies import PAPER, Remedy
     from hrvs_ray.report.load import load
     from hrvs_ray.report.memory import predicted_vs_measured
-
-    from hrvs_ray.remedies import PAPER
 
     m = load([make_results(tmp_path / "r", remedies=(PAPER, Remedy(batching="bucket", precision="bfloat16")))])
     t = predicted_vs_measured(m)

@@ -105,7 +105,7 @@ def test_answers_name_the_fastest_combination_with_its_ratios(folders) -> None:
         best = e["s_imp"].idxmin()
         r = remedies.describe(dict(zip(("batching", "precision", "memory_format", "checkpointing"),
                                        {FAST.label: FAST, ACCUM.label: ACCUM, CKPT.label: CKPT, LATE.label: LATE,
-                                        PAPER.label: PAPER}[best].axes)))
+                                        PAPER.label: PAPER}[best].axes, strict=False)))
         speed = e.loc[PAPER.label, "s_imp"] / e.loc[best, "s_imp"]
         mem = e.loc[best, "peak"] / e.loc[PAPER.label, "peak"]
         sentence = (f"best for {name} on cluster gen-a at scope node: {r}, ")

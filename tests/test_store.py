@@ -5,8 +5,7 @@ from datetime import datetime, timezone
 import pyarrow.parquet as pq
 import pytest
 
-from hrvs_ray.store import SCHEMA_VERSION
-from hrvs_ray.store import STEPS_SCHEMA, ResultStore, ResultsError, conform, read_results
+from hrvs_ray.store import SCHEMA_VERSION, STEPS_SCHEMA, ResultsError, ResultStore, conform, read_results
 
 
 def _cell(cid, status="ok", cluster="c1"):

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import tiny_sweep_dict
 
 from hrvs_ray.store import read_results
-from conftest import tiny_sweep_dict
 
 pytestmark = pytest.mark.slow
 

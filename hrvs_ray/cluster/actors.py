@@ -86,7 +86,7 @@ class CellRunner:
     def ready(self) -> dict[str, Any]:
         return {"cpus": list(self.applied.cpus), "threads": self.torch_threads, "pid": os.getpid()}
 
-    def run(self, spec: "CellSpec", dataset: DatasetSpec, node: str) -> "CellOutcome":
+    def run(self, spec: CellSpec, dataset: DatasetSpec, node: str) -> CellOutcome:
         """Run the cell; exceptions come back as a failed outcome (the process stays sane)."""
         from ..train.cell import run_cell
         from .failures import Failure, FailureKind
@@ -113,7 +113,7 @@ class CellRunner:
                            images_cached=result.images_cached, baseline_rss_bytes=result.baseline_rss_bytes,
                            facts=facts, steps=result.steps)
 
-    def _facts(self) -> "ProcessFacts":
+    def _facts(self) -> ProcessFacts:
         from importlib.metadata import version
 
         import torch

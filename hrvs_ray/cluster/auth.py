@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 REACH_WAIT_S = 5.0  # a head that is still starting gets this long to accept connections
 

@@ -7,23 +7,24 @@ records in ``records``. Every wait has a timeout: a node that vanishes never han
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from ..config import Sweep
 from ..data.mame import Dataset
-from ..plan.memory_calibration import node_estimators, stored_calibration, write_calibration
-from ..plan.memory_model import FitError, estimate_step_bytes
 from ..metrics import cell_s_per_mp
 from ..plan.cells import CellSpec, cell_largest_pass, plan_cells
+from ..plan.memory_calibration import node_estimators, stored_calibration, write_calibration
+from ..plan.memory_model import FitError, estimate_step_bytes
 from ..plan.preflight import preflight
-from .provenance import code_identity
 from ..store import ResultStore
 from . import ray_io
 from .failures import Failure, FailureKind
 from .nodes import NodeView, assign_clusters
+from .provenance import code_identity
 from .ray_job import check_same_code
 from .records import CellOutcome, CellSummary, NodeRef, cell_row, where
 from .scheduler import Pending, Scheduler, triage

@@ -32,10 +32,10 @@ class Failure:
     def __str__(self) -> str:
         return f"{self.kind.value}: {self.detail}"
 
-    def with_note(self, note: str) -> "Failure":
+    def with_note(self, note: str) -> Failure:
         return Failure(self.kind, f"{self.detail} {note}")
 
-    def on_lost_node(self, node: str) -> "Failure":
+    def on_lost_node(self, node: str) -> Failure:
         """The process failed because its node left: that is the cause to report."""
         return Failure(FailureKind.NODE_LOST, f"{node} left the cluster mid-cell ({self})")
 

@@ -54,7 +54,8 @@ def assign_clusters(nodes: list[NodeView], sweep: Sweep) -> list[str]:
                     n.cluster = c.name
                     break
             else:
-                notes.append(f"node {n.name} (label {label!r}, CPU {model!r}) matches no cluster of the sweep; not used")
+                notes.append(f"node {n.name} (label {label!r}, CPU {model!r}) "
+                             "matches no cluster of the sweep; not used")
         else:
             n.cluster = label if label else _slug(model)
     return notes

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .auth import auth_error, is_auth_failure, precheck
 from .failures import Failure, FailureKind, shorten

@@ -59,7 +59,7 @@ class CellOutcome:
     steps: Any = None                 # pyarrow.Table of the steps, or None
 
     @staticmethod
-    def not_run(status: str, why: str) -> "CellOutcome":
+    def not_run(status: str, why: str) -> CellOutcome:
         """A cell that never ran (skipped before start, failed by the driver)."""
         now = datetime.now(timezone.utc)
         return CellOutcome(status=status, error=why, started_at=now, finished_at=now)

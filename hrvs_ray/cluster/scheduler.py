@@ -7,8 +7,8 @@ retried on another node of its cluster that it has not tried yet, up to ``retrie
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from ..plan.cells import CellSpec
 from .nodes import NodeView

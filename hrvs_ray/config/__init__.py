@@ -12,20 +12,43 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .check import SweepError, Validator
-from .remedies import parse_remedies
-from .sections import (NAME_MAX, parse_clusters, parse_counters, parse_dataset, parse_execution,
-                              parse_input_sets, parse_model, parse_name, parse_optimizer, parse_scopes,
-                              parse_training)
-from .specs import (RESIZE_KINDS, ClusterSpec, CounterSpec, DatasetSpec, ExecutionSpec, InputSetSpec,
-                           ModelSpec, NetworkSpec, OptimizerSpec, Sweep, SyntheticSpec, TrainingSpec, implied_remedies)
-from .safe_yaml import load_yaml
 from ..remedies import RemediesSpec
 from ..scopes import SCOPE_RE
+from .check import SweepError, Validator
+from .remedies import parse_remedies
+from .safe_yaml import load_yaml
+from .sections import (
+    NAME_MAX,
+    parse_clusters,
+    parse_counters,
+    parse_dataset,
+    parse_execution,
+    parse_input_sets,
+    parse_model,
+    parse_name,
+    parse_optimizer,
+    parse_scopes,
+    parse_training,
+)
+from .specs import (
+    RESIZE_KINDS,
+    ClusterSpec,
+    CounterSpec,
+    DatasetSpec,
+    ExecutionSpec,
+    InputSetSpec,
+    ModelSpec,
+    NetworkSpec,
+    OptimizerSpec,
+    Sweep,
+    SyntheticSpec,
+    TrainingSpec,
+    implied_remedies,
+)
 
 __all__ = ["NAME_MAX", "RESIZE_KINDS", "SCOPE_RE", "ClusterSpec", "CounterSpec", "DatasetSpec",
-           "ExecutionSpec", "InputSetSpec", "ModelSpec", "OptimizerSpec", "RemediesSpec", "Sweep",
-           "SweepError", "SyntheticSpec", "TrainingSpec", "implied_remedies", "load_sweep", "parse_sweep"]
+           "ExecutionSpec", "InputSetSpec", "ModelSpec", "NetworkSpec", "OptimizerSpec", "RemediesSpec",
+           "Sweep", "SweepError", "SyntheticSpec", "TrainingSpec", "implied_remedies", "load_sweep", "parse_sweep"]
 
 TOP_KEYS = {"name", "dataset", "input_sets", "model", "optimizer", "training", "scopes", "counters",
             "clusters", "execution", "remedies"}

@@ -7,9 +7,9 @@ Pure: imports neither torch nor ray. Every problem is a ``SweepError`` whose tex
 from __future__ import annotations
 
 import dataclasses
-
 import reprlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 Check = Callable[[Any], "str | None"]
 PREVIEW_CHARS = 60

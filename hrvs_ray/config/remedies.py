@@ -9,10 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..remedies import (
+    BATCHING,
+    CHECKPOINTING,
+    KERNEL_CACHE,
+    MEMORY_FORMAT,
+    NO_ROUND,
+    PARAM_DEFAULTS,
+    POLICY_PARAMS,
+    PRECISION,
+    RemediesSpec,
+    uses,
+)
 from .check import Validator, at_least, preview
 from .specs import InputSetSpec, ModelSpec
-from ..remedies import (BATCHING, CHECKPOINTING, KERNEL_CACHE, MEMORY_FORMAT, NO_ROUND, PARAM_DEFAULTS,
-                        POLICY_PARAMS, PRECISION, RemediesSpec, uses)
 
 AXIS_VALUES = {"batching": BATCHING, "precision": PRECISION, "memory_format": MEMORY_FORMAT,
                "checkpointing": CHECKPOINTING}
@@ -105,5 +115,6 @@ def _shape_round(v: Validator, m: dict) -> tuple[int, ...]:
 
 def _policy_param(v: Validator, m: dict, name: str, batching: tuple[str, ...]) -> int:
     if name in m and not any(uses(b, name) for b in batching):
-        v.fail(f"remedies.{name}", f"only used with batching: {POLICY_PARAMS[name]} (batching is {', '.join(batching)})")
+        v.fail(f"remedies.{name}",
+               f"only used with batching: {POLICY_PARAMS[name]} (batching is {', '.join(batching)})")
     return v.get(m, "remedies", name, int, PARAM_DEFAULTS[name], at_least(1))

@@ -8,13 +8,27 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..probes.events import EventSpecError, parse_llc_event   # the counters' grammar, pure
+from ..probes.events import EventSpecError, parse_llc_event  # the counters' grammar, pure
 from ..remedies import MEMORY_FORMAT, PRECISION
-from .check import (Validator, default_of, fraction, in_range, kind, non_negative, not_blank, one_of, positive,
-                    preview)
-from .specs import (ARCHS, DATASET_KINDS, DEVICES, OPTIMIZERS, RESIZE_KINDS, SUBSETS, ClusterSpec, CounterSpec,
-                    DatasetSpec, ExecutionSpec, InputSetSpec, ModelSpec, OptimizerSpec, SyntheticSpec, TrainingSpec)
 from ..scopes import scope_problem
+from .check import Validator, default_of, fraction, in_range, kind, non_negative, not_blank, one_of, positive, preview
+from .specs import (
+    ARCHS,
+    DATASET_KINDS,
+    DEVICES,
+    OPTIMIZERS,
+    RESIZE_KINDS,
+    SUBSETS,
+    ClusterSpec,
+    CounterSpec,
+    DatasetSpec,
+    ExecutionSpec,
+    InputSetSpec,
+    ModelSpec,
+    OptimizerSpec,
+    SyntheticSpec,
+    TrainingSpec,
+)
 
 # results/<name>/ and reports/<name>.html; the report's temporary file adds 27 characters,
 # and a file name may have 255 bytes: 200 leaves room and reads as "a name, not a sentence".

@@ -155,7 +155,7 @@ class Sweep:
         return d
 
     @staticmethod
-    def from_dict(d: dict[str, Any], source: str = "") -> "Sweep":
+    def from_dict(d: dict[str, Any], source: str = "") -> Sweep:
         """The inverse of ``to_dict`` (also after a JSON round trip, as in ``sweep.json``); a
         definition of an older schema goes through ``store.migrate.upgrade_definition`` first."""
         ds = dict(d["dataset"])

@@ -20,10 +20,10 @@ import stat
 import sys
 import warnings
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from PIL import Image, UnidentifiedImageError
 
@@ -135,7 +135,7 @@ def check_images(items: Sequence[Item], limit: int, full: bool, workers: int | N
         try:
             with _pool(workers) as pool:
                 for chunk, found in zip(chunks, pool.map(_check_chunk, chunks, [limit] * len(chunks),
-                                                         [full] * len(chunks))):
+                                                         [full] * len(chunks)), strict=False):
                     out += found
                     bar.update(len(chunk))
         finally:
@@ -150,7 +150,7 @@ def _bomb_warning_is_error() -> None:
 class _InProcess:
     """The ``map`` of an executor, run here (no pool to start for one worker)."""
 
-    def __enter__(self) -> "_InProcess":
+    def __enter__(self) -> _InProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -161,7 +161,7 @@ class _InProcess:
         return map(fn, *iterables)
 
 
-def _pool(workers: int) -> "ProcessPoolExecutor | _InProcess":
+def _pool(workers: int) -> ProcessPoolExecutor | _InProcess:
     if workers > 1:
         return ProcessPoolExecutor(max_workers=workers, initializer=_bomb_warning_is_error)
     return _InProcess()

@@ -27,10 +27,10 @@ import functools
 import hashlib
 import json
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from PIL import Image
@@ -76,7 +76,7 @@ class PreparedSet:
         # every image of the dataset at once, through the planner's own arithmetic
         t = self.dataset.table
         h, w = transformed_arrays(self.input_set, t.heights, t.widths)
-        return dict(zip(t.ids, zip(h.tolist(), w.tolist())))
+        return dict(zip(t.ids, zip(h.tolist(), w.tolist(), strict=False), strict=False))
 
     def get(self, image_id: str) -> np.ndarray:
         """uint8 (height, width, 3) prepared pixels (read-only when they come from the cache)."""

@@ -147,7 +147,7 @@ def open_dataset(spec: DatasetSpec) -> Dataset:
     labels_path = root / LABELS_CSV
     names = read_labels(labels_path) if labels_path.is_file() else None
     labels = label_index([m.strip() for m in full.mediums], names)
-    mediums = {i: m.strip() for i, m in zip(table.ids, table.mediums)}
+    mediums = {i: m.strip() for i, m in zip(table.ids, table.mediums, strict=False)}
     unknown = sorted(set(mediums.values()) - set(labels))
     if unknown:
         raise DatasetError(f"{labels_path}: mediums used in {METADATA_CSV} but not listed: {unknown}")
@@ -155,7 +155,7 @@ def open_dataset(spec: DatasetSpec) -> Dataset:
     raise_pixel_limit(int((table.widths * table.heights).max()))
     return Dataset(
         root=root, table=table, labels=labels,
-        shapes={i: (int(h), int(w)) for i, h, w in zip(table.ids, table.heights, table.widths)},
+        shapes={i: (int(h), int(w)) for i, h, w in zip(table.ids, table.heights, table.widths, strict=False)},
         mediums=mediums,
         fingerprint=_fingerprint(root),
     )

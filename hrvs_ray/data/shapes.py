@@ -9,10 +9,10 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -37,14 +37,14 @@ class ShapeTable:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def select(self, subset: str) -> "ShapeTable":
+    def select(self, subset: str) -> ShapeTable:
         if subset == "all":
             return self
         keep = [i for i, s in enumerate(self.subsets) if s == subset]
         return ShapeTable(tuple(self.ids[i] for i in keep), tuple(self.mediums[i] for i in keep),
                           tuple(self.subsets[i] for i in keep), self.widths[keep], self.heights[keep])
 
-    def sorted(self) -> "ShapeTable":
+    def sorted(self) -> ShapeTable:
         """Rows in canonical (id) order, the order batch plans index into."""
         order = sorted(range(len(self.ids)), key=self.ids.__getitem__)
         return ShapeTable(tuple(self.ids[i] for i in order), tuple(self.mediums[i] for i in order),
@@ -95,7 +95,7 @@ def write_shape_table(metadata_csv: Path, out: Path) -> int:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["file", "medium", "subset", "width", "height"])
-    for row in zip(t.ids, t.mediums, t.subsets, t.widths.tolist(), t.heights.tolist()):
+    for row in zip(t.ids, t.mediums, t.subsets, t.widths.tolist(), t.heights.tolist(), strict=False):
         w.writerow(row)
     with gzip.GzipFile(out, "wb", mtime=0) as f:
         f.write(buf.getvalue().encode())

@@ -21,9 +21,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -138,7 +138,7 @@ def metadata_csv_text(rows: ShapeTable) -> str:
     out = csv.writer(buf, lineterminator="\n")
     out.writerow(MAME_COLUMNS)
     for i, (name, medium, subset, w, h) in enumerate(zip(rows.ids, rows.mediums, rows.subsets,
-                                                         rows.widths.tolist(), rows.heights.tolist())):
+                                                         rows.widths.tolist(), rows.heights.tolist(), strict=False)):
         out.writerow([name, medium, MUSEUM, f"synthetic-{i}", subset, f"{w}.0", f"{h}.0",
                       f"{w * h}.0", f"{w / h:.4f}"])
     return buf.getvalue()
@@ -160,7 +160,7 @@ def generate(root: Path, spec: SyntheticSpec,
     rows = draw_rows(shipped, spec)
     data = root / "data"
     data.mkdir(exist_ok=True)
-    for i, (name, h, w) in enumerate(zip(rows.ids, rows.heights.tolist(), rows.widths.tolist())):
+    for i, (name, h, w) in enumerate(zip(rows.ids, rows.heights.tolist(), rows.widths.tolist(), strict=False)):
         pixels = synth_image(h, w, _rng(spec.seed, _IMAGE_PURPOSE, i))
         atomic_write_bytes(data / name, encode_jpeg(pixels, spec.quality))
         if progress is not None:

@@ -15,8 +15,8 @@ larger than the pixel effect) falls back to a constant step cost.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -20,8 +20,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .model import ScopePlacement
 from ..probes.syscalls import errno_text, libc, syscall_number
+from .model import ScopePlacement
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 

@@ -142,7 +142,7 @@ def read_allowed(root: Path, live: bool) -> Allowed:
     mems: set[int] | None = None
     sources: list[str] = []
 
-    def narrow(c: "tuple[int, ...] | set[int] | None", m: "tuple[int, ...] | None", source: str) -> None:
+    def narrow(c: tuple[int, ...] | set[int] | None, m: tuple[int, ...] | None, source: str) -> None:
         nonlocal cpus, mems
         if c:
             cpus = set(c) if cpus is None else cpus & set(c)

@@ -9,8 +9,9 @@ Sources, in the order they are believed (the first that tells two or more kinds 
    which also differ between cores of one kind (binning, firmware tables; on an NVIDIA GB10
    ``cpu_capacity`` shows five values for two kinds).
 3. ``cpu_capacity``, 4. ``cpufreq/base_frequency``, 5. ``cpufreq/cpuinfo_max_freq``: the first of
-   these that every CPU exposes decides, and values that lie within 10 % of each other are one kind (favoured-core boosts such as Turbo Boost Max
-   3.0 make a few P-cores report a 4 % higher maximum clock; they are not another kind).
+   these that every CPU exposes decides, and values that lie within 10 % of each other are one kind
+   (favoured-core boosts such as Turbo Boost Max 3.0 make a few P-cores report a 4 % higher maximum
+   clock; they are not another kind).
 
 Ranking, fastest first: ``cpu_core`` before ``cpu_atom``; a higher capacity or clock first; MIDR
 kinds by their cores' mean capacity, else base clock, else maximum clock, else per-core L2 size.
@@ -18,9 +19,9 @@ One kind is named ``uniform``; two are ``performance`` and ``efficiency``; more 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from statistics import mean
-from typing import Callable
 
 from .model import CoreKind
 from .sysfs import cpulist_at, optional_int
@@ -132,5 +133,5 @@ def detect_kinds(root: Path, dirs: dict[int, Path], online: tuple[int, ...],
     if not found:
         return (CoreKind("uniform", "none", "no hybrid cores detected", tuple(online)),)
     names = kind_names(len(found))
-    return tuple(CoreKind(name, basis, ev, cpus) for name, (ev, cpus) in zip(names, found))
+    return tuple(CoreKind(name, basis, ev, cpus) for name, (ev, cpus) in zip(names, found, strict=False))
 

@@ -119,7 +119,7 @@ class ScopePlacement:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ScopePlacement":
+    def from_dict(cls, d: dict[str, Any]) -> ScopePlacement:
         return cls(scope=d["scope"], cpus=tuple(d["cpus"]), threads=int(d["threads"]),
                    numa_nodes=tuple(d.get("numa_nodes") or ()), socket=d.get("socket"),
                    core_kind=d.get("core_kind"), core_kinds=dict(d.get("core_kinds") or {}),

@@ -28,7 +28,7 @@ def _scope(topo: Topology, scope: str) -> dict[str, Any]:
     return d
 
 
-def describe_node(root: str | Path = "/", scopes: "list[str] | tuple[str, ...]" = ("socket", "node"),
+def describe_node(root: str | Path = "/", scopes: list[str] | tuple[str, ...] = ("socket", "node"),
                   llc_event: str = "generic") -> dict[str, Any]:
     """The node-info document. Live probes (perf events) run only for ``root="/"``; nothing is
     bound or pinned either way. Raises ValueError for a malformed scope and
@@ -77,7 +77,8 @@ def _node_rows(info: dict[str, Any]) -> list[tuple[str, str]]:
     ]
     rows += [(f"  node {n}", f"CPUs {cpus or '(none online)'}") for n, cpus in (d.get("numa") or {}).items()]
     rows += [(f"  L{c['level']} {c['type']}", f"{_kib(c['size_kib'])} x {c['instances']}, "
-                                               f"shared by {c['cpus_per_instance']} CPU(s)") for c in d.get("caches") or []]
+                                               f"shared by {c['cpus_per_instance']} CPU(s)")
+             for c in d.get("caches") or []]
     rows += [(f"core kind {k['name']}", f"CPUs {k['cpus']} ({k['evidence']})") for k in d.get("core_kinds") or []]
     peak = info.get("peak_gflops_fp32")
     rows += [
@@ -107,13 +108,15 @@ def format_node_info(doc: dict[str, Any]) -> str:
     allowed = doc.get("allowed") or {}
     if allowed.get("sources"):
         rows.append(("this job may use", f"CPUs {format_cpulist(doc['cpus'])}, memory nodes "
-                                         f"{format_cpulist(doc['numa_nodes']) or '-'} ({'; '.join(allowed['sources'])})"))
+                                         f"{format_cpulist(doc['numa_nodes']) or '-'} "
+                                         f"({'; '.join(allowed['sources'])})"))
     for scope, p in doc.get("scopes", {}).items():
         if "unavailable" in p:
             rows.append((f"scope {scope}", f"unavailable: {p['unavailable']}"))
             continue
         kinds = ", ".join(f"{n} {k}" for k, n in p["core_kinds"].items())
-        text = f"CPUs {format_cpulist(p['cpus'])} ({kinds}), memory nodes {format_cpulist(p['numa_nodes']) or 'not bound'}"
+        text = (f"CPUs {format_cpulist(p['cpus'])} ({kinds}), "
+                f"memory nodes {format_cpulist(p['numa_nodes']) or 'not bound'}")
         rows.append((f"scope {scope}", text + (f"; {p['numa_warning']}" if p.get("numa_warning") else "")))
         if scope in (doc.get("ceilings") or {}):
             rows.append(("  measured ceiling", ceiling_text(doc["ceilings"][scope])))

@@ -9,10 +9,11 @@ Peak FP32 estimate (theoretical; "% of peak" uses the measured ceiling of :mod:`
 sum over FP units of (GHz x FP32 FLOPs per cycle), where an FP unit is a physical core (or a
 compute unit whose cores share one FPU, as the kernel's thread siblings say), the clock is each
 unit's own maximum as /sys states it (``base_frequency``, else ``cpuinfo_max_freq``; unknown,
-and the estimate with it, where /sys states none: VMs often do not), and FLOPs per cycle assume two FMA pipes of the widest vector
-ISA: AVX-512 = 2 x 16 lanes x 2 = 64, AVX2+FMA = 2 x 8 x 2 = 32, AVX = 16 (8-wide add + 8-wide
-mul), otherwise SSE = 8. Known exceptions from the vendors' data: Xeon Bronze/Silver have one
-AVX-512 FMA unit (32), and AMD Zen 4 executes AVX-512 on 256-bit pipes (32). ``None`` when no clock is known.
+and the estimate with it, where /sys states none: VMs often do not), and FLOPs per cycle assume
+two FMA pipes of the widest vector ISA: AVX-512 = 2 x 16 lanes x 2 = 64, AVX2+FMA = 2 x 8 x 2 = 32,
+AVX = 16 (8-wide add + 8-wide mul), otherwise SSE = 8. Known exceptions from the vendors' data:
+Xeon Bronze/Silver have one AVX-512 FMA unit (32), and AMD Zen 4 executes AVX-512 on 256-bit pipes (32).
+``None`` when no clock is known.
 """
 from __future__ import annotations
 

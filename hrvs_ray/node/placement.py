@@ -20,8 +20,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Hashable
 from dataclasses import replace
-from typing import Callable, Hashable
 
 from ..scopes import parse_scope
 from .model import Core, ScopePlacement, ScopeUnavailable, Topology
@@ -38,7 +38,7 @@ LEVELS: tuple[tuple[str, _Key], ...] = (
 )
 
 
-def restrict(topo: Topology, allowed: "set[int] | frozenset[int]") -> Topology:
+def restrict(topo: Topology, allowed: set[int] | frozenset[int]) -> Topology:
     """The topology as seen through an allowed CPU set: only allowed CPUs, and only cores
     with at least one allowed hardware thread."""
     cores = tuple(replace(c, cpus=tuple(x for x in c.cpus if x in allowed))
@@ -47,7 +47,7 @@ def restrict(topo: Topology, allowed: "set[int] | frozenset[int]") -> Topology:
                    numa={n: tuple(c for c in cpus if c in allowed) for n, cpus in topo.numa.items()})
 
 
-def _allowed(topo: Topology, allowed: "set[int] | frozenset[int] | None") -> frozenset[int] | None:
+def _allowed(topo: Topology, allowed: set[int] | frozenset[int] | None) -> frozenset[int] | None:
     sets = [s for s in (topo.allowed_cpus, allowed) if s is not None]
     if not sets:
         return None
@@ -66,7 +66,7 @@ def _mem_ok(topo: Topology, cores: list[Core]) -> bool:
     return {n for c in cores if (n := topo.node_of(c.first)) is not None} <= topo.allowed_mems
 
 
-def _kinds_text(cores: "tuple[Core, ...] | list[Core]", topo: Topology) -> str:
+def _kinds_text(cores: tuple[Core, ...] | list[Core], topo: Topology) -> str:
     if len(topo.kinds) <= 1:
         return f"{len(cores)} core" + ("s" if len(cores) != 1 else "")
     counts = Counter(c.kind for c in cores)
@@ -153,7 +153,7 @@ def _placement(topo: Topology, scope: str, cores: list[Core], smt: bool,
 
 
 def resolve_scope(topo: Topology, scope: str, smt: bool = False,
-                  allowed: "set[int] | frozenset[int] | None" = None) -> ScopePlacement:
+                  allowed: set[int] | frozenset[int] | None = None) -> ScopePlacement:
     """Map ``cores:N`` | ``socket`` | ``node`` to CPUs and memory nodes of this node (rules above).
 
     ``allowed`` further limits the CPUs (the driver passes the Ray worker's affinity); the

@@ -7,8 +7,8 @@ kernels and firmware tables end their ``*_list`` files in ``"\\n\\0"`` (seen on 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 _JUNK = " \t\r\n\v\f\x00"
 
@@ -16,7 +16,7 @@ _JUNK = " \t\r\n\v\f\x00"
 class TopologyError(RuntimeError):
     """The topology cannot be read; the message names the file and the problem."""
 
-    def __init__(self, path: "str | Path", problem: str) -> None:
+    def __init__(self, path: str | Path, problem: str) -> None:
         super().__init__(f"cannot read topology: {path}: {problem}")
         self.path = str(path)
         self.problem = problem
@@ -82,7 +82,7 @@ def parse_cpumask(text: str) -> tuple[int, ...]:
     return tuple(i for i in range(bits.bit_length()) if bits >> i & 1)
 
 
-def format_cpulist(cpus: "tuple[int, ...] | list[int] | set[int] | frozenset[int]") -> str:
+def format_cpulist(cpus: tuple[int, ...] | list[int] | set[int] | frozenset[int]) -> str:
     """0,1,2,3,8 -> '0-3,8' (the kernel's cpulist format)."""
     out, run = [], []
     for c in sorted(cpus):
@@ -97,7 +97,7 @@ def format_cpulist(cpus: "tuple[int, ...] | list[int] | set[int] | frozenset[int
     return ",".join(out)
 
 
-def _parsed(path: Path, parse: "Callable[[str], tuple[int, ...]]", what: str,
+def _parsed(path: Path, parse: Callable[[str], tuple[int, ...]], what: str,
             required: bool = False) -> tuple[int, ...] | None:
     text = read_text(path, required)
     if text is None:

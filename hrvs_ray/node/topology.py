@@ -32,8 +32,19 @@ from .cpusets import read_allowed
 from .kinds import detect_kinds
 from .model import Cache, Core, CoreKind, ScopePlacement, ScopeUnavailable, Topology
 from .placement import resolve_scope, restrict
-from .sysfs import (TopologyError, cpulist_at, cpumask_at, format_cpulist, int_at, numbered_dirs,
-                    optional_int, parse_cpulist, parse_cpumask, read_optional, read_text)
+from .sysfs import (
+    TopologyError,
+    cpulist_at,
+    cpumask_at,
+    format_cpulist,
+    int_at,
+    numbered_dirs,
+    optional_int,
+    parse_cpulist,
+    parse_cpumask,
+    read_optional,
+    read_text,
+)
 
 __all__ = ["Cache", "Core", "CoreKind", "ScopePlacement", "ScopeUnavailable", "Topology", "TopologyError",
            "format_cpulist", "parse_cpulist", "parse_cpumask", "read_topology", "resolve_scope", "restrict"]

@@ -8,8 +8,8 @@ bit-for-bit and does not depend on thread count or platform.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -94,12 +94,12 @@ class BatchGeometry:
         """Hash of ids, order and geometry: equal across machines iff the batch plan is."""
         h = hashlib.sha256()
         h.update(f"{self.height}x{self.width}".encode())
-        for i, p in zip(self.ids, self.placements):
+        for i, p in zip(self.ids, self.placements, strict=False):
             h.update(f"|{i}:{p.top},{p.left},{p.height},{p.width}".encode())
         return h.hexdigest()[:16]
 
 
-def round_up(x: "int | np.ndarray", multiple: int) -> "int | np.ndarray":
+def round_up(x: int | np.ndarray, multiple: int) -> int | np.ndarray:
     """``x`` rounded up to a multiple of ``multiple`` (unchanged when ``multiple`` is 0: no rounding)."""
     return x if not multiple else -(-x // multiple) * multiple
 
@@ -115,12 +115,14 @@ def geometry(ids: Sequence[str], shapes: Mapping[str, tuple[int, int]], shape_ro
     return BatchGeometry(tuple(ids), H, W, places)
 
 
-def pixel_stats(heights: np.ndarray, widths: np.ndarray, idx: np.ndarray, shape_round: int = 0) -> dict[str, np.ndarray]:
+def pixel_stats(heights: np.ndarray, widths: np.ndarray, idx: np.ndarray,
+                shape_round: int = 0) -> dict[str, np.ndarray]:
     """Per-batch informative/padding/total pixels for an index matrix, vectorised (for plan);
     the batch is padded as ``geometry`` pads it."""
     h = heights[idx]
     w = widths[idx]
     informative = (h.astype(np.int64) * w).sum(axis=1)
-    total = (round_up(h.max(axis=1).astype(np.int64), shape_round) * round_up(w.max(axis=1).astype(np.int64), shape_round)
+    total = (round_up(h.max(axis=1).astype(np.int64), shape_round)
+             * round_up(w.max(axis=1).astype(np.int64), shape_round)
              * idx.shape[1])
     return {"informative": informative, "padding": total - informative, "total": total}

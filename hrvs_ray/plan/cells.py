@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -45,7 +45,7 @@ class CellSpec:
         return json.dumps(asdict(self), sort_keys=True)
 
     @staticmethod
-    def from_json(text: str) -> "CellSpec":
+    def from_json(text: str) -> CellSpec:
         d = json.loads(text)
         d["input_set"]["size"] = tuple(d["input_set"]["size"])
         d["input_set"] = InputSetSpec(**d["input_set"])

@@ -13,8 +13,8 @@ Every share is a ratio of sums (Σ padding ÷ Σ total pixels), never a mean of 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 import numpy as np
 
@@ -76,7 +76,8 @@ def epoch_view(iset: InputSetSpec, policy: Remedy, shapes: ShapeTable, seed: int
                                                                else None}
 
 
-def policy_views(sweep: Sweep, shapes: ShapeTable, batching: Sequence[str] | None = None) -> dict[tuple[str, str], dict]:
+def policy_views(sweep: Sweep, shapes: ShapeTable,
+                 batching: Sequence[str] | None = None) -> dict[tuple[str, str], dict]:
     """(input set, batching policy) -> {"sampled": ..., "epoch": ...} for every input set and
     batching policy of the sweep (its window and micro_batch)."""
     base = sweep.remedies.combinations()[0]

@@ -3,8 +3,8 @@
 A sweep's own timed steps say what a step costs on its nodes better than the paper's
 constants: ``calibrate`` fits ``peak = base + bytes_per_pixel × pass pixels`` per node and
 per precision × memory format × checkpointing × kernel-cache setting (steps with PyTorch's
-kernel caches on carry their cached kernels in every peak: never fitted with steps without); the driver stores the fit as
-``memory_fit.json`` in the results folder when a sweep ends, and uses it (when the folder
+kernel caches on carry their cached kernels in every peak: never fitted with steps without); the
+driver stores the fit as ``memory_fit.json`` in the results folder when a sweep ends, and uses it (when the folder
 has one) for its pre-flight memory skip; ``hrvs-ray plan --memory-from DIR`` plans with it.
 
 Which steps are fitted: only those whose peak is the step's own. Without ``release_heap`` the
@@ -52,7 +52,7 @@ def calibrate(steps: pd.DataFrame) -> Calibration:
     d = d[d["peak_rss_scope"].fillna("step").str.startswith("step")]   # a process-wide peak is not the step's
     fits = {}
     for key, g in d.groupby(FIT_KEYS, sort=True):
-        remedy = Remedy.from_row(dict(zip(FIT_KEYS, key)))
+        remedy = Remedy.from_row(dict(zip(FIT_KEYS, key, strict=False)))
         fits[tuple(key)] = fit_line(g["pass_px"].to_numpy(), g["peak_rss_bytes"].to_numpy(), remedy)
     return Calibration(fits)
 

@@ -113,7 +113,7 @@ class Calibration:
                 got.append(v)
         return max(got) if got else None
 
-    def matching(self, here: dict) -> "tuple[Calibration, dict[str, list[str]]]":
+    def matching(self, here: dict) -> tuple[Calibration, dict[str, list[str]]]:
         """The fits of nodes whose identity matches ``here``, and why each other node does not."""
         from .memory_identity import mismatch
         why = {n: mismatch(self.nodes.get(n), here) for n in sorted({k[0] for k in self.fits})}
@@ -121,7 +121,7 @@ class Calibration:
         return Calibration(keep, {n: i for n, i in self.nodes.items() if not why.get(n)}), \
             {n: w for n, w in why.items() if w}
 
-    def estimator(self, node: str | None = None) -> "Estimator":
+    def estimator(self, node: str | None = None) -> Estimator:
         """``(pass_px, remedy) -> bytes``: calibrated where a fit exists (of ``node``, or the
         worst of all nodes), built-in elsewhere (the settings it fell back on are recorded)."""
         return Estimator(self, node)
@@ -133,7 +133,7 @@ class Calibration:
                           indent=2, sort_keys=True)
 
     @staticmethod
-    def from_json(text: str) -> "Calibration":
+    def from_json(text: str) -> Calibration:
         raw = json.loads(text)
         rows, nodes = (raw, {}) if isinstance(raw, list) else (raw["fits"], raw.get("nodes") or {})
         fits = {}

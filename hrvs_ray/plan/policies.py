@@ -65,7 +65,7 @@ def aspect_class(heights: np.ndarray, widths: np.ndarray) -> np.ndarray:
     """floor(4 × log2(height / width)) per image, exact: k such that
     w⁴·2^k <= h⁴ < w⁴·2^(k+1), decided on Python integers (no libm, no float rounding)."""
     out = np.empty(len(heights), dtype=np.int64)
-    for i, (h, w) in enumerate(zip(np.asarray(heights).tolist(), np.asarray(widths).tolist())):
+    for i, (h, w) in enumerate(zip(np.asarray(heights).tolist(), np.asarray(widths).tolist(), strict=False)):
         a, b = int(h) ** 4, int(w) ** 4
         k = a.bit_length() - b.bit_length()    # floor(log2(a / b)) is k or k - 1
         if (a << max(0, -k)) < (b << max(0, k)):
@@ -87,7 +87,7 @@ def step_indices(remedy: Remedy, heights: np.ndarray, widths: np.ndarray, seed: 
     cut = min(max(0, warmup_steps), len(pad))
     parts = [regroup(pad[sl], epochs[sl], heights, widths, remedy.window,
                      np.random.SeedSequence([seed, run, tag, BUCKET_SHUFFLE]))
-             for sl, tag in zip((slice(0, cut), slice(cut, None)), PAIRED_PARTS)]
+             for sl, tag in zip((slice(0, cut), slice(cut, None)), PAIRED_PARTS, strict=False)]
     return np.concatenate(parts)
 
 

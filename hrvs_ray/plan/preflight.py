@@ -13,17 +13,17 @@ ray, no pixels. Image checks live in ``data.check`` (Pillow).
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Collection
 
-from ..config import SweepError, Sweep, SyntheticSpec
+from ..config import Sweep, SweepError, SyntheticSpec
 from ..data.mame import Dataset, DatasetError, metadata_path, open_dataset, read_metadata
 from ..data.shapes import METADATA_CSV, ShapeTable, shipped_shape_table
 from ..data.synthetic import draw_rows, is_complete
+from ..remedies import PAPER
 from .cells import plan_cells, step_plan
 from .table import check_plan
-from ..remedies import PAPER
 
 DATA_CHECK_HINT = "run 'hrvs-ray data check {sweep}' to list every problem, truncated files included"
 
@@ -140,7 +140,7 @@ def data_check(sweep: Sweep, input_sets: Collection[str] | None = None, every_im
     table = full.select(ds.subset).sorted()
     check_plan(sweep, table, str(csv_path))
     ids = list(dict.fromkeys(table.ids)) if every_image else needed_image_ids(sweep, table, input_sets)
-    shapes = {i: (int(h), int(w)) for i, h, w in zip(table.ids, table.heights, table.widths)}
+    shapes = {i: (int(h), int(w)) for i, h, w in zip(table.ids, table.heights, table.widths, strict=False)}
     limit = pixel_limit(int((table.widths * table.heights).max()))
     problems = check_images(items_for(Path(ds.path), ids, shapes), limit, full=True, workers=workers,
                             progress=progress)

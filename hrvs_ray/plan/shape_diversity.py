@@ -9,7 +9,7 @@ and ``bucket``, one per micro-batch under ``accumulate``. The cell (``train.cell
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -29,8 +29,8 @@ def step_pass_shapes(heights: np.ndarray, widths: np.ndarray, idx: np.ndarray,
         sub = idx[:, s]
         hh = round_up(np.asarray(heights)[sub].max(axis=1).astype(np.int64), remedy.shape_round)
         ww = round_up(np.asarray(widths)[sub].max(axis=1).astype(np.int64), remedy.shape_round)
-        parts.append([(sub.shape[1], int(a), int(b)) for a, b in zip(hh.tolist(), ww.tolist())])
-    return [list(step) for step in zip(*parts)] if parts else []
+        parts.append([(sub.shape[1], int(a), int(b)) for a, b in zip(hh.tolist(), ww.tolist(), strict=False)])
+    return [list(step) for step in zip(*parts, strict=False)] if parts else []
 
 
 class ShapeCounter:

@@ -6,9 +6,9 @@ Pure: no torch, no ray, no pixels.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -16,8 +16,8 @@ from ..config import InputSetSpec, Sweep, SweepError
 from ..data.shapes import METADATA_CSV, ShapeTable, read_metadata_csv, shipped_shape_table, transformed_arrays
 from ..metrics import ratio_of_sums
 from ..remedies import Remedy
-from .memory_model import estimate_step_bytes
 from .epoch import policy_views
+from .memory_model import estimate_step_bytes
 from .policies import step_indices, step_pixel_stats
 from .shape_diversity import distinct_counts, step_pass_shapes
 

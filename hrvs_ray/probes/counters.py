@@ -56,8 +56,17 @@ from dataclasses import dataclass, field
 
 from . import partial
 from .events import HW_EVENTS, SW_EVENTS, Event, EventSpecError, parse_llc_event
-from .perf import (FLAG_EXCLUDE_HV, FLAG_EXCLUDE_KERNEL, FMT_GROUP, FMT_TOTAL_TIME_ENABLED,
-                   FMT_TOTAL_TIME_RUNNING, explain_errno, has_cpu_pmu, open_event, paranoid)
+from .perf import (
+    FLAG_EXCLUDE_HV,
+    FLAG_EXCLUDE_KERNEL,
+    FMT_GROUP,
+    FMT_TOTAL_TIME_ENABLED,
+    FMT_TOTAL_TIME_RUNNING,
+    explain_errno,
+    has_cpu_pmu,
+    open_event,
+    paranoid,
+)
 
 __all__ = ["SAMPLE_KEYS", "Counters", "explain_errno", "has_cpu_pmu", "open_counters", "probe_events",
            "scale_step"]
@@ -153,8 +162,8 @@ def scale_step(before: list[Reading], after: list[Reading]) -> tuple[list[int] |
     n = len(before[0]) if before else 0
     totals, enabled, running = [0] * n, [0] * n, [0] * n
     worst: float | None = None
-    for t0, t1 in zip(before, after):
-        for i, ((v0, e0, r0), (v1, e1, r1)) in enumerate(zip(t0, t1)):
+    for t0, t1 in zip(before, after, strict=False):
+        for i, ((v0, e0, r0), (v1, e1, r1)) in enumerate(zip(t0, t1, strict=False)):
             de, dr = e1 - e0, r1 - r0
             if de <= 0:
                 continue            # this thread did not run while counting
@@ -167,7 +176,7 @@ def scale_step(before: list[Reading], after: list[Reading]) -> tuple[list[int] |
         return None, None, None, "not counted: no thread ran while counting (time_enabled=0)"
     if not any(running):
         return None, 0.0, 0.0, "not counted: counters were multiplexed out for the whole step (time_running=0)"
-    fraction = min(r / e for r, e in zip(running, enabled) if e > 0)
+    fraction = min(r / e for r, e in zip(running, enabled, strict=False) if e > 0)
     return totals, fraction, worst, None
 
 
@@ -294,7 +303,7 @@ class Counters:
                 s.close()
         self.hw = self.sw = None
 
-    def __enter__(self) -> "Counters":
+    def __enter__(self) -> Counters:
         return self
 
     def __exit__(self, *exc) -> None:

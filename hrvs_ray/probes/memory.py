@@ -4,7 +4,8 @@
 high-water mark ``VmHWM`` to the current RSS when ``5`` is written to
 ``/proc/self/clear_refs`` (kernel >= 4.0): reset before the step, read ``VmHWM`` after it.
 The kernel batches RSS accounting per thread/CPU, so VmHWM is exact to within a few
-hundred KiB -- noise next to a training step's hundreds of MiB. No torch import: this runs around the timed step and must stay cheap (~10 us).
+hundred KiB -- noise next to a training step's hundreds of MiB. No torch import: this runs
+around the timed step and must stay cheap (~10 us).
 """
 from __future__ import annotations
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from ..fsutil import atomic_write_text
 from ..metrics.flags import ceiling_note, steal_note
-from ..store import ResultsError
 from ..remedies import PAPER
+from ..store import ResultsError
 from . import answers, checks, epoch, html, kernel_cache, memory, remedies, tables
 from .charts import scaling_figure, tradeoff_figures
 from .figures import colours, scope_figures

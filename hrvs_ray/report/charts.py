@@ -98,7 +98,7 @@ def scaling_figure(m: Merged) -> FigureSVG:
     cmap = colours(m.input_sets)
     with matplotlib.rc_context(RC):
         fig, axes = _grid_axes(len(sets))
-        for ax, name in zip(axes, sets):
+        for ax, name in zip(axes, sets, strict=False):
             ax.set_title(name, loc="left")
             _scaling_panel(ax, d[d["input_set"] == name], clusters, cmap[name])
         handles = [Line2D([], [], color="#444444", marker=RUN_MARKERS[i % 8], linestyle=LINESTYLES[i % 4],
@@ -180,7 +180,7 @@ def tradeoff_figures(g: pd.DataFrame) -> list[FigureSVG]:
         sets = list(dict.fromkeys(d["input_set"]))
         with matplotlib.rc_context(RC):
             fig, axes = _grid_axes(len(sets))
-            for ax, name in zip(axes, sets):
+            for ax, name in zip(axes, sets, strict=False):
                 ax.set_title(name, loc="left")
                 _tradeoff_panel(ax, d[d["input_set"] == name])
             _tradeoff_legend(fig)

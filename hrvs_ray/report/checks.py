@@ -29,7 +29,7 @@ def determinism(m: Merged) -> Table:
                 compared += 1
             fps = g.groupby("batch_fingerprint")["where"].apply(lambda w: uniq(w, "; "))
             if len(fps) > 1:
-                cfg = dict(zip(CONFIG_KEY, key))
+                cfg = dict(zip(CONFIG_KEY, key, strict=False))
                 seed = "?" if pd.isna(cfg["seed"]) else str(int(cfg["seed"]))
                 for fp, where in fps.items():
                     rows.append([cfg["input_set"], str(cfg["batch_size"]), seed, str(cfg["run"]),
@@ -55,7 +55,8 @@ def failures(m: Merged) -> Table:
     ok = int((m.cells["status"] == "ok").sum())
     return Table("Failed and skipped cells", ["status", "cluster", "scope", "input set", "remedy", "run",
                                               "attempts", "host", "reason"], rows,
-                 note=f"{ok} of {len(m.cells)} recorded cells finished ok.", empty="none: every recorded cell finished ok")
+                 note=f"{ok} of {len(m.cells)} recorded cells finished ok.",
+                 empty="none: every recorded cell finished ok")
 
 
 def _text(*values: object, none: str = "—") -> str:
@@ -80,7 +81,7 @@ def provenance(m: Merged) -> tuple[Table, Table]:
     for cluster in sorted(set(m.cells["cluster"].dropna())):
         c = m.cells[m.cells["cluster"] == cluster]
         digest = uniq((f"{_text(i)} @ {d}" if not missing(d) else None if missing(i) else str(i))
-                      for i, d in zip(c["container_image"], c["container_digest"]))
+                      for i, d in zip(c["container_image"], c["container_digest"], strict=False))
         if digest == "—":
             digest = "not in a container" if c["in_container"].eq(False).any() else "none"
         llc = uniq(m.steps.loc[m.steps["cluster"] == cluster, "llc_event"], none="none")
@@ -89,7 +90,8 @@ def provenance(m: Merged) -> tuple[Table, Table]:
                                                          "python_version", "git_revision")),
                      digest, uniq(c["scheduler_job_id"], none="none"),
                      _date(c["started_at"], "min"), _date(c["finished_at"], "max")])
-    prov = Table("Provenance per cluster", ["cluster", "sweep", "hosts", "LLC event", "torch", "ray", "hrvs-ray", "python",
+    prov = Table("Provenance per cluster", ["cluster", "sweep", "hosts", "LLC event", "torch", "ray", "hrvs-ray",
+                                            "python",
                                             "git revision", "container image @ digest", "scheduler job ids",
                                             "first cell started", "last cell finished"], rows)
     return src, prov

@@ -12,13 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
-
 from ..config import Sweep, SweepError
 from ..metrics import GROUP_KEYS, timed
+from ..metrics.projection import fit_cost, project_epoch
 from ..plan.epoch import diversity_sentence, policy_views
 from ..plan.table import planning_shapes
-from ..metrics.projection import fit_cost, project_epoch
 from .fmt import NA, Cell, Table, sig
 from .load import Merged, scope_label
 

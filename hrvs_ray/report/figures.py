@@ -167,7 +167,8 @@ def _panel(ax, d: pd.DataFrame, metric: Metric, clusters: list[str], sets: list[
         cvals = pd.to_numeric(dc[metric.column], errors="coerce")
         if metric.counter and len(dc) and cvals.notna().sum() == 0:
             slot = chars_fitting(axes_in / len(clusters), 7) - 1  # this cluster's share of the axes
-            ax.text(ci * width + (len(sets) - 1) / 2, 0.5, textwrap.fill("no counters: " + _unavailable(dc, metric), slot),
+            ax.text(ci * width + (len(sets) - 1) / 2, 0.5,
+                    textwrap.fill("no counters: " + _unavailable(dc, metric), slot),
                     ha="center", va="center", fontsize=7, color="#555555",
                     transform=ax.get_xaxis_transform())
             continue
@@ -219,7 +220,7 @@ def draw(d: pd.DataFrame, metrics: tuple[Metric, ...], ncols: int, clusters: lis
     fig = Figure(figsize=(width, 3.4 * nrows + 0.5), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     axes_in = width / ncols - AXES_MARGIN_IN
-    for ax, metric in zip(axes, metrics):
+    for ax, metric in zip(axes, metrics, strict=False):
         _panel(ax, d, metric, clusters, sets, cmap, axes_in)
     for ax in axes[len(metrics):]:
         ax.set_visible(False)

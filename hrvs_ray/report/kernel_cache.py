@@ -44,9 +44,9 @@ def rss_figure(m: Merged) -> FigureSVG:
     sets = [n for n in m.input_sets if n in set(d["input_set"])]
     with matplotlib.rc_context(RC):
         fig, axes = _grid_axes(len(sets))
-        for ax, name in zip(axes, sets):
+        for ax, name in zip(axes, sets, strict=False):
             ax.set_title(name, loc="left")
-            for (cell, setting, rnd), g in d[d["input_set"] == name].groupby(
+            for (_cell, setting, rnd), g in d[d["input_set"] == name].groupby(
                     ["cell_id", "kernel_cache", "shape_round"], sort=True):
                 g = g.sort_values("step")
                 ax.plot(g["distinct_shapes_seen"], g["peak_rss_bytes"] / GB, color=SETTING_COLOURS.get(setting, "#777"),
@@ -82,7 +82,8 @@ def _per_setup(m: Merged) -> pd.DataFrame:
         t = timed(g)
         if t.empty:
             continue
-        rows.append(dict(zip(keys, key), setting=str(g["kernel_cache"].iloc[0]), peak=t["peak_rss_bytes"].max(),
+        rows.append(dict(zip(keys, key, strict=False), setting=str(g["kernel_cache"].iloc[0]),
+                         peak=t["peak_rss_bytes"].max(),
                          growth=pd.Series([_cell_growth(c) for _, c in g.groupby("cell_id")]).mean(),
                          shapes=g["distinct_shapes_seen"].max(), s_imp=figure(t, "s_per_informative_mp")))
     return pd.DataFrame(rows, columns=keys + ["setting", "peak", "growth", "shapes", "s_imp"])

@@ -83,7 +83,7 @@ class Merged:
 # The remedy columns the report reads (the store fills them for every schema version).
 REMEDY_COLS = ("remedy",) + AXES + LATER_AXES
 _RANK = {a: {v: i for i, v in enumerate(vals)} for a, vals in
-         zip(AXES, (BATCHING, PRECISION, MEMORY_FORMAT, CHECKPOINTING))}
+         zip(AXES, (BATCHING, PRECISION, MEMORY_FORMAT, CHECKPOINTING), strict=False)}
 
 
 def remedy_order(rows: pd.DataFrame) -> list[str]:
@@ -161,8 +161,8 @@ def load(dirs: list[Path]) -> Merged:
         notes += [f"cluster {c!r} appears in several sweeps; its results from {r.root} are shown as {mine[c]!r}"
                   for c in sorted(mine) if c in set(cells["cluster"]) | set(nodes["cluster"])]
         for df in (steps, cells, nodes):
-            df["cluster"] = df["cluster"].map(lambda c: mine.get(c, c))
-        seeds = dict(zip(cells["cell_id"], cells["spec_json"].map(_seed)))
+            df["cluster"] = df["cluster"].map(lambda c, mine=mine: mine.get(c, c))
+        seeds = dict(zip(cells["cell_id"], cells["spec_json"].map(_seed), strict=False))
         steps["seed"] = steps["cell_id"].map(seeds).astype("float64")
         steps["source"] = cells["source"] = str(r.root)
         sources.append(Source(r.root, name, str(r.sweep.get("fingerprint", "")),

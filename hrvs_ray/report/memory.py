@@ -6,9 +6,9 @@ factors) and the one calibrated on these very steps (per node and setting).
 """
 from __future__ import annotations
 
+from ..metrics import timed
 from ..plan.memory_calibration import calibrate
 from ..plan.memory_model import FitError, estimate_step_bytes
-from ..metrics import timed
 from ..remedies import Remedy
 from .fmt import Cell, Table, sig
 from .load import Merged, order_input_sets

@@ -55,7 +55,8 @@ def _stats(m: Merged) -> pd.DataFrame:
     for key, g in t.groupby(GROUP_KEYS, sort=False):
         f = figures(g)
         _, low, high = value_interval(g, "s_per_informative_mp", run_sd)
-        rows.append(dict(zip(GROUP_KEYS, key), runs=f["runs"], steps=f["steps"], s_imp=f["s_per_informative_mp"],
+        rows.append(dict(zip(GROUP_KEYS, key, strict=False), runs=f["runs"], steps=f["steps"],
+                         s_imp=f["s_per_informative_mp"],
                          s_imp_low=low, s_imp_high=high, peak_gb=f["peak_rss_bytes"] / GB,
                          pad_pct=100 * f["padding_fraction"]))
     return pd.DataFrame(rows, columns=GROUP_KEYS + STAT_COLS)
@@ -86,12 +87,13 @@ def grid(m: Merged) -> pd.DataFrame:
     for cluster in m.clusters:
         cs, cc = m.steps[m.steps["cluster"] == cluster], m.cells[m.cells["cluster"] == cluster]
         labels = remedy_order(pd.concat([cs[list(REMEDY_COLS)], cc[list(REMEDY_COLS)]]))
-        places = sorted(set(zip(cs["scope"], cs["input_set"])) | set(zip(cc["scope"], cc["input_set"])),
+        places = sorted(set(zip(cs["scope"], cs["input_set"], strict=False))
+                        | set(zip(cc["scope"], cc["input_set"], strict=False)),
                         key=lambda k: (scope_key(k[0]), order.get(k[1], len(order))))
         for scope, name in places:
             for label in labels:
                 key = (cluster, scope, name, label)
-                row = {**dict(zip(GROUP_KEYS, key)), **axes.loc[label, list(AXES + LATER_AXES)].to_dict()}
+                row = {**dict(zip(GROUP_KEYS, key, strict=False)), **axes.loc[label, list(AXES + LATER_AXES)].to_dict()}
                 mine = cc[(cc["scope"] == scope) & (cc["input_set"] == name) & (cc["remedy"] == label)]
                 if key in stats.index:
                     # measured, but some of its runs may be missing: say which, never hide them

@@ -218,7 +218,7 @@ def summary(m: Merged) -> tuple[Table, Table]:
     var = variability(t).set_index(["cluster", "scope", "input_set"]) if len(t) else None
     run_sd = run_spread(t, ["cluster", "scope", "input_set"]) if len(t) else None
     answers, detail = [], []
-    for cluster, scope in sorted({(c, s) for c, s in zip(t["cluster"], t["scope"])},
+    for cluster, scope in sorted({(c, s) for c, s in zip(t["cluster"], t["scope"], strict=False)},
                                  key=lambda k: (k[0], scope_key(k[1]))):
         g = t[(t["cluster"] == cluster) & (t["scope"] == scope)]
         v_mp, v_imp = _verdict(g, "s_per_mp", run_sd), _verdict(g, "s_per_informative_mp", run_sd)

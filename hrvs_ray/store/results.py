@@ -51,7 +51,7 @@ class ResultStore:
 
     @classmethod
     def open(cls, root: Path, sweep_name: str, fingerprint: str, definition: dict, fresh: bool = False,
-             plan_version: int = 1) -> "ResultStore":
+             plan_version: int = 1) -> ResultStore:
         """Open (or create) a results folder for this sweep. A folder holding another sweep's
         results is refused, never mixed; ``fresh`` moves nothing aside, it deletes our own
         earlier results only after checking they are ours or the folder is ours to reuse."""
@@ -85,7 +85,8 @@ class ResultStore:
         root.mkdir(parents=True, exist_ok=True)
         if not ident.is_file():
             atomic_write_text(ident, json.dumps({"sweep": sweep_name, "fingerprint": fingerprint,
-                                                 "plan_version": plan_version, "schema_version": SCHEMA_VERSION, "hrvs_ray_version": __version__,
+                                                 "plan_version": plan_version, "schema_version": SCHEMA_VERSION,
+                                                 "hrvs_ray_version": __version__,
                                                  "definition": definition}, indent=2, sort_keys=True, default=list))
         return cls(root, sweep_name, fingerprint)
 
@@ -108,7 +109,7 @@ class ResultStore:
     def finished(self) -> dict[str, str]:
         """cell_id -> status of every cell already recorded."""
         t = self._cells()
-        return dict(zip(t.column("cell_id").to_pylist(), t.column("status").to_pylist()))
+        return dict(zip(t.column("cell_id").to_pylist(), t.column("status").to_pylist(), strict=False))
 
     def write_cell(self, cell: dict[str, Any], steps: pa.Table | None) -> None:
         """Record one finished cell: its steps file lands first, then its row (replacing an

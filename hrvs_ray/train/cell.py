@@ -9,23 +9,24 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pyarrow as pa
 import torch
 
 from ..config import DatasetSpec
-from ..plan.batching import BatchGeometry, derived_seed, geometry
 from ..data.inputs import PreparedSet
 from ..data.mame import Dataset, open_dataset
-from ..plan.policies import micro_slices
+from ..plan.batching import BatchGeometry, derived_seed, geometry
 from ..plan.cells import CellSpec, step_plan
+from ..plan.policies import micro_slices
 from ..plan.shape_diversity import ShapeCounter
 from ..probes import memory
-from ..probes.steal import read_steal_seconds
 from ..probes.flops import step_flops
+from ..probes.steal import read_steal_seconds
 from ..store import STEPS_SCHEMA, conform
 from .collate import collate
 from .model import build_model, build_optimizer, train_step

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -26,9 +26,10 @@ def collate(geom: BatchGeometry, images: Sequence[np.ndarray], out: torch.Tensor
     out.zero_()
     digest = hashlib.blake2b(digest_size=16)
     digest.update(geom.plan_fingerprint().encode())
-    for i, (img, p) in enumerate(zip(images, geom.placements)):
+    for i, (img, p) in enumerate(zip(images, geom.placements, strict=False)):
         if img.shape != (p.height, p.width, 3) or img.dtype != np.uint8:
-            raise ValueError(f"image {geom.ids[i]} is {img.shape} {img.dtype}, planned ({p.height}, {p.width}, 3) uint8")
+            raise ValueError(f"image {geom.ids[i]} is {img.shape} {img.dtype}, "
+                             f"planned ({p.height}, {p.width}, 3) uint8")
         arr = np.ascontiguousarray(img)
         digest.update(memoryview(arr).cast("B"))
         region = out[i, :, p.top:p.top + p.height, p.left:p.left + p.width]

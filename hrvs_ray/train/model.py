@@ -3,7 +3,7 @@
 trust it), plus the Adam optimiser of the paper."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.utils.checkpoint
