@@ -172,3 +172,21 @@ def test_an_oci_image_identity_is_passed_in_at_run_time(tmp_path):
     assert collect_provenance(given, root=tmp_path)["container_digest"] == "sha256:" + "ef" * 32
     assert collect_provenance({"HRVS_CONTAINER_IMAGE": "localhost/hrvs-ray:ci"}, root=tmp_path)[
         "container_digest"] is None   # a tag says nothing about the bits
+
+
+def test_the_revision_is_read_for_the_package_not_the_module_folder():
+    """provenance.py moved into cluster/: the package folder (where install.sh writes
+    _build_info.json, and whose parent is the checkout) must still be hrvs_ray/ itself.
+    Seen: every cell of an image recorded git_revision null after the move."""
+    import subprocess
+    from pathlib import Path
+
+    import hrvs_ray
+    from hrvs_ray.cluster.provenance import _PKG_DIR, git_revision
+    assert _PKG_DIR == Path(hrvs_ray.__file__).resolve().parent
+    repo = _PKG_DIR.parent
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0 or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    git_revision.cache_clear()
+    assert git_revision().removesuffix("-dirty") == head.stdout.strip()

@@ -23,7 +23,7 @@ from hrvs_ray.fsutil import atomic_write_text
 PROVENANCE_KEYS = ("container_image", "container_digest", "in_container", "scheduler_job_id",
                    "scheduler_nodelist", "git_revision", "hrvs_ray_version", "python_version")
 
-_PKG_DIR = Path(__file__).resolve().parent
+_PKG_DIR = Path(__file__).resolve().parents[1]   # the hrvs_ray package (this module lives in cluster/)
 _CHUNK = 4 << 20
 
 
