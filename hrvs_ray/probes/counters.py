@@ -1,10 +1,6 @@
-"""Per-step hardware and software counters of the whole process, through ``perf_event_open``.
-
-Usage (one step)::
-
-    c = open_counters(llc_event="generic")     # once per cell; any time, even after torch started
-    c.begin(); train_step(); sample = c.end()   # sample: the steps-table counter columns
-    c.close()
+"""Per-step hardware and software counters of the whole process, through ``perf_event_open``:
+``c = open_counters("generic")`` once per cell, then ``c.begin()`` / ``c.end()`` around each
+step (``end`` returns the steps table's counter columns), ``c.close()`` at the end.
 
 Why ctypes and not a library: the Python perf bindings are not on PyPI, pin to kernel headers
 or need root; the syscall needs one 112-byte struct and ``read()``, and every failure surfaces
@@ -41,9 +37,8 @@ Privileges: hardware events use ``exclude_kernel=1, exclude_hv=1`` (user-space c
 ``perf_event_paranoid=2`` allows for one's own process. Software events are opened counting
 kernel time too when allowed (context switches happen in the kernel, so a user-only
 context-switch count is always 0); under ``paranoid>=2`` without CAP_PERFMON they fall back to
-user-only, and context switches then come from ``getrusage`` (all threads) instead.
-
-LLC event choice (``llc_event``): see :mod:`.events`, which holds the grammar.
+user-only, and context switches then come from ``getrusage`` (all threads) instead. The
+LLC event's grammar is :mod:`.events`'.
 """
 from __future__ import annotations
 
