@@ -19,7 +19,7 @@ def _code_map() -> dict[str, set[str]]:
             continue
         folder = cells[1].strip("`")
         # module names: backticked *.py at the start of each comma-separated item
-        names = {m for m in re.findall(r"(?:^|,\s*)`([\w/]+\.py)`", cells[2])}
+        names = {m.removeprefix(folder) for m in re.findall(r"(?:^|,\s*)`([\w/]+\.py)`", cells[2])}
         rows.setdefault(folder, set()).update(names)
     return rows
 
