@@ -36,6 +36,7 @@ def _run(capsys, *args: str) -> tuple[int, str, str]:
     return rc, out.out, out.err
 
 
+@pytest.mark.slow
 def test_slower_machine_is_a_regression_named_with_its_differences(tmp_path: Path, capsys) -> None:
     base = make_results(tmp_path / "base", clusters=["old"], **ONE)
     new = make_results(tmp_path / "new", clusters=["fresh"], speeds={"fresh": 1.25}, noise_seed=5,
@@ -59,6 +60,7 @@ def test_slower_machine_is_a_regression_named_with_its_differences(tmp_path: Pat
     assert rc == 1 and "SLOWER (> 5 %)" in out and "differs: torch version: base 2.14.1; new 9.9.9" in out
 
 
+@pytest.mark.slow
 def test_a_remeasure_is_no_measurable_difference_and_exits_0(tmp_path: Path, capsys) -> None:
     base = make_results(tmp_path / "base", **ONE)
     new = make_results(tmp_path / "new", noise_seed=7, **ONE)
@@ -91,6 +93,7 @@ def test_threshold_separates_a_small_measured_slowdown(tmp_path: Path) -> None:
     assert compare(base, new, threshold_pct=2.0).exit_code == 1
 
 
+@pytest.mark.slow
 def test_clusters_matched_by_name_and_one_sided_groups_listed(tmp_path: Path, capsys) -> None:
     base = make_results(tmp_path / "base", clusters=["a", "b"], **ONE)
     new = make_results(tmp_path / "new", clusters=["a", "c"], noise_seed=2,
@@ -105,6 +108,7 @@ def test_clusters_matched_by_name_and_one_sided_groups_listed(tmp_path: Path, ca
     assert rc in (0, 1) and "only in base: b node MR&VS" in out  # listed, not fatal
 
 
+@pytest.mark.slow
 def test_different_images_or_nothing_matching_is_bad_input(tmp_path: Path, capsys) -> None:
     base = make_results(tmp_path / "base", **ONE)
     other = make_results(tmp_path / "other", seed=9, **ONE)  # another seed: other batches

@@ -94,6 +94,7 @@ def test_a_large_but_legal_value_is_echoed_as_a_short_preview(tmp_path):
     ("[" * 100 + "]" * 100, "levels deep"),
     ("[" * 3000 + "]" * 3000, "levels deep"),
 ])
+@pytest.mark.slow
 def test_recursive_and_deep_values_are_refused(in_tmp, capsys, tmp_path, value, problem):
     path = in_tmp(_tiny_yaml(tmp_path) + f"optimizer:\n  betas: {value}\n")
     assert problem in _rejected(capsys, path, tmp_path)

@@ -148,6 +148,7 @@ def test_an_unknown_medium_fails_at_dataset_path_pointing_to_data_check(tmp_path
     assert "hrvs-ray data check s.yaml" in e.value.problem
 
 
+@pytest.mark.slow
 def test_the_validation_path_imports_neither_torch_nor_ray():
     code = ("import sys, hrvs_ray.config, hrvs_ray.plan.preflight, hrvs_ray.data.check;"
             "print(sorted(m for m in ('torch', 'ray') if m in sys.modules))")

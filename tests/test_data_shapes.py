@@ -43,6 +43,7 @@ def test_vectorised_arithmetic_is_exact_over_the_whole_shipped_table(table, spec
 
 
 @pytest.mark.parametrize("spec", SETS[1:3], ids=lambda s: s.name)
+@pytest.mark.slow
 def test_scalar_wrapper_agrees_over_the_whole_shipped_table(table, spec):
     h, w = transformed_arrays(spec, table.heights, table.widths)
     assert [transformed_shape(spec, a, b)

@@ -135,6 +135,7 @@ def test_ensure_synthetic_generates_once(tmp_path):
     assert is_complete(tmp_path, other) and not is_complete(tmp_path, TINY)
 
 
+@pytest.mark.slow
 def test_interrupted_generation_is_not_taken_for_complete(tmp_path):
     assert ensure_synthetic(tmp_path, TINY)
     bigger = SyntheticSpec(count=20, scale=TINY.scale, seed=TINY.seed, quality=TINY.quality)

@@ -119,6 +119,7 @@ def test_distinct_shapes_are_counted_cumulatively():
     assert distinct_counts([[(1, 2, 3)], [(1, 2, 3)], [(1, 2, 4)]]).tolist() == [1, 1, 2]
 
 
+@pytest.mark.slow
 def test_rounding_leaves_fewer_distinct_shapes_and_plan_shows_both(tmp_path):
     s = _sweep(tmp_path, {"batching": ["pad", "bucket"], "shape_round": ["none", 16], "window": 2})
     t = batch_table(s, 40)
@@ -156,6 +157,7 @@ except KernelCacheError as e:
     ("fresh", "off", "ok 0 1"), ("fresh", "default", "ok None None"),
     ("preload", "off", "refused kernel_cache 'off' needs a process that has not imported torch yet"),
     ("preload", "default", "ok None None")])
+@pytest.mark.slow
 def test_the_setting_is_applied_before_torch_or_refused(preload, setting, expect):
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "LRU_CACHE_CAPACITY": "7"} \
         if setting == "default" and preload == "fresh" else {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}

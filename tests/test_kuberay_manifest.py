@@ -17,6 +17,9 @@ from conftest import REPO, SHARED
 
 from hrvs_ray.cli import build_parser
 
+# report rendering / torch training: seconds per test, so out of the fast lane (README)
+pytestmark = pytest.mark.slow
+
 MANIFEST = REPO / "apptainer" / "kuberay-rayjob.yaml"
 CRD = SHARED / "data" / "kuberay" / "ray.io_rayjobs.yaml"
 IMAGE_SRC = "/opt/hrvs-ray-src"   # where the Containerfile puts the repository's sweeps

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import tomllib
 from conftest import REPO
 
@@ -24,6 +25,7 @@ def _console_script(*args: str) -> subprocess.CompletedProcess:
     return _run("-c", code, *args)
 
 
+@pytest.mark.slow
 def test_module_prints_the_same_plan_as_the_console_script():
     a = _run("-m", "hrvs_ray", "plan", "sweeps/smoke.yaml")
     b = _console_script("plan", "sweeps/smoke.yaml")
@@ -39,6 +41,7 @@ def test_module_help_lists_every_command_under_the_tools_name():
         assert cmd in r.stdout
 
 
+@pytest.mark.slow
 def test_module_keeps_the_exit_code_of_bad_input(tmp_path):
     missing = tmp_path / "nope.yaml"
     a = _run("-m", "hrvs_ray", "plan", str(missing))

@@ -100,6 +100,7 @@ def _plan(tmp_path: Path, capsys, folder: Path) -> tuple[int, str, str]:
     return rc, out.out, out.err
 
 
+@pytest.mark.slow
 def test_plan_memory_from_another_machine_falls_back_and_says_why(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     other = dict(local_identity(), cpu_model="Some Other CPU")

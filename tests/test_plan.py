@@ -67,6 +67,7 @@ def test_plan_padding_share_is_the_ratio_of_sums():
     assert abs(t["HR&VS"]["padding_share"] - mean_of_shares) > 1e-3
 
 
+@pytest.mark.slow
 def test_plan_cli_json_imports_neither_torch_nor_ray(tmp_path):
     # its speed is measured by benchmarks/plan_speed.py, not asserted here
     code = ("import sys, runpy; sys.argv=['hrvs-ray','plan','sweeps/full.yaml','--batches','2000','--format','json'];"
@@ -110,6 +111,7 @@ def test_llc_event_and_scopes_can_differ_per_cluster(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["quick-remedies", "remedies"])
+@pytest.mark.slow
 def test_cells_that_differ_only_in_remedy_train_on_the_same_images(name):
     from collections import Counter
 

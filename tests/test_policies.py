@@ -108,6 +108,7 @@ def test_accumulate_with_the_whole_batch_is_the_pad_step():
 
 
 @pytest.mark.skipif(not MAME_CSV.is_file(), reason=f"real MAMe metadata not at {MAME_CSV}")
+@pytest.mark.slow
 def test_real_mame_padding_per_policy_matches_the_issue(tmp_path):
     shapes = read_metadata_csv(MAME_CSV).select("train").sorted()
     d = tiny_sweep_dict(tmp_path)

@@ -59,6 +59,7 @@ def test_a_step_above_105_percent_of_its_ceiling_is_flagged_with_the_likely_caus
     assert _pct_ceiling(steps.assign(flops=0.99e9)) == "99.0"
 
 
+@pytest.mark.slow
 def test_the_report_flags_steps_above_their_ceiling(tmp_path):
     import sys
     from pathlib import Path

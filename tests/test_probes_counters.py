@@ -329,6 +329,7 @@ def test_unprivileged_user_under_paranoid_2():
     assert s["proc_switches"] >= 10 and s["context_switches"] >= s["proc_switches"]
 
 
+@pytest.mark.slow
 def test_torch_pool_started_after_open_is_counted():
     """The cell's order: open counters, import torch, start its thread pool, then steps."""
     code = textwrap.dedent("""

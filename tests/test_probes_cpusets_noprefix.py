@@ -50,6 +50,7 @@ def test_shared_noprefix_snapshot_allows_what_hwloc_shows(tmp_path):
     assert len(restrict(topo, topo.allowed_cpus).online) == 11
 
 
+@pytest.mark.slow
 def test_noprefix_mems_keep_memory_off_nodes_the_job_may_not_use(tmp_path):
     root, _ = _snapshot(tmp_path, "64amd64-4s2n4ca2co")        # node k holds CPUs 8k..8k+7
     _noprefix(root, "0-3", "2-3")                              # the machine: CPUs in node 0 only
@@ -60,6 +61,7 @@ def test_noprefix_mems_keep_memory_off_nodes_the_job_may_not_use(tmp_path):
     assert "outside this job's memory nodes" in (p.numa_warning or "")
 
 
+@pytest.mark.slow
 def test_noprefix_mems_bind_cores_to_the_allowed_node(tmp_path):
     root, _ = _snapshot(tmp_path, "64amd64-4s2n4ca2co")
     _noprefix(root, "0-3,16-23", "2")

@@ -18,6 +18,7 @@ def test_step_is_about_three_forwards():
     assert 2.8 * fwd < step < 3.0 * fwd
 
 
+@pytest.mark.slow
 def test_scales_linearly_with_batch_and_pixels():
     base = step_flops("resnet18", 29, (1, 3, 224, 224))
     assert step_flops("resnet18", 29, (4, 3, 224, 224)) == 4 * base

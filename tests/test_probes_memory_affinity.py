@@ -40,6 +40,7 @@ def _run(code: str, env: dict | None = None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_apply_placement_before_torch_overrides_inherited_env():
     cpu = min(os.sched_getaffinity(0))
     res = _run(f"""
@@ -95,6 +96,7 @@ def test_a_placement_that_refuses_binding_says_why():
     assert res == {"numa": "not bound: NUMA data contradicts itself", "warnings": []}
 
 
+@pytest.mark.slow
 def test_torch_imported_first_is_flagged():
     res = _run("""
         import json, os, torch

@@ -75,6 +75,7 @@ def test_xeon_silver_row(machine):
     assert row["numa_node_ids"] == [0, 1] and row["counters"] is None
 
 
+@pytest.mark.slow
 def test_opteron_row_counts_compute_units_once_for_the_peak(machine):
     info = collect_node_info(machine("64amd64-4s2n4ca2co"))
     assert info["vendor"] == "AMD" and info["cpu_model"] == "AMD Opteron(TM) Processor 6276"
@@ -85,6 +86,7 @@ def test_opteron_row_counts_compute_units_once_for_the_peak(machine):
     assert "'cpu MHz' is the current clock, not a maximum" in info["info"]["peak_assumption"]
 
 
+@pytest.mark.slow
 def test_theoretical_peak_uses_the_maximum_clock_sys_states(machine, tmp_path):
     import shutil
     root = tmp_path / "m"
@@ -126,6 +128,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=120, cwd=Path(__file__).parents[1])
 
 
+@pytest.mark.slow
 def test_node_info_sysroot_json(tmp_path):
     """What cores:4 / socket / node will mean on a recorded machine, as plain nested JSON."""
     snap = {name: a for name, a, _ in snapshots(SHARED)}

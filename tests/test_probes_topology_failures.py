@@ -80,6 +80,7 @@ def _gb10(tmp_path: Path):
     return root, read_hwloc(HWLOC_DIR / "nvidia-dgx-gb10.xml")
 
 
+@pytest.mark.slow
 def test_arm_kinds_come_from_the_midr_part_not_capacity(tmp_path):
     root, hw = _gb10(tmp_path)
     caps = {(root / f"sys/devices/system/cpu/cpu{c}/cpu_capacity").read_text().strip() for c in hw.pus}
@@ -99,6 +100,7 @@ def test_arm_kinds_come_from_the_midr_part_not_capacity(tmp_path):
 
 # ---- dies and L3 domains ----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_multi_die_cores_stay_in_one_die_and_l3(snap):
     root, _ = snap("fakecpuid1f-64intel64-2p4d2n2c2t")
     topo = read_topology(root)
@@ -139,6 +141,7 @@ def test_buggy_numa_every_cpu_in_every_node_is_not_used_for_binding(snap):
     assert _bound(p) == f"not bound: {topo.numa_problem}"
 
 
+@pytest.mark.slow
 def test_a_cpu_listed_in_two_nodes_is_detected(snap):
     root, _ = snap("32intel64-2p8co2t+8ve")
     node1 = root / "sys/devices/system/node/node1/cpulist"
@@ -171,6 +174,7 @@ def _cgroup_root(snap, name: str) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_cgroup_v2_cpuset_of_an_ancestor_applies(snap):
     root = _cgroup_root(snap, "32intel64-2p8co2t+8ve")
     _write(root / "proc/self/cgroup", "0::/job/step\n")
@@ -187,6 +191,7 @@ def test_cgroup_v2_cpuset_of_an_ancestor_applies(snap):
         resolve_scope(topo, "node")
 
 
+@pytest.mark.slow
 def test_cgroup_v1_seen_from_inside_a_container_and_proc_status(snap):
     root = _cgroup_root(snap, "32intel64-2p8co2t+8ve")
     _write(root / "proc/self/cgroup", "4:cpuset:/docker/abc\n")
@@ -221,6 +226,7 @@ def _placements(topo) -> list:
     return out
 
 
+@pytest.mark.slow
 def test_kunpeng_lists_ending_in_newline_nul(tmp_path):
     root = unpack(HWLOC_DIR / "128arm-2pa2n8cluster4co.tar.bz2", tmp_path)
     assert (root / "sys/devices/system/cpu/cpu0/topology/thread_siblings_list").read_bytes().endswith(b"\n\0")
@@ -229,6 +235,7 @@ def test_kunpeng_lists_ending_in_newline_nul(tmp_path):
     assert resolve_scope(topo, "cores:4").cpus == (0, 1, 2, 3)
 
 
+@pytest.mark.slow
 def test_nul_and_whitespace_padding_changes_nothing(snap, tmp_path):
     clean, _ = snap("32intel64-2p8co2t+8ve")
     padded = tmp_path / "padded"

@@ -29,6 +29,7 @@ def _ray_imports(tree: ast.Module) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_only_ray_io_and_the_token_probe_import_ray():
     importers = {path for path, tree in _modules().items() if _ray_imports(tree)}
     assert importers == {RAY_HOME, TOKEN_PROBE}
@@ -38,6 +39,7 @@ def test_the_token_probe_imports_only_rays_public_exceptions():
     assert set(_ray_imports(_modules()[TOKEN_PROBE])) == {"ray.exceptions"}
 
 
+@pytest.mark.slow
 def test_ray_private_names_live_in_ray_io_only():
     private = re.compile(r"\bray\.(_private|_raylet)\b|\bray\._[a-z]")
     users = {path for path, tree in _modules().items()
@@ -50,6 +52,7 @@ def test_ray_private_names_live_in_ray_io_only():
             assert fn.name.startswith("_private_"), fn.name
 
 
+@pytest.mark.slow
 def test_no_module_re_exports_ray():
     """A facade (``from .ray_io import ray``, ``ray_io.ray``) would dodge the import rule."""
     for path, tree in _modules().items():
@@ -65,6 +68,7 @@ def test_no_module_re_exports_ray():
         "ray_io imports Ray inside functions only: importing the module must not start Ray's import"
 
 
+@pytest.mark.slow
 def test_installed_ray_is_the_pinned_one_the_private_names_were_checked_against():
     from hrvs_ray.cluster import ray_io
     pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)(?:\[[^]]*\])?==(\S+)$",

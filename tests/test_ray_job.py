@@ -75,6 +75,7 @@ def _cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
                           env=e, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_refuses_the_default_results_folder_in_a_job_before_anything_runs(tmp_path):
     pkg = _pkg(tmp_path)
     (pkg / "smoke.yaml").write_text((REPO / "sweeps" / "smoke.yaml").read_text())
@@ -84,6 +85,7 @@ def test_cli_refuses_the_default_results_folder_in_a_job_before_anything_runs(tm
     assert sorted(p.name for p in pkg.iterdir()) == ["smoke.yaml"]   # no dataset, no cache, no results
 
 
+@pytest.mark.slow
 def test_cli_names_a_dashboard_address(tmp_path):
     r = _cli(["sweep", str(REPO / "sweeps" / "smoke.yaml"), "--out", str(tmp_path / "r")], tmp_path,
              RAY_ADDRESS="http://127.0.0.1:8265")

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from hrvs_ray.config import NetworkSpec, OptimizerSpec
 from hrvs_ray.probes.flops import step_flops
 from hrvs_ray.train.model import build_model, build_optimizer, train_step
+
+# report rendering / torch training: seconds per test, so out of the fast lane (README)
+pytestmark = pytest.mark.slow
 
 SHAPES = [(2, 3, 48, 64), (2, 3, 48, 64), (2, 3, 40, 56)]
 

@@ -22,6 +22,9 @@ from hrvs_ray.report.load import load, scope_label  # noqa: E402
 from hrvs_ray.report.tables import table1  # noqa: E402
 from hrvs_ray.store import ResultsError, ResultStore  # noqa: E402
 
+# report rendering / torch training: seconds per test, so out of the fast lane (README)
+pytestmark = pytest.mark.slow
+
 HOSTILE = "<script>alert(1)</script>"
 HOSTILE_ESC = "&lt;script&gt;alert(1)&lt;/script&gt;"
 NASTY = 'OOM <b>&"'

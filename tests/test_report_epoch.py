@@ -24,6 +24,9 @@ from hrvs_ray.plan.table import planning_shapes  # noqa: E402
 from hrvs_ray.remedies import PAPER, Remedy  # noqa: E402
 from hrvs_ray.report import build_report  # noqa: E402
 
+# report rendering / torch training: seconds per test, so out of the fast lane (README)
+pytestmark = pytest.mark.slow
+
 BUCKET = Remedy("bucket", "bfloat16", "channels_last")
 ACCUM = Remedy("accumulate")
 

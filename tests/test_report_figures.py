@@ -17,6 +17,9 @@ from hrvs_ray.report.figures import colours  # noqa: E402
 from hrvs_ray.report.load import load  # noqa: E402
 from hrvs_ray.store import ResultStore  # noqa: E402
 
+# report rendering / torch training: seconds per test, so out of the fast lane (README)
+pytestmark = pytest.mark.slow
+
 NASTY = 'OOM <b>&"'
 
 def test_log_scale_when_values_span_decades(tmp_path: Path) -> None:

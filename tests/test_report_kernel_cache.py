@@ -15,6 +15,9 @@ from hrvs_ray.report import render  # noqa: E402
 from hrvs_ray.report.kernel_cache import cache_share  # noqa: E402
 from hrvs_ray.report.load import load  # noqa: E402
 
+# report rendering / torch training: seconds per test, so out of the fast lane (README)
+pytestmark = pytest.mark.slow
+
 
 def test_report_shows_the_caches_share_next_to_table_2_and_rss_against_shapes(tmp_path):
     setups = (Remedy(), Remedy(kernel_cache="off"), Remedy(shape_round=32), Remedy(shape_round=32, kernel_cache="off"))

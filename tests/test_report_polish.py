@@ -25,6 +25,9 @@ from hrvs_ray.report.fmt import Cell, counters_text  # noqa: E402
 from hrvs_ray.report.load import load  # noqa: E402
 from hrvs_ray.report.tables import summary, table1, table2, table3  # noqa: E402
 
+# report rendering / torch training: seconds per test, so out of the fast lane (README)
+pytestmark = pytest.mark.slow
+
 EM = "\u2014"
 
 

@@ -24,6 +24,9 @@ from hrvs_ray.report.fmt import Cell  # noqa: E402
 from hrvs_ray.report.load import load  # noqa: E402
 from hrvs_ray.report.tables import summary  # noqa: E402
 
+# report rendering / torch training: seconds per test, so out of the fast lane (README)
+pytestmark = pytest.mark.slow
+
 FAST = Remedy("bucket", "bfloat16", "channels_last")
 ACCUM = Remedy("accumulate")
 CKPT = Remedy(checkpointing="stages")

@@ -30,6 +30,7 @@ def shell_scripts() -> list[Path]:
     return sorted(out)
 
 
+@pytest.mark.slow
 def test_scripts_are_found():
     names = {p.relative_to(REPO).as_posix() for p in shell_scripts()}
     assert {"apptainer/install.sh", "apptainer/ci-system-deps.sh", "apptainer/slurm/hrvs-ray.sbatch"} <= names
