@@ -1,9 +1,11 @@
 """FLOPs of a ResNet18 training step from meta tensors: scaling and the known per-image figure."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 
-from hrvs_ray.probes.flops import forward_flops, step_flops
+from hrvs_ray.probes.flops import _counted_by_mode, _counter, forward_flops, step_flops
 
 
 def test_forward_matches_the_published_resnet18_figure():
@@ -34,3 +36,20 @@ def test_cached_per_shape():
     step_flops("resnet18", 29, (3, 3, 256, 256))
     info = step_flops.cache_info()
     assert info.hits == 1 and info.misses == 1
+
+
+@pytest.mark.slow
+def test_layer_shapes_count_exactly_what_the_flop_counter_mode_counts() -> None:
+    # ResNets: every counted FLOP is in a Conv2d or Linear layer, so the fast count is used
+    # (a wrong backward factor would fail the one-off check and silently fall back: asserted)
+    assert not isinstance(_counter("resnet18", 29), functools.partial)
+    for shape in [(2, 3, 40, 56), (2, 3, 123, 211), (4, 3, 97, 64), (2, 3, 500, 333)]:
+        assert step_flops("resnet18", 29, shape) == _counted_by_mode("resnet18", 29, shape), shape
+
+
+@pytest.mark.slow
+def test_an_arch_whose_work_is_not_all_in_those_layers_is_counted_by_the_mode() -> None:
+    # MobileNetV3's squeeze-excitation differs from the layer count: the mode counts it
+    assert isinstance(_counter("mobilenet_v3_small", 29), functools.partial)
+    assert step_flops("mobilenet_v3_small", 29, (2, 3, 96, 128)) == _counted_by_mode("mobilenet_v3_small", 29,
+                                                                                        (2, 3, 96, 128))
