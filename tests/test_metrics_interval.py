@@ -50,6 +50,7 @@ def test_interval_is_deterministic_and_independent_of_row_order() -> None:
 
 
 @pytest.mark.parametrize("n", [3, 10])
+@pytest.mark.slow
 def test_aa_false_positives_at_most_about_5_percent(n: int) -> None:
     # the same batches measured twice, each one run: how often is a difference claimed?
     claims = sum(not ratio_interval(steps(n, seed=2 * i), steps(n, seed=2 * i + 1)).includes_one
@@ -66,13 +67,14 @@ def test_a_real_difference_is_found_and_named() -> None:
     assert verdict(same) == "no measurable difference with 6 steps"
 
 
+@pytest.mark.slow
 def test_run_to_run_variation_counts_when_runs_differ() -> None:
     # run offsets of 10 %: the interval must cover them, not just the steps' noise
     a = steps(10, runs=4, seed=1, run_noise=0.10)
     b = steps(10, runs=4, seed=2, run_noise=0.10)
     runs = ratio_interval(a, b)
     pooled = ratio_interval(a.assign(run=0, step=range(len(a))), b.assign(run=0, step=range(len(b))))
-    assert "4 and 4 runs: steps resampled within runs + run-to-run spread" in runs.basis
+    assert "4 and 4 runs: run-to-run spread σ = " in runs.basis and "(6 degrees of freedom)" in runs.basis
     assert np.log(runs.high / runs.low) > 1.5 * np.log(pooled.high / pooled.low)
     claims = sum(not ratio_interval(steps(5, runs=3, seed=2 * i, run_noise=0.1),
                                     steps(5, runs=3, seed=2 * i + 1, run_noise=0.1)).includes_one for i in range(100))
@@ -82,12 +84,30 @@ def test_run_to_run_variation_counts_when_runs_differ() -> None:
 def test_run_to_run_spread_of_other_groups_widens_one_run_groups() -> None:
     many = pd.concat([steps(5, runs=3, seed=s, run_noise=0.08).assign(g=s) for s in range(4)])
     sd = run_spread(many, ["g"], "s_per_informative_mp")
-    assert sd is not None and 0.02 < sd < 0.2
+    assert sd is not None and 0.02 < sd.sd < 0.2 and sd.df == 4 * (3 - 1)
     assert run_spread(steps(5).assign(g=0), ["g"]) is None  # one run everywhere: unknown
     a, b = steps(8, seed=1), steps(8, seed=2)
     plain, wide = ratio_interval(a, b), ratio_interval(a, b, run_sd=sd)
     assert "step-to-step noise only" in plain.basis and "run-to-run spread" in wide.basis
     assert wide.low < plain.low and wide.high > plain.high
+
+
+@pytest.mark.slow
+def test_a_known_spread_is_not_swamped_by_few_steps_and_keeps_aa_at_5_percent() -> None:
+    # 3 timed steps per run with 30 % step noise (a busy machine), 2 runs per group, whole-run
+    # offsets of 8 %: the spread pooled over the sweep's other groups (df 20) sets the
+    # interval. Before, the steps' bootstrap was widened by the t of ~1 degree of freedom and
+    # added on top: intervals thousands of times wide, which can never find anything.
+    def group(seed: int, speed: float = 1.0) -> pd.DataFrame:
+        return steps(3, runs=2, seed=seed, speed=speed, noise=0.3, run_noise=0.08)
+    others = pd.concat([group(1000 + g).assign(g=g) for g in range(20)])
+    spread = run_spread(others, ["g"], "s_per_informative_mp")
+    assert spread is not None and spread.df == 20 and 0.05 < spread.sd < 0.4   # offsets + each run's batches
+    same = [ratio_interval(group(2 * i), group(2 * i + 1), run_sd=spread) for i in range(300)]
+    assert sum(not iv.includes_one for iv in same) / 300 <= 0.08
+    assert max(iv.high / iv.low for iv in same) < 5.0     # the old way: up to 14x here
+    found = [ratio_interval(group(2 * i, speed=3.0), group(2 * i + 1), run_sd=spread) for i in range(50)]
+    assert sum(iv.low > 1 for iv in found) >= 45      # a 3x difference is found
 
 
 def test_identical_batches_are_redrawn_together() -> None:

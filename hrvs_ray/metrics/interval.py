@@ -2,23 +2,25 @@
 sums, hrvs_ray.metrics) from the stored step rows. Pure numpy/pandas, seeded: the same rows
 give the same interval on every machine.
 
-Method: a bootstrap of the steps within each run (a run keeps its step count), plus the
-run-to-run spread. Each replicate redraws a group's timed steps with replacement inside
-each of its runs; a ratio's replicate is the ratio of the two groups' replicate ratios of
-sums. Two groups that trained on identical batches (same runs, steps and batch
-fingerprints, as in ``compare``) are redrawn with the same draws (paired), so the batches'
-sizes cancel. Whole runs differ by more than their steps' noise (a cell is a fresh
-process); that spread is the pooled standard deviation of each run's log figure over every
-group with several runs (``run_spread``: the two groups themselves, or the other groups
-of the same results); its variance, divided by each group's run count, is added to the
-interval's variance (not widened by the steps' t factor: it is pooled over many runs).
-Where no group has several runs, the interval covers step-to-step noise only, and
-``Interval.basis`` says so.
-The steps' part is the replicates' standard deviation × t(0.975, n-1)/z(0.975) × √(n / (n-1)),
-n the effective number of timed steps of the group with fewer (Kish's count, weighted by
-pixels: a ratio of sums over very unequal steps rests on fewer of them): a percentile bootstrap of few steps is far too
-narrow and lumpy (a redraw of 3 values never leaves their range: ~25 % false claims), and
-for n paired differences this is exactly the interval a t-test gives. Peak memory is a maximum and is
+Method. A run is a fresh process: whole runs differ by more than their steps' noise. So
+where the run-to-run spread is known (``run_spread``: the pooled standard deviation of each
+run's log figure over every group with several runs, the two groups themselves or the other
+groups of the same results, with its degrees of freedom), the interval rests on it alone:
+log(ratio) ± t(0.975, df) × √(σ² / runs of one group + σ² / runs of the other). A run's
+figure already carries its steps' noise, so the steps are not counted twice; a bootstrap of
+a few steps per run, widened for their small number, would swamp it (3 steps: a t of one or
+two degrees of freedom). Where no group has several runs, nothing says how much two runs
+differ, and the interval covers step-to-step noise only (``Interval.basis`` says so): a
+bootstrap of the steps within each run (a run keeps its step count); each replicate redraws
+a group's timed steps with replacement, and a ratio's replicate is the ratio of the two
+groups' replicate ratios of sums. Two groups that trained on identical batches (same runs,
+steps and batch fingerprints, as in ``compare``) are redrawn with the same draws (paired),
+so the batches' sizes cancel. The half-width is the replicates' standard deviation ×
+t(0.975, n-1)/z(0.975) × √(n / (n-1)) × z, n the effective number of timed steps of the
+group with fewer (Kish's count, weighted by pixels: a ratio of sums over very unequal steps
+rests on fewer of them): a percentile bootstrap of few steps is far too narrow and lumpy (a
+redraw of 3 values never leaves their range: ~25 % false claims), and for n paired
+differences this is exactly the interval a t-test gives. Peak memory is a maximum and is
 never bootstrapped (see README: memory ratios).
 """
 from __future__ import annotations
@@ -70,15 +72,22 @@ def effective_steps(steps: pd.DataFrame, name: str) -> float:
     return max(2.0, float(w.sum() ** 2 / (w ** 2).sum()))
 
 
-def _bounds(logs: np.ndarray, center: float, n: float, run_var: float = 0.0) -> tuple[float, float]:
-    """The 95 % interval from the steps' log replicates: log(value) ± z × √((k × their standard
-    deviation)² + run_var), k = small_sample_factor(n) widening the steps' part only (the
-    run-to-run variance ``run_var`` is pooled over many runs, not over these n steps)."""
+def _bounds(logs: np.ndarray, center: float, n: float) -> tuple[float, float]:
+    """The 95 % interval from the steps' log replicates: log(value) ± z × k × their standard
+    deviation, k = small_sample_factor(n)."""
     logs = logs[np.isfinite(logs)]
     if len(logs) < 2 or n < 2:
         return float("nan"), float("nan")
-    half = _Z975 * float(np.sqrt((small_sample_factor(n) * np.std(logs, ddof=1)) ** 2 + run_var))
+    half = _Z975 * small_sample_factor(n) * float(np.std(logs, ddof=1))
     return float(np.exp(center - half)), float(np.exp(center + half))
+
+
+@dataclass(frozen=True)
+class Spread:
+    """The run-to-run spread: pooled standard deviation of log(a run's figure), and its
+    degrees of freedom (Σ over the groups with several runs of their runs - 1)."""
+    sd: float
+    df: int
 
 
 @dataclass(frozen=True)
@@ -141,10 +150,10 @@ def paired(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     return len(x) == len(y) and bool((x.to_numpy() == y.to_numpy()).all())
 
 
-def run_spread(steps: pd.DataFrame, keys: list[str], name: str = "s_per_mp") -> float | None:
+def run_spread(steps: pd.DataFrame, keys: list[str], name: str = "s_per_mp") -> Spread | None:
     """The pooled standard deviation of log(each run's figure) across the runs of every group
-    of ``keys`` that has several runs; None when no group has. It is how much a whole run's
-    figure moves from run to run beyond (and including) its steps' noise."""
+    of ``keys`` that has several runs, with its degrees of freedom; None when no group has.
+    It is how much a whole run's figure moves from run to run, its steps' noise included."""
     t = timed(steps)
     ss, df = 0.0, 0
     for _, g in t.groupby(keys, sort=False):
@@ -153,51 +162,58 @@ def run_spread(steps: pd.DataFrame, keys: list[str], name: str = "s_per_mp") -> 
         if len(per_run) > 1:
             ss += float(((per_run - per_run.mean()) ** 2).sum())
             df += len(per_run) - 1
-    return float(np.sqrt(ss / df)) if df else None
+    return Spread(float(np.sqrt(ss / df)), df) if df else None
 
 
-def _basis(runs: tuple[int, ...], run_sd: float | None, pair: bool) -> str:
-    how = "same batches, redrawn together; " if pair else ""
+def _basis(runs: tuple[int, ...], spread: Spread | None, pair: bool) -> str:
     which = "one run: " if min(runs) == 1 else f"{' and '.join(map(str, runs))} runs: "
-    if run_sd is not None:
-        return how + which + f"steps resampled within runs + run-to-run spread σ = {100 * run_sd:.1f} %"
+    if spread is not None:
+        return which + f"run-to-run spread σ = {100 * spread.sd:.1f} % ({spread.df} degrees of freedom)"
+    how = "same batches, redrawn together; " if pair else ""
     return how + which + "covers step-to-step noise only, not run-to-run variation"
 
 
-def _own_spread(name: str, *groups: pd.DataFrame) -> float | None:
+def _own_spread(name: str, *groups: pd.DataFrame) -> Spread | None:
     """The run-to-run spread of the groups themselves (None unless one has several runs)."""
     both = pd.concat([g.assign(_group=i) for i, g in enumerate(groups)], ignore_index=True)
     return run_spread(both, ["_group"], name)
 
 
-def _run_var(run_sd: float | None, runs: tuple[int, ...]) -> float:
-    """Each group's whole-run offset: variance σ² ÷ its run count, independent between groups."""
-    return 0.0 if run_sd is None else float(sum(run_sd ** 2 / r for r in runs))
+def _spread(given: Spread | float | None) -> Spread | None:
+    """A bare σ (a caller's own estimate) counts as known exactly: z instead of t."""
+    return Spread(float(given), 10**6) if isinstance(given, (int, float)) else given
+
+
+def _run_bounds(value: float, spread: Spread, runs: tuple[int, ...]) -> tuple[float, float]:
+    """log(value) ± t(df) × √(Σ σ² / runs): each group's figure is the mean of its runs."""
+    half = _t975(spread.df) * spread.sd * float(np.sqrt(sum(1 / r for r in runs)))
+    return float(value * np.exp(-half)), float(value * np.exp(half))
 
 
 def ratio_interval(num: pd.DataFrame, den: pd.DataFrame, name: str = "s_per_informative_mp",
-                   run_sd: float | None = None, seed: int = SEED) -> Interval:
+                   run_sd: Spread | float | None = None, seed: int = SEED) -> Interval:
     """figure(num) ÷ figure(den) (figure ``name`` of each group's timed steps, a RATIOS key)
-    with its bootstrap 95 % interval. ``run_sd`` (from ``run_spread`` over the results) is the
-    run-to-run spread; without it, the two groups' own runs give it where either has several."""
+    with its 95 % interval. ``run_sd`` (``run_spread`` over the results) is the run-to-run
+    spread; without it, the two groups' own runs give it where either has several."""
     a, b = _layout(num), _layout(den)
     value = figure(a, name) / figure(b, name) if len(a) and len(b) else float("nan")
     runs = (int(a["run"].nunique()), int(b["run"].nunique()))
     if not np.isfinite(value):
         return Interval(value, float("nan"), float("nan"), len(a) + len(b), "not measured")
-    run_sd = run_sd if run_sd is not None else _own_spread(name, a, b)
-    rng = np.random.default_rng(seed)
+    spread = _spread(run_sd) if run_sd is not None else _own_spread(name, a, b)
     pair = paired(a, b)
+    if spread is not None:
+        return Interval(float(value), *_run_bounds(value, spread, runs), len(a) + len(b), _basis(runs, spread, pair))
+    rng = np.random.default_rng(seed)
     wa = _weights(a["run"].to_numpy(), rng, REPLICATES)
     wb = wa if pair else _weights(b["run"].to_numpy(), rng, REPLICATES)
     with np.errstate(divide="ignore", invalid="ignore"):   # a replicate of zero growth: dropped in _bounds
         log_ratio = np.log(_replicates(a, name, wa)) - np.log(_replicates(b, name, wb))
-    low, high = _bounds(log_ratio, float(np.log(value)), min(effective_steps(a, name), effective_steps(b, name)),
-                        _run_var(run_sd, runs))
-    return Interval(float(value), low, high, len(a) + len(b), _basis(runs, run_sd, pair))
+    low, high = _bounds(log_ratio, float(np.log(value)), min(effective_steps(a, name), effective_steps(b, name)))
+    return Interval(float(value), low, high, len(a) + len(b), _basis(runs, None, pair))
 
 
-def value_interval(steps: pd.DataFrame, name: str = "s_per_informative_mp", run_sd: float | None = None,
+def value_interval(steps: pd.DataFrame, name: str = "s_per_informative_mp", run_sd: Spread | float | None = None,
                    seed: int = SEED) -> tuple[float, float, float]:
     """One group's figure ``name`` and its 95 % interval (value, low, high), drawn the same way
     as the ratios' intervals: the error bars of the trade-off and scaling figures."""
@@ -205,12 +221,13 @@ def value_interval(steps: pd.DataFrame, name: str = "s_per_informative_mp", run_
     value = figure(a, name) if len(a) else float("nan")
     if not np.isfinite(value):
         return value, float("nan"), float("nan")
-    run_sd = run_sd if run_sd is not None else _own_spread(name, a)
+    spread = _spread(run_sd) if run_sd is not None else _own_spread(name, a)
+    if spread is not None:
+        return (float(value), *_run_bounds(value, spread, (int(a["run"].nunique()),)))
     rng = np.random.default_rng(seed)
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.log(_replicates(a, name, _weights(a["run"].to_numpy(), rng, REPLICATES)))
-    low, high = _bounds(logs, float(np.log(value)), effective_steps(a, name),
-                        _run_var(run_sd, (int(a["run"].nunique()),)))
+    low, high = _bounds(logs, float(np.log(value)), effective_steps(a, name))
     return float(value), low, high
 
 

@@ -88,7 +88,7 @@ def penalty(m: Merged) -> Table:
                   note=f"How many times longer an informative megapixel takes than in {REFERENCE_SET} on the same "
                        f"cluster and scope: the cost of larger, variably shaped images (padding, memory traffic). "
                        f"Lower is better; green = the cluster that suffers least at that scope. Intervals: 95 %, "
-                       f"bootstrap of the ratio of sums; the geometric mean has none.",
+                       f"on the ratio of sums (README: Intervals); the geometric mean has none.",
                   empty=f"Needs {REFERENCE_SET} and another input set measured on the same cluster and scope.")
     if REFERENCE_SET not in set(c["input_set"]) or not others:
         return table

@@ -108,8 +108,8 @@ def scaling_figure(m: Merged) -> FigureSVG:
         svg = to_svg(fig, "hrvs-scaling")
     return FigureSVG(title, svg, alt, caption=(
         "Points: s / MP (Σ seconds ÷ Σ megapixels of the timed steps) at each scope (label beside it), bars: its "
-        "95 % bootstrap interval; colour = input set, marker and line = cluster. Dotted: ideal linear scaling "
-        "from the cluster's smallest scope. Both axes logarithmic: equal slopes mean equal scaling."))
+        "95 % interval (README: Intervals); colour = input set, marker and line = cluster. Dotted: ideal "
+        "linear scaling from the cluster's smallest scope. Both axes logarithmic: equal slopes mean equal scaling."))
 
 
 def _bars(e: pd.DataFrame) -> np.ndarray:
@@ -189,7 +189,7 @@ def tradeoff_figures(g: pd.DataFrame) -> list[FigureSVG]:
                              f"Seconds per informative MP against peak memory per remedy combination on {cluster} "
                              f"at {scope_label(scope)}", caption=(
                                  "Lower left is better. Points: Σ seconds ÷ Σ informative megapixels of the "
-                                 "timed steps, bars: its 95 % bootstrap interval (the tables give each ratio's "
+                                 "timed steps, bars: its 95 % interval (the tables give each ratio's "
                                  "interval against the paper's setup); "
                                  "shape = batching, colour = precision + memory format, hollow = activation "
                                  "checkpointing; ringed: the paper's setup.")))

@@ -3,10 +3,11 @@
 Groups (scope × input set × remedy, and cluster) are matched across the folders: on cluster
 name where both hold that cluster, or, when each holds exactly one cluster, those two. Per
 matched group: NEW ÷ BASE of s/MP and s/informative-MP (the one statistic, ratio of sums)
-with a bootstrap 95 % interval (hrvs_ray.metrics.interval; identical batches are redrawn
-together), the ratio of peak RSS (a maximum, no interval) and the ratio of memory growth
-per MP over the same steps (equal batches, interval by the same paired bootstrap), and a
-verdict. Pure pandas; reads parquet through hrvs_ray.store only.
+with a 95 % interval (hrvs_ray.metrics.interval: from the run-to-run spread where runs
+repeat, else a bootstrap of the steps, identical batches redrawn together), the ratio of
+peak RSS (a maximum, no interval) and the ratio of memory growth per MP over the same steps
+(equal batches, interval by the same method), and a verdict. Pure pandas; reads parquet
+through hrvs_ray.store only.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from ..metrics import timed
-from ..metrics.interval import NO_DIFFERENCE, Interval, ratio_interval, run_spread
+from ..metrics.interval import NO_DIFFERENCE, Interval, Spread, ratio_interval, run_spread
 from ..store import ResultsError, read_results
 
 KEYS = ["scope", "input_set", "remedy"]
@@ -129,7 +130,7 @@ def _identity(base: Side, new: Side, pairs: list[tuple[str, str]]) -> list[tuple
     return out
 
 
-def _one(a: pd.DataFrame, b: pd.DataFrame, run_sd: float | None, threshold: float,
+def _one(a: pd.DataFrame, b: pd.DataFrame, run_sd: Spread | None, threshold: float,
          clusters: tuple[str, str], key: tuple) -> GroupResult:
     s_mp = ratio_interval(b, a, "s_per_mp", run_sd)
     verdict = _verdict(s_mp)

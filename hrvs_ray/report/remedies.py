@@ -7,7 +7,7 @@ scope × input set × combination, including the combinations that were not meas
 Ratios are against the paper's setup (pad + float32 + contiguous, no checkpointing) of the
 same cluster, scope and input set; time is seconds per informative megapixel, memory the
 largest per-step peak RSS (what the node must hold). Time is the one statistic (ratio of
-sums, hrvs_ray.metrics); every "× faster" carries a bootstrap 95 % interval
+sums, hrvs_ray.metrics); every "× faster" carries a 95 % interval
 (hrvs_ray.metrics.interval); "× memory" is the measured ratio of peaks (a maximum, not
 bootstrapped).
 """
@@ -179,9 +179,9 @@ def tables(m: Merged, g: pd.DataFrame) -> list[Table]:
     return out
 
 
-INTERVAL_NOTE = ("Intervals: 95 %, a seeded bootstrap of the ratio of sums over the timed steps, resampled "
-                 "within runs, plus the run-to-run spread of the groups of these results that have several runs "
-                 "(where none has, the interval covers step-to-step noise only). "
+INTERVAL_NOTE = ("Intervals: 95 %, on the ratio of sums: from the run-to-run spread of the groups of these results "
+                 "that have several runs (t of its degrees of freedom); where none has, a seeded bootstrap of the "
+                 "timed steps within the run, which covers step-to-step noise only. "
                  "Greyed: the interval includes 1, no measurable difference. Memory ratios are ratios of the "
                  "largest per-step peaks, measured once, without an interval (a maximum is not bootstrapped).")
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..metrics import STATISTIC, VARIABILITY_LIMIT, figure, ratio_of_sums, timed, variability
 from ..metrics.flags import ABOVE_CEILING, CEILING_LIMIT, step_ceilings
-from ..metrics.interval import ratio_interval, run_spread, verdict
+from ..metrics.interval import Spread, ratio_interval, run_spread, verdict
 from .fmt import NA, Cell, Table, core_kinds_text, counters_text, interval_bases, missing, num, sig, uniq
 from .load import Merged, order_input_sets, scope_key, scope_label
 
@@ -166,7 +166,7 @@ def _peaks(m: Merged, t: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     return peak, peak * share.clip(upper=1.0)
 
 
-def _verdict(t: pd.DataFrame, name: str, run_sd: float | None) -> list[Any]:
+def _verdict(t: pd.DataFrame, name: str, run_sd: Spread | None) -> list[Any]:
     """The input set with the lowest figure ``name``, and slowest ÷ fastest with its interval."""
     vals = {n: figure(d, name) for n, d in t.groupby("input_set", sort=False)}
     vals = {n: v for n, v in vals.items() if not math.isnan(v)}
@@ -237,7 +237,8 @@ def summary(m: Merged) -> tuple[Table, Table]:
               ["cluster", "scope", "fastest per MP", "slowest ÷ fastest (s/MP) [95 % interval]",
                "fastest per informative MP", "slowest ÷ fastest (s/informative MP) [95 % interval]"], answers,
               note="Fastest = lowest seconds per megapixel, Σ seconds ÷ Σ megapixels over all timed steps of all "
-                   "runs. Intervals: 95 %, seeded bootstrap of that ratio of sums (hover for what it covers); "
+                   "runs. Intervals: 95 %, on that ratio of sums: from the run-to-run spread where runs repeat, else a "
+                   "seeded bootstrap of the steps (hover for what it covers); "
                    "where one includes 1, no measurable difference." + interval_bases(answers))
     d = Table("Summary per cluster, scope and input set",
               ["cluster", "scope", "input set", "runs", "timed steps", "s / MP", "s / informative MP",
