@@ -156,3 +156,13 @@ def test_generated_folders_of_several_clusters(tmp_path: Path) -> None:
     timed_b = m.steps[(m.steps["source"] == str(b)) & ~m.steps["warmup"]]
     assert notes == [] and 0 < len(d) <= len(timed_b)
     assert set(d["fitted_on"]) == {"a"}
+
+
+def test_a_folder_with_nothing_to_predict_says_so(tmp_path: Path) -> None:
+    a = _folder(tmp_path / "a", "run-a", A)
+    warm = _folder(tmp_path / "w", "run-w", {"MR&VS": [(1 * MP, 1.3 * GB)]})     # its warm-up step only
+    t = out_of_sample(load([a, warm]))
+    assert [r[:4] for r in t.rows if r[0] == "w"] == [["w", "—", "—", "0"]]
+    assert "w: nothing to predict: no timed step whose peak is its own" in t.note
+    assert "a: node run-a-n0 not predicted (4 steps): no node the fit came from has its identity (the other " \
+           "folder(s) have no fitted step)" in t.note

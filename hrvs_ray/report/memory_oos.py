@@ -77,6 +77,8 @@ def predict_folder(m: Merged, source: str, labels: dict[str, str] | None = None)
     test = fit_steps(m.steps[m.steps["source"] == source])
     ids = results_identities(*_node_frames(m, source))
     parts, notes, here = [], [], labels[source]
+    if test.empty:
+        notes.append(f"{here}: nothing to predict: no timed step whose peak is its own (the steps a fit is made of).")
     for node, g in test.groupby("node", sort=True):
         mine, why = cal.matching(ids.get(str(node), {}))
         if not mine.fits:
