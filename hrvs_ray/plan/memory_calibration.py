@@ -43,13 +43,19 @@ def unmasked(steps: pd.DataFrame) -> pd.DataFrame:
     return d[released | before.isna() | (px >= before)]
 
 
-def calibrate(steps: pd.DataFrame) -> Calibration:
-    """One fit per (node, precision, memory format, checkpointing, kernel cache) over the timed,
-    unmasked steps (pass every step of a cell, warm-up included: warm-up passes leave heap too)."""
+def fit_steps(steps: pd.DataFrame) -> pd.DataFrame:
+    """The steps a fit is made of (and an out-of-sample check predicts): timed, unmasked, with a
+    per-step peak of the step's own; pass every step of a cell, warm-up included (warm-up passes
+    leave heap too). A null kernel-cache setting reads as ``default``."""
     d = timed(unmasked(steps.dropna(subset=["pass_px"]))).dropna(subset=["peak_rss_bytes"])
     d = d.assign(kernel_cache=d["kernel_cache"].fillna("default")) if "kernel_cache" in d else \
         d.assign(kernel_cache="default")
-    d = d[d["peak_rss_scope"].fillna("step").str.startswith("step")]   # a process-wide peak is not the step's
+    return d[d["peak_rss_scope"].fillna("step").str.startswith("step")]   # a process-wide peak is not the step's
+
+
+def calibrate(steps: pd.DataFrame) -> Calibration:
+    """One fit per (node, precision, memory format, checkpointing, kernel cache) over ``fit_steps``."""
+    d = fit_steps(steps)
     fits = {}
     for key, g in d.groupby(FIT_KEYS, sort=True):
         remedy = Remedy.from_row(dict(zip(FIT_KEYS, key, strict=False)))
@@ -129,7 +135,7 @@ def node_estimators(cal: Calibration, nodes: dict[str, dict]) -> tuple[dict[str,
     return out, notes
 
 
-__all__ = ["FIT_FILE", "FitError", "calibrate", "fallback_note", "load_calibration", "node_estimators",
+__all__ = ["FIT_FILE", "FitError", "calibrate", "fallback_note", "fit_steps", "load_calibration", "node_estimators",
            "plan_estimator", "stored_calibration", "unmasked", "write_calibration"]
 
 

@@ -12,7 +12,7 @@ from ..fsutil import atomic_write_text
 from ..metrics.flags import ceiling_note, steal_note
 from ..remedies import PAPER
 from ..store import ResultsError
-from . import answers, checks, epoch, html, kernel_cache, memory, remedies, tables
+from . import answers, checks, epoch, html, kernel_cache, memory, memory_oos, remedies, tables
 from .charts import scaling_figure, tradeoff_figures
 from .figures import colours, scope_figures
 from .load import Merged, load, scope_label
@@ -79,7 +79,8 @@ def _sections(m: Merged) -> list[tuple[str, str]]:
         ("Tables from the paper", "\n".join(html.table(t) for t in (tables.table1(m), tables.table2(m),
                                                                         *_cache_share(m), tables.table3(m)))),
         *_shape_diversity(m),
-        ("Memory model", html.table(memory.predicted_vs_measured(m))),
+        ("Memory model", html.table(memory.predicted_vs_measured(m)) + "\n"
+         + html.table(memory_oos.out_of_sample(m))),
         ("Determinism check", html.table(det, None)),
         ("Failed and skipped cells", html.table(fails, None)),
         ("Provenance", html.table(src) + "\n" + html.table(prov)),

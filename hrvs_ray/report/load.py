@@ -50,6 +50,9 @@ class Merged:
     nodes: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     reference: str = PAPER.label
+    # every folder's node rows with their ``source`` (``nodes`` keeps one row per cluster and
+    # node name, but two runs may reuse a name for different machines: the memory check cannot)
+    source_nodes: pd.DataFrame | None = None
 
     @property
     def input_sets(self) -> list[str]:
@@ -164,7 +167,7 @@ def load(dirs: list[Path]) -> Merged:
             df["cluster"] = df["cluster"].map(lambda c, mine=mine: mine.get(c, c))
         seeds = dict(zip(cells["cell_id"], cells["spec_json"].map(_seed), strict=False))
         steps["seed"] = steps["cell_id"].map(seeds).astype("float64")
-        steps["source"] = cells["source"] = str(r.root)
+        steps["source"] = cells["source"] = nodes["source"] = str(r.root)
         sources.append(Source(r.root, name, str(r.sweep.get("fingerprint", "")),
                               str(r.sweep.get("schema_version", "")), str(r.sweep.get("hrvs_ray_version", "")),
                               len(cells), len(steps)))
@@ -174,5 +177,7 @@ def load(dirs: list[Path]) -> Merged:
     # remedy columns and derived memory columns come filled from hrvs_ray.store
     steps = pd.concat(steps_parts, ignore_index=True)
     cells = pd.concat(cells_parts, ignore_index=True)
-    nodes = pd.concat(nodes_parts, ignore_index=True).drop_duplicates(subset=["cluster", "node"], keep="last")
-    return Merged(sources, derive(steps), cells, nodes.reset_index(drop=True), notes, reference_remedy(steps))
+    every_node = pd.concat(nodes_parts, ignore_index=True)
+    nodes = every_node.drop_duplicates(subset=["cluster", "node"], keep="last").drop(columns="source")
+    return Merged(sources, derive(steps), cells, nodes.reset_index(drop=True), notes, reference_remedy(steps),
+                  every_node)
