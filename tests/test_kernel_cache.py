@@ -210,3 +210,24 @@ def test_rss_growth_over_varied_shapes_differs_between_the_settings():
     assert got["default"]["varied"] > 8e6, got
     assert got["off"]["varied"] < got["default"]["varied"] / 4, got
 
+
+
+def test_plan_counts_the_shapes_the_sweeps_cells_meet() -> None:
+    # `plan --batches N` for a sweep with warm-up must regroup warm-up and timed steps apart,
+    # as every cell does (paired images): it once regrouped all N together and showed
+    # MR&VS bucket meeting 36 shapes where the cells met 33
+    from hrvs_ray.config import load_sweep
+    from hrvs_ray.data.shapes import shipped_shape_table, transformed_arrays
+    from hrvs_ray.plan.cells import step_plan
+
+    sweep = load_sweep(REPO / "sweeps" / "kernel-cache.yaml")
+    shapes = shipped_shape_table().select("train").sorted()
+    n = sweep.training.warmup_steps + sweep.training.steps
+    table = batch_table(sweep, n, shapes)
+    for cell in plan_cells(sweep, ["local"]):
+        if cell.remedy.kernel_cache != "default":
+            continue
+        h, w = transformed_arrays(cell.input_set, shapes.heights, shapes.widths)
+        met = distinct_counts(step_pass_shapes(h, w, step_plan(cell, shapes.heights, shapes.widths), cell.remedy))[-1]
+        rnd = f"round {cell.remedy.shape_round}" if cell.remedy.shape_round else "no round"
+        assert table[f"{cell.input_set.name} [{cell.remedy.batching}, {rnd}]"]["distinct_shapes"] == met, cell.cell_id

@@ -114,7 +114,8 @@ def batch_table(sweep: Sweep, n_batches: int, shapes: ShapeTable | None = None,
 def _policy_entry(sweep: Sweep, iset: InputSetSpec, policy: Remedy, h: np.ndarray, w: np.ndarray,
                   n_batches: int, estimate: Estimator) -> dict:
     spec = sweep.remedies
-    idx = step_indices(policy, h, w, sweep.training.seed, 0, iset.batch_size, n_batches)
+    # warm-up and timed steps are regrouped apart, as a cell of n_batches steps does (step_plan)
+    idx = step_indices(policy, h, w, sweep.training.seed, 0, iset.batch_size, n_batches, sweep.training.warmup_steps)
     stats = step_pixel_stats(h, w, idx, policy)
     passes = step_pass_shapes(h, w, idx, policy)
     entry: dict = {"input_set": iset.name, "batching": policy.batching, "shape_round": policy.shape_round,
