@@ -30,8 +30,11 @@ AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDR
 
 
 def _free_port() -> int:
+    """A port no socket holds on any address: bound on the wildcard, which conflicts with a
+    socket on any one address (a port free on 127.0.0.1 may be held on the host's address,
+    where a Ray node that is not on loopback binds)."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("", 0))
         return s.getsockname()[1]
 
 
