@@ -1,6 +1,8 @@
 """Sampled steps vs a full epoch: padding and label diversity from metadata (pure)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from conftest import MAME_CSV, REPO, tiny_sweep_dict
@@ -33,6 +35,8 @@ def test_plan_shows_sampled_and_epoch_views_for_every_policy():
     sweep = load_sweep(REPO / "sweeps" / "quick-remedies.yaml")
     shapes, where = planning_shapes(sweep)
     t = batch_table(sweep, 10, shapes)
+    assert sweep.remedies.micro_batch == 2      # the shipped file (one image alone is too small)
+    one = batch_table(replace(sweep, remedies=replace(sweep.remedies, micro_batch=1)), 10, shapes)
     for name in ("MR&VS", "HR&VS"):
         pad, bucket, acc = (t[f"{name} [{b}]"] for b in ("pad", "bucket", "accumulate"))
         assert pad["sampled"]["steps"] == sweep.training.steps * sweep.training.runs
@@ -41,8 +45,14 @@ def test_plan_shows_sampled_and_epoch_views_for_every_policy():
         assert acc["sampled"]["labels"] == pad["sampled"]["labels"]
         assert (acc["sampled"]["informative_px"] == pad["sampled"]["informative_px"]
                 == bucket["sampled"]["informative_px"])
-        assert bucket["sampled"]["padding_share"] < pad["sampled"]["padding_share"]
-        assert bucket["epoch"]["padding_share"] < pad["epoch"]["padding_share"] and acc["epoch"]["padding_share"] == 0
+        # never more padding than pad's on the same images; two timed steps of 4 HR&VS images
+        # can leave bucket nothing better to regroup (test_policies checks a strict drop)
+        assert bucket["sampled"]["padding_share"] <= pad["sampled"]["padding_share"]
+        assert name == "HR&VS" or bucket["sampled"]["padding_share"] < pad["sampled"]["padding_share"]
+        assert bucket["epoch"]["padding_share"] < pad["epoch"]["padding_share"]
+        # accumulate pads only inside each micro-batch: none at all with micro-batches of one
+        assert 0 < acc["epoch"]["padding_share"] < pad["epoch"]["padding_share"]
+        assert one[f"{name} [accumulate]"]["epoch"]["padding_share"] == 0
         assert bucket["epoch"]["window"] == sweep.remedies.window and pad["epoch"]["window"] is None
 
 

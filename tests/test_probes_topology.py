@@ -128,12 +128,21 @@ def test_unknown_scope_is_a_value_error(machine):
         resolve_scope(topo, "cores:0")
 
 
+def _restricted(topo) -> bool:
+    """Whether this process may use fewer CPUs than the node has online (taskset, a cpuset)."""
+    return len(os.sched_getaffinity(0)) < len(topo.online)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads this node's /sys")
 def test_live_machine():
     topo = read_topology("/")
     online = tuple(sorted(os.sched_getaffinity(0))) if len(os.sched_getaffinity(0)) == os.cpu_count() else None
     if online is not None:
         assert topo.online == online
+    if _restricted(topo):    # taskset / a cpuset: node is refused rather than shrunk, and says why
+        with pytest.raises(ScopeUnavailable, match="not allowed"):
+            resolve_scope(topo, "node")
+        return
     n = resolve_scope(topo, "node")
     assert n.threads == len(topo.cores) and n.threads >= 1
     cores_per_socket = max(len(topo.cores_of(s)) for s in topo.sockets)
@@ -148,6 +157,8 @@ def test_live_machine_is_the_two_core_vm():
     topo = read_topology("/")
     if (len(topo.online), topo.sockets, topo.threads_per_core) != (2, (0,), 1):
         pytest.skip("not the 2-CPU development VM")
+    if _restricted(topo):
+        pytest.skip("this process may not use every CPU (taskset or a cpuset): test_live_machine checks that")
     assert resolve_scope(topo, "node").cpus == (0, 1)
     assert resolve_scope(topo, "cores:2").cpus == (0, 1)
     with pytest.raises(ScopeUnavailable, match=r"at most 2 \(socket 0: 2 cores\)"):
