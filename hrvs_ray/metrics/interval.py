@@ -179,11 +179,6 @@ def _own_spread(name: str, *groups: pd.DataFrame) -> Spread | None:
     return run_spread(both, ["_group"], name)
 
 
-def _spread(given: Spread | float | None) -> Spread | None:
-    """A bare σ (a caller's own estimate) counts as known exactly: z instead of t."""
-    return Spread(float(given), 10**6) if isinstance(given, (int, float)) else given
-
-
 def _run_bounds(value: float, spread: Spread, runs: tuple[int, ...]) -> tuple[float, float]:
     """log(value) ± t(df) × √(Σ σ² / runs): each group's figure is the mean of its runs."""
     half = _t975(spread.df) * spread.sd * float(np.sqrt(sum(1 / r for r in runs)))
@@ -191,7 +186,7 @@ def _run_bounds(value: float, spread: Spread, runs: tuple[int, ...]) -> tuple[fl
 
 
 def ratio_interval(num: pd.DataFrame, den: pd.DataFrame, name: str = "s_per_informative_mp",
-                   run_sd: Spread | float | None = None, seed: int = SEED) -> Interval:
+                   run_sd: Spread | None = None, seed: int = SEED) -> Interval:
     """figure(num) ÷ figure(den) (figure ``name`` of each group's timed steps, a RATIOS key)
     with its 95 % interval. ``run_sd`` (``run_spread`` over the results) is the run-to-run
     spread; without it, the two groups' own runs give it where either has several."""
@@ -200,7 +195,7 @@ def ratio_interval(num: pd.DataFrame, den: pd.DataFrame, name: str = "s_per_info
     runs = (int(a["run"].nunique()), int(b["run"].nunique()))
     if not np.isfinite(value):
         return Interval(value, float("nan"), float("nan"), len(a) + len(b), "not measured")
-    spread = _spread(run_sd) if run_sd is not None else _own_spread(name, a, b)
+    spread = run_sd if run_sd is not None else _own_spread(name, a, b)
     pair = paired(a, b)
     if spread is not None:
         return Interval(float(value), *_run_bounds(value, spread, runs), len(a) + len(b), _basis(runs, spread, pair))
@@ -213,7 +208,7 @@ def ratio_interval(num: pd.DataFrame, den: pd.DataFrame, name: str = "s_per_info
     return Interval(float(value), low, high, len(a) + len(b), _basis(runs, None, pair))
 
 
-def value_interval(steps: pd.DataFrame, name: str = "s_per_informative_mp", run_sd: Spread | float | None = None,
+def value_interval(steps: pd.DataFrame, name: str = "s_per_informative_mp", run_sd: Spread | None = None,
                    seed: int = SEED) -> tuple[float, float, float]:
     """One group's figure ``name`` and its 95 % interval (value, low, high), drawn the same way
     as the ratios' intervals: the error bars of the trade-off and scaling figures."""
@@ -221,7 +216,7 @@ def value_interval(steps: pd.DataFrame, name: str = "s_per_informative_mp", run_
     value = figure(a, name) if len(a) else float("nan")
     if not np.isfinite(value):
         return value, float("nan"), float("nan")
-    spread = _spread(run_sd) if run_sd is not None else _own_spread(name, a)
+    spread = run_sd if run_sd is not None else _own_spread(name, a)
     if spread is not None:
         return (float(value), *_run_bounds(value, spread, (int(a["run"].nunique()),)))
     rng = np.random.default_rng(seed)

@@ -19,7 +19,8 @@ import pandas as pd
 
 from ..plan.memory_calibration import calibrate, fit_steps
 from ..plan.memory_identity import results_identities
-from ..plan.memory_model import Calibration
+from ..plan.memory_model import Calibration, FitError
+from ..remedies import Remedy
 from .fmt import Cell, Table
 from .load import Merged, order_input_sets
 
@@ -66,6 +67,18 @@ def _training(m: Merged, others: list[str], labels: dict[str, str]) -> tuple[Cal
     return Calibration(fits, {n: ids[n] for n in sorted({k[0] for k in fits}) if n in ids}), origin
 
 
+def _predict(cal: Calibration, px: np.ndarray, remedy: Remedy) -> tuple[np.ndarray, np.ndarray]:
+    """Each step's prediction as ``plan`` makes it (``Calibration.predict``: the largest of the
+    matching fits), and whether a fit predicted <= 0 bytes there (an error in the fit)."""
+    pred, bad = np.full(len(px), np.nan), np.zeros(len(px), dtype=bool)
+    for i, p in enumerate(px):
+        try:
+            pred[i] = cal.predict(int(p), remedy)
+        except FitError:
+            bad[i] = True
+    return pred, bad
+
+
 def predict_folder(m: Merged, source: str, labels: dict[str, str] | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Folder ``source``'s fitted steps predicted by a fit of every other folder: one row per
     step predicted (input_set, node, pass_px, measured, predicted, error, fit_error, in_sample,
@@ -95,10 +108,8 @@ def predict_folder(m: Merged, source: str, labels: dict[str, str] | None = None)
                              f"matching node of the other folder(s) has a fit for that setting.")
                 continue
             px = s["pass_px"].to_numpy(dtype="float64")
-            each = np.trunc(np.array([f.base_bytes + f.bytes_per_pixel * px for f in fits]))  # as Fit.predict
-            pred = each.max(axis=0)
+            pred, bad = _predict(mine, px, Remedy.from_row(dict(zip(SETTING, setting, strict=True))))
             measured = s["peak_rss_bytes"].to_numpy(dtype="float64")
-            bad = (each <= 0).any(axis=0)        # one matching fit at or below 0: the fit is wrong
             parts.append(pd.DataFrame({
                 "input_set": s["input_set"].to_numpy(), "node": str(node), "pass_px": px, "measured": measured,
                 "predicted": pred, "error": np.where(bad, np.nan, np.abs(pred - measured) / measured),
