@@ -1,5 +1,6 @@
 """Several Ray nodes on one machine (ray.cluster_utils.Cluster), labelled as clusters:
-placement, resume after a killed driver, a killed actor, a node removed mid-sweep."""
+placement, resume after a killed driver, a killed cell process, a killed actor, a node removed
+mid-sweep."""
 from __future__ import annotations
 
 import signal
@@ -34,17 +35,18 @@ def start_driver(sweep: Path, out: Path, address: str, cwd: Path) -> subprocess.
 
 
 def cell_processes(node=None) -> list[psutil.Process]:
-    """Running cells (Ray titles the actor process "ray::CellRunner.run"), optionally only
-    those of one simulated node (descendants of its raylet)."""
+    """Running cells: the processes forked from a zygote that are named "hrvs-cell",
+    optionally only those of one simulated node (its zygote watches that node's raylet)."""
     raylet = node.all_processes["raylet"][0].process.pid if node is not None else None
     found = []
-    for p in psutil.process_iter(["cmdline"]):
+    for p in psutil.process_iter(["name"]):
         try:
-            if "CellRunner.run" not in " ".join(p.info["cmdline"] or []):
+            if p.info["name"] != "hrvs-cell":
                 continue
-            if raylet is None or raylet in {a.pid for a in p.parents()}:
+            zygote = p.parent().parent()
+            if raylet is None or zygote.cmdline()[-1] == str(raylet):
                 found.append(p)
-        except psutil.Error:
+        except (psutil.Error, AttributeError):
             continue
     return found
 
@@ -103,13 +105,13 @@ def test_driver_killed_mid_sweep_resumes_without_duplicates(ray_cluster, tmp_pat
     assert read_results(out).steps.num_rows == 6 * 3
 
 
-def test_killed_actor_is_retried_on_another_node_of_its_cluster(ray_cluster, tmp_path, write_sweep):
+def test_killed_cell_is_retried_on_another_node_of_its_cluster(ray_cluster, tmp_path, write_sweep):
     ray_cluster.add_node(num_cpus=1, labels={"cluster": "alpha"})
     ray_cluster.wait_for_nodes()
     sweep = write_sweep(tiny_sweep_dict(tmp_path, name="kill", training={"warmup_steps": 1, "steps": 8, "runs": 1}))
     p = start_driver(sweep, tmp_path / "r", ray_cluster.address, tmp_path)
     victim = wait_for(cell_processes, 300, "a running cell")[0]
-    victim.kill()
+    victim.kill()                    # as the kernel's OOM killer would: the cell, not its actor
     log, _ = p.communicate(timeout=600)
     assert p.returncode == 0, log
     assert "retrying on another node" in log
@@ -117,10 +119,18 @@ def test_killed_actor_is_retried_on_another_node_of_its_cluster(ray_cluster, tmp
     assert (cells["status"] == "ok").all() and cells["attempts"].max() == 2
 
 
+def actor_processes() -> list[psutil.Process]:
+    """Running cells' Ray actors (Ray titles the process "ray::CellActor.run")."""
+    return [p for p in psutil.process_iter(["cmdline"]) if "CellActor.run" in " ".join(p.info["cmdline"] or [])]
+
+
 def test_killed_actor_without_spare_node_fails_the_cell_and_the_sweep_goes_on(ray_cluster, tmp_path, write_sweep):
     sweep = write_sweep(tiny_sweep_dict(tmp_path, name="kill1", training={"warmup_steps": 1, "steps": 8, "runs": 1}))
     p = start_driver(sweep, tmp_path / "r", ray_cluster.address, tmp_path)
-    wait_for(cell_processes, 300, "a running cell")[0].kill()
+    cell = wait_for(cell_processes, 300, "a running cell")[0]
+    wait_for(actor_processes, 60, "its actor")[0].kill()
+    # the cell's monitor kills the cell when the actor that asked for it is gone
+    wait_for(lambda: not cell.is_running() or cell.status() == psutil.STATUS_ZOMBIE, 30, "the cell to end")
     log, _ = p.communicate(timeout=600)
     assert p.returncode == 1, log
     cells = read_results(tmp_path / "r").cells.to_pandas()

@@ -231,3 +231,16 @@ def test_plan_counts_the_shapes_the_sweeps_cells_meet() -> None:
         met = distinct_counts(step_pass_shapes(h, w, step_plan(cell, shapes.heights, shapes.widths), cell.remedy))[-1]
         rnd = f"round {cell.remedy.shape_round}" if cell.remedy.shape_round else "no round"
         assert table[f"{cell.input_set.name} [{cell.remedy.batching}, {rnd}]"]["distinct_shapes"] == met, cell.cell_id
+
+
+def test_a_forked_cell_checks_that_its_kernel_cache_variables_are_the_settings(monkeypatch):
+    from hrvs_ray.train.kernel_cache import kernel_cache_mismatch
+
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
+    monkeypatch.setenv("LRU_CACHE_CAPACITY", "1")
+    assert kernel_cache_mismatch("off") is None
+    assert "wants" in kernel_cache_mismatch("default")
+    monkeypatch.delenv("LRU_CACHE_CAPACITY")
+    assert "LRU_CACHE_CAPACITY" in kernel_cache_mismatch("off")
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY")
+    assert kernel_cache_mismatch("default") is None

@@ -1,9 +1,11 @@
 """Work that runs on cluster nodes. Plain classes and functions: the driver has them wrapped
 through ``ray_io`` at launch, so they stay importable and testable without Ray.
 
-Each cell gets a fresh actor process: placement, thread count, counters and the kernel-cache
-environment are set up in ``__init__`` before torch is imported, and the process's memory
-peak and counters are the cell's own. The driver kills the actor when the cell is done.
+Each cell gets a fresh process: placement, thread count and the kernel-cache environment are
+set up before torch is imported, and the process's memory peak and counters are the cell's
+own. In a sweep that process is a fork of the node's zygote (``CellActor``, ``zygote``); the
+A/A check and the tests also run ``CellRunner`` in a process of its own. The driver kills the
+actor when the cell is done.
 """
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ import socket
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..config import DatasetSpec
+from ..node.affinity import AppliedPlacement
 from ..node.topology import ScopePlacement, ScopeUnavailable, read_topology, resolve_scope
 
 if TYPE_CHECKING:
@@ -52,23 +56,50 @@ def probe_node(scopes: list[str]) -> dict[str, Any]:
             "code": code_identity()}
 
 
-class CellRunner:
-    """One cell in one fresh process, placed on a scope's CPUs."""
+@dataclass(frozen=True)
+class ProcessSetup:
+    """What :func:`prepare_process` did to this process before torch was imported."""
+    applied: AppliedPlacement
+    setup_error: str | None       # the kernel-cache setting could not be applied: the cell fails with it
+    torch_preloaded: bool         # torch was imported before the placement (its pool kept the old mask)
 
-    def __init__(self, placement: ScopePlacement, llc_event: str, kernel_cache: str = "default") -> None:
-        from ..node.affinity import apply_placement
+
+def prepare_process(placement: ScopePlacement, kernel_cache: str) -> ProcessSetup:
+    """Kernel-cache environment and placement, then ``import torch``: in this order, because
+    the caches and the thread pool read their settings once, when torch starts."""
+    from ..node.affinity import apply_placement
+    from ..train.kernel_cache import KernelCacheError, apply_kernel_cache
+
+    preloaded = "torch" in sys.modules
+    error = None
+    try:
+        apply_kernel_cache(kernel_cache)
+    except KernelCacheError as e:
+        error = str(e)
+    applied = apply_placement(placement)
+    import torch  # noqa: F401 - the point of this function
+    return ProcessSetup(applied, error, preloaded)
+
+
+class CellRunner:
+    """One cell in one fresh process (or a fresh fork of a zygote), placed on a scope's CPUs."""
+
+    def __init__(self, placement: ScopePlacement, llc_event: str, kernel_cache: str = "default",
+                 forked: ProcessSetup | None = None) -> None:
         from ..probes.allocator import detect_allocator
         from ..probes.counters import open_counters
-        from ..train.kernel_cache import KernelCacheError, apply_kernel_cache
 
-        self.torch_preloaded = "torch" in sys.modules
-        self.kernel_cache, self.setup_error = kernel_cache, None
-        try:   # the caches read their variables once, when torch starts: before any import of it
-            apply_kernel_cache(kernel_cache)
-        except KernelCacheError as e:
-            self.setup_error = str(e)      # the cell fails with this reason instead of running unset
+        # ``forked``: this process is a fork of a zygote that already did the setup below and
+        # imported torch, and ran nothing since (cluster/zygote.py)
+        setup = forked or prepare_process(placement, kernel_cache)
+        self.torch_preloaded = setup.torch_preloaded
+        self.kernel_cache, self.setup_error = kernel_cache, setup.setup_error
+        if forked is not None and self.setup_error is None:
+            from ..train.kernel_cache import kernel_cache_mismatch
+
+            self.setup_error = kernel_cache_mismatch(kernel_cache)
         self.placement = placement
-        self.applied = apply_placement(placement)
+        self.applied = setup.applied
         # Opened on the threads alive now; each step's begin() adds a group for every thread
         # started since (torch's pool, started below), so every compute thread is its own group.
         self.counters = open_counters(llc_event)
@@ -137,3 +168,34 @@ class CellRunner:
 
     def close(self) -> None:
         self.counters.close()
+
+
+class CellActor:
+    """A cell's Ray actor. It books the CPUs the cell runs on, so Ray places nothing beside
+    it, and has the cell run in a fresh fork of the node's zygote for the cell's placement
+    and kernel-cache setting (``zygote``): the ~7 s of importing torch are paid once per
+    node and setting, not per cell. Killing the actor kills the cell."""
+
+    def __init__(self, placement: ScopePlacement, kernel_cache: str, token: str, node_id: str) -> None:
+        from .zygote import connect
+
+        self.placement = placement
+        self.conn = connect(token, node_id, placement, kernel_cache)
+
+    def ready(self) -> dict[str, Any]:
+        return {"cpus": list(self.placement.cpus), "threads": self.placement.threads, "pid": os.getpid()}
+
+    def run(self, spec: CellSpec, dataset: DatasetSpec, node: str) -> CellOutcome:
+        from .zygote import run_forked
+
+        try:
+            return run_forked(self.conn, (spec, dataset, node))
+        finally:
+            self.conn.close()
+
+
+def stop_zygotes(token: str) -> int:
+    """Stop this node's zygotes of the sweep ``token`` (the driver calls it on every node)."""
+    from .zygote import stop_all
+
+    return stop_all(token)

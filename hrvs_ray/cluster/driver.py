@@ -7,6 +7,7 @@ records in ``records``. Every wait has a timeout: a node that vanishes never han
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -29,7 +30,7 @@ from .ray_job import check_same_code
 from .records import CellOutcome, CellSummary, NodeRef, cell_row, where
 from .scheduler import Pending, Scheduler, triage
 
-ACTOR_START_TIMEOUT_S = 600.0   # placement + torch import; a node whose CPUs stay booked fails here
+ACTOR_START_TIMEOUT_S = 600.0   # the zygote (placement, torch import); a node whose CPUs stay booked fails here
 POLL_S = 2.0
 NODE_CHECK_S = 5.0
 
@@ -167,13 +168,14 @@ class CellLoop:
 
     def __init__(self, sweep: Sweep, store: ResultStore, nodes: list[NodeView], sched: Scheduler,
                  summary: SweepSummary, bar: Progress) -> None:
-        from .actors import CellRunner
+        from .actors import CellActor
 
         self.sweep, self.store, self.sched, self.summary, self.bar = sweep, store, sched, summary, bar
         self.by_id = {n.ray_node_id: n for n in nodes}
         self.idle = set(self.by_id)
         self.inflight: dict[Any, Running] = {}
-        self.runner = ray_io.actor_class(CellRunner)
+        self.runner = ray_io.actor_class(CellActor)
+        self.token = uuid.uuid4().hex[:12]     # names this sweep's zygotes on every node
         self.last_node_check = 0.0
 
     def run(self) -> None:
@@ -191,6 +193,7 @@ class CellLoop:
         finally:
             for r in self.inflight.values():
                 ray_io.kill(r.actor)
+            ray_io.stop_zygotes(sorted(set(self.by_id) - self.sched.dead), self.token)
             self.bar.close()
 
     def launch(self) -> None:
@@ -205,7 +208,7 @@ class CellLoop:
             # Ray hides every GPU from an actor that books none (CUDA_VISIBLE_DEVICES="")
             actor, ready_ref, ref = ray_io.start_cell_actor(
                 self.runner, nid, cpus, 1 if p.cell.model.device == "cuda" else 0,
-                (placement, p.cell.counters.llc, p.cell.remedy.kernel_cache), (p.cell, self.sweep.dataset, node.name))
+                (placement, p.cell.remedy.kernel_cache, self.token, nid), (p.cell, self.sweep.dataset, node.name))
             self.inflight[ref] = Running(p, node, actor, time.monotonic(), ready_ref)
             self.idle.discard(nid)
 

@@ -19,6 +19,7 @@ from typing import Any
 from .auth import auth_error, is_auth_failure, precheck
 from .failures import Failure, FailureKind, shorten
 from .nodes import NodeView, name_nodes
+from .zygote import CellProcessDied
 
 log = logging.getLogger("hrvs_ray")
 
@@ -237,6 +238,23 @@ def fetch(ref: Any, timeout_s: float = 60.0) -> Any:
     return ray.get(ref, timeout=timeout_s)
 
 
+def stop_zygotes(node_ids: Sequence[str], token: str, timeout_s: float = 30.0) -> None:
+    """Stop the sweep's zygotes on each node (a node that does not answer in time keeps them
+    until their idle timeout)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from .actors import stop_zygotes as stop_here
+
+    task = ray.remote(num_cpus=0, max_retries=0)(stop_here)
+    refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(token)
+            for n in node_ids]
+    try:
+        ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    except Exception:  # the sweep's results are written; a lost node keeps its zygote till idle
+        pass
+
+
 def kill(actor: Any) -> None:
     import ray
 
@@ -255,6 +273,9 @@ def classify(exc: BaseException) -> Failure:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     detail = next((ln for ln in lines if any(w in ln for w in ("exit", "SIG", "kill", "Kill", "crash"))),
                   lines[0] if lines else type(exc).__name__)
+    cause = exc if isinstance(exc, CellProcessDied) else getattr(exc, "cause", None)
+    if isinstance(cause, CellProcessDied):     # the forked cell died; its monitor said how
+        return Failure(FailureKind.PROCESS_DIED, shorten(str(cause)))
     if isinstance(exc, rex.OutOfMemoryError) or "memory monitor" in str(exc):
         return Failure(FailureKind.OUT_OF_MEMORY, detail)
     detail = shorten(detail)

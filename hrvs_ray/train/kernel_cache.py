@@ -37,3 +37,15 @@ def apply_kernel_cache(setting: str) -> dict[str, str]:
         else:
             os.environ.pop(k, None)
     return dict(wanted)
+
+
+def kernel_cache_mismatch(setting: str) -> str | None:
+    """Why this process's environment is not ``setting``'s (None when it is). A cell forked
+    from a zygote checks it: the zygote set the variables before torch started, and the
+    fork must carry exactly them."""
+    wanted = SETTINGS.get(setting, {})
+    current = {k: os.environ.get(k) for k in CACHE_VARIABLES}
+    expected = {k: wanted.get(k) for k in CACHE_VARIABLES}
+    if current == expected:
+        return None
+    return f"kernel_cache {setting!r} wants {expected}, but this process's torch started with {current}"
