@@ -6,7 +6,7 @@
 Runs the same cell (same images, same setup: the sweep's paper setup at its first scope,
 run 0, the sweep's own warm-up and timed step counts) ``--cells`` times per input set, each
 as an independent cell: a fresh process placed and counted exactly as the sweep's actors
-do it (hrvs_ray.cluster.actors.CellRunner, without Ray). Then every pair of those cells is
+do it: a fresh fork of the node's zygote (hrvs_ray.cluster.zygote), without Ray. Then every pair of those cells is
 compared with the interval the report and ``compare`` state (hrvs_ray.metrics.interval),
 and the share of pairs whose interval excludes 1 is printed: the false-positive rate, which
 must be at most about 5 %. Two rates: one run each with nothing else known (a one-run
@@ -22,9 +22,10 @@ import argparse
 import itertools
 import json
 import os
-import subprocess
 import sys
 import time
+import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -32,64 +33,47 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hrvs_ray.config import load_sweep  # noqa: E402
+from hrvs_ray.cluster import zygote  # noqa: E402
+from hrvs_ray.config import DatasetSpec, load_sweep  # noqa: E402
 from hrvs_ray.data.inputs import PreparedSet  # noqa: E402
 from hrvs_ray.data.mame import open_dataset  # noqa: E402
 from hrvs_ray.metrics import figure  # noqa: E402
 from hrvs_ray.metrics.interval import ratio_interval, run_spread  # noqa: E402
+from hrvs_ray.node.topology import read_topology, resolve_scope  # noqa: E402
 from hrvs_ray.plan.cells import CellSpec, plan_cells  # noqa: E402
 
-# One cell in this fresh process, placed and counted as the sweep's actor does it.
-CHILD = r"""
-import json, os, sys
-from hrvs_ray.cluster.actors import CellRunner
-from hrvs_ray.config import DatasetSpec, SyntheticSpec
-from hrvs_ray.plan.cells import CellSpec
-from hrvs_ray.node.topology import read_topology, resolve_scope
-spec = CellSpec.from_json(sys.argv[1])
-d = json.loads(sys.argv[2])
-d["synthetic"] = SyntheticSpec(**d["synthetic"]) if d.get("synthetic") else None
-placement = resolve_scope(read_topology("/"), spec.scope, allowed=os.sched_getaffinity(0))
-runner = CellRunner(placement, spec.counters.llc)
-outcome = runner.run(spec, DatasetSpec(**d), "local")
-runner.close()
-if outcome.status != "ok":
-    sys.exit(outcome.error)
-cols = ["run", "step", "warmup", "seconds", "total_px", "informative_px", "padding_px", "batch_fingerprint"]
-print(json.dumps(outcome.steps.select(cols).to_pylist()))
-"""
 
-
-def cells_of(sweep_path: Path, sets: list[str]) -> tuple[list[CellSpec], dict]:
+def cells_of(sweep_path: Path, sets: list[str]) -> tuple[list[CellSpec], DatasetSpec]:
     """The paper setup's cell of each input set at the sweep's first scope, run 0."""
     sweep = load_sweep(sweep_path)
     cells = [c for c in plan_cells(sweep, ["local"]) if c.run == 0 and c.remedy.is_paper
              and c.scope == sweep.scopes[0] and c.input_set.name in sets]
     ds = sweep.dataset
-    dataset = {"kind": ds.kind, "path": str(REPO / ds.path), "subset": ds.subset, "cache": str(REPO / ds.cache),
-               "synthetic": ds.synthetic.__dict__ if ds.synthetic else None}
-    return cells, dataset
+    return cells, replace(ds, path=str(REPO / ds.path), cache=str(REPO / ds.cache))
 
 
-def prepare(cells: list[CellSpec], dataset: dict) -> None:
+def prepare(cells: list[CellSpec], dataset: DatasetSpec) -> None:
     """Generate the dataset and cache the input sets once, so no cell pays for it."""
-    from hrvs_ray.config import DatasetSpec, SyntheticSpec
     from hrvs_ray.train.cell import cell_batches
 
-    spec = DatasetSpec(**{**dataset, "synthetic": SyntheticSpec(**dataset["synthetic"]) if dataset["synthetic"]
-                          else None})
-    data = open_dataset(spec)
+    data = open_dataset(dataset)
     for c in cells:
         ids = sorted({i for b in cell_batches(c, data) for i in b})
-        PreparedSet(data, c.input_set, Path(spec.cache)).prepare(ids, workers=1)
+        PreparedSet(data, c.input_set, Path(dataset.cache)).prepare(ids, workers=1)
 
 
-def run_cell(cell: CellSpec, dataset: dict) -> pd.DataFrame:
-    out = subprocess.run([sys.executable, "-c", CHILD, cell.to_json(), json.dumps(dataset)], capture_output=True,
-                         text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
-    if out.returncode:
-        raise SystemExit(f"cell {cell.cell_id} failed: {out.stderr[-2000:]}")
-    return pd.DataFrame(json.loads(out.stdout.strip().splitlines()[-1]))
+def run_cell(cell: CellSpec, dataset: DatasetSpec, token: str) -> pd.DataFrame:
+    """The cell in a fresh fork of this machine's zygote, as a sweep's actor has it run."""
+    placement = resolve_scope(read_topology("/"), cell.scope, allowed=os.sched_getaffinity(0))
+    conn = zygote.connect(token, "local", placement, cell.remedy.kernel_cache)
+    try:
+        outcome = zygote.run_forked(conn, (cell, dataset, "local"))
+    finally:
+        conn.close()
+    if outcome.status != "ok":
+        raise SystemExit(f"cell {cell.cell_id} failed: {outcome.error}")
+    cols = ["run", "step", "warmup", "seconds", "total_px", "informative_px", "padding_px", "batch_fingerprint"]
+    return outcome.steps.select(cols).to_pandas()
 
 
 def main() -> None:
@@ -106,9 +90,13 @@ def main() -> None:
     prepare(cells, dataset)
     t0 = time.perf_counter()
     got: dict[str, list[pd.DataFrame]] = {c.input_set.name: [] for c in cells}
-    for _ in range(a.cells):   # interleaved, so a slow drift of the machine hits every set alike
-        for c in cells:
-            got[c.input_set.name].append(run_cell(c, dataset))
+    token = uuid.uuid4().hex[:12]
+    try:
+        for _ in range(a.cells):   # interleaved, so a slow drift of the machine hits every set alike
+            for c in cells:
+                got[c.input_set.name].append(run_cell(c, dataset, token))
+    finally:
+        zygote.stop_all(token)
     print(f"{a.sweep}: {cells[0].warmup_steps} warm-up + {cells[0].steps} timed steps per cell, {a.cells} "
           f"independent cells per input set, {time.perf_counter() - t0:.0f} s")
     if a.save:

@@ -100,6 +100,7 @@ def connect(token: str, node_id: str, placement: ScopePlacement, kernel_cache: s
         if conn is not None:
             return conn
         (d / f"{key}.setup").write_bytes(pickle.dumps((placement, kernel_cache)))
+        (d / f"{key}.pid").unlink(missing_ok=True)     # a dead zygote's, if one died
         # the code this process imports, wherever it came from (Ray adds the job's folders to
         # a worker's sys.path, not to PYTHONPATH)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
@@ -107,16 +108,17 @@ def connect(token: str, node_id: str, placement: ScopePlacement, kernel_cache: s
             proc = subprocess.Popen([sys.executable, "-m", "hrvs_ray.cluster.zygote", str(d / key),
                                      str(os.getppid())], env=env,
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
-        deadline = time.monotonic() + START_TIMEOUT_S
+        proc.wait()      # it forks the zygote and exits at once: see serve()
+        pid_file, deadline = d / f"{key}.pid", time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             conn = _connect(sock)
             if conn is not None:
                 return conn
-            if proc.poll() is not None:
-                raise ZygoteError(f"the zygote for scope {placement.scope} exited ({proc.returncode}): "
+            pid = int(pid_file.read_text()) if pid_file.exists() else None
+            if proc.returncode or (pid is not None and not _alive(pid)):
+                raise ZygoteError(f"the zygote for scope {placement.scope} exited: "
                                   f"{log.read_text(errors='replace')[-1500:]}")
             time.sleep(POLL_S)
-        proc.kill()
         raise ZygoteError(f"the zygote for scope {placement.scope} did not start within {START_TIMEOUT_S:.0f} s")
 
 
@@ -230,6 +232,12 @@ def _monitor(conn: Connection, setup: Any, placement: ScopePlacement, kernel_cac
 def serve(base: Path, watch_pid: int) -> None:
     """The zygote: set up, import, then fork a monitor per request until stopped, idle, or
     ``watch_pid`` (the node's raylet) is gone."""
+    # Detach: Ray kills a worker's child processes when the worker exits, and the zygote
+    # must outlive the cell's actor that started it. Its cells die with their actors anyway
+    # (the monitor), and the zygote with its raylet (``watch_pid``).
+    if os.fork():
+        os._exit(0)
+    base.with_suffix(".pid").write_text(str(os.getpid()))
     from .actors import prepare_process
 
     _name("hrvs-zygote")
