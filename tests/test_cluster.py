@@ -1,6 +1,6 @@
 """Several Ray nodes on one machine (ray.cluster_utils.Cluster), labelled as clusters:
-placement, resume after a killed driver, a killed cell process, a killed actor, a node removed
-mid-sweep."""
+placement, resume after a killed driver, a killed cell process, a killed task worker, a node
+removed mid-sweep."""
 from __future__ import annotations
 
 import signal
@@ -111,7 +111,7 @@ def test_killed_cell_is_retried_on_another_node_of_its_cluster(ray_cluster, tmp_
     sweep = write_sweep(tiny_sweep_dict(tmp_path, name="kill", training={"warmup_steps": 1, "steps": 8, "runs": 1}))
     p = start_driver(sweep, tmp_path / "r", ray_cluster.address, tmp_path)
     victim = wait_for(cell_processes, 300, "a running cell")[0]
-    victim.kill()                    # as the kernel's OOM killer would: the cell, not its actor
+    victim.kill()                    # as the kernel's OOM killer would: the cell, not its task
     log, _ = p.communicate(timeout=600)
     assert p.returncode == 0, log
     assert "retrying on another node" in log
@@ -119,17 +119,17 @@ def test_killed_cell_is_retried_on_another_node_of_its_cluster(ray_cluster, tmp_
     assert (cells["status"] == "ok").all() and cells["attempts"].max() == 2
 
 
-def actor_processes() -> list[psutil.Process]:
-    """Running cells' Ray actors (Ray titles the process "ray::CellActor.run")."""
-    return [p for p in psutil.process_iter(["cmdline"]) if "CellActor.run" in " ".join(p.info["cmdline"] or [])]
+def task_processes() -> list[psutil.Process]:
+    """Running cells' Ray tasks (Ray titles the worker "ray::run_forked_cell")."""
+    return [p for p in psutil.process_iter(["cmdline"]) if "run_forked_cell" in " ".join(p.info["cmdline"] or [])]
 
 
-def test_killed_actor_without_spare_node_fails_the_cell_and_the_sweep_goes_on(ray_cluster, tmp_path, write_sweep):
+def test_killed_task_without_spare_node_fails_the_cell_and_the_sweep_goes_on(ray_cluster, tmp_path, write_sweep):
     sweep = write_sweep(tiny_sweep_dict(tmp_path, name="kill1", training={"warmup_steps": 1, "steps": 8, "runs": 1}))
     p = start_driver(sweep, tmp_path / "r", ray_cluster.address, tmp_path)
     cell = wait_for(cell_processes, 300, "a running cell")[0]
-    wait_for(actor_processes, 60, "its actor")[0].kill()
-    # the cell's monitor kills the cell when the actor that asked for it is gone
+    wait_for(task_processes, 60, "its task's worker")[0].kill()
+    # the cell's monitor kills the cell when the task that asked for it is gone
     wait_for(lambda: not cell.is_running() or cell.status() == psutil.STATUS_ZOMBIE, 30, "the cell to end")
     log, _ = p.communicate(timeout=600)
     assert p.returncode == 1, log

@@ -53,3 +53,24 @@ def test_an_arch_whose_work_is_not_all_in_those_layers_is_counted_by_the_mode() 
     assert isinstance(_counter("mobilenet_v3_small", 29), functools.partial)
     assert step_flops("mobilenet_v3_small", 29, (2, 3, 96, 128)) == _counted_by_mode("mobilenet_v3_small", 29,
                                                                                         (2, 3, 96, 128))
+
+
+@pytest.mark.slow
+def test_the_checks_verdict_is_kept_on_the_node_and_used_by_the_next_process(tmp_path, monkeypatch) -> None:
+    import tempfile
+
+    from hrvs_ray.probes.flops import _verdict_file
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    _counter.cache_clear()
+    assert not isinstance(_counter("resnet18", 29), functools.partial)
+    kept = _verdict_file("resnet18", 29)
+    assert kept.parent.parent == tmp_path and kept.read_text() == "layers"
+    # what a later process reads is what it uses (here a planted "mode": still a right count)
+    kept.write_text("mode")
+    _counter.cache_clear()
+    assert isinstance(_counter("resnet18", 29), functools.partial)
+    kept.write_text("garbage")          # unreadable: the check runs again and rewrites it
+    _counter.cache_clear()
+    assert not isinstance(_counter("resnet18", 29), functools.partial) and kept.read_text() == "layers"
+    _counter.cache_clear()

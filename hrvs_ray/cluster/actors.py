@@ -3,9 +3,8 @@ through ``ray_io`` at launch, so they stay importable and testable without Ray.
 
 Each cell gets a fresh process: placement, thread count and the kernel-cache environment are
 set up before torch is imported, and the process's memory peak and counters are the cell's
-own. In a sweep that process is a fork of the node's zygote (``CellActor``, ``zygote``); the
-A/A check and the tests also run ``CellRunner`` in a process of its own. The driver kills the
-actor when the cell is done.
+own. In a sweep that process is a fork of the node's zygote (``run_forked_cell``, ``zygote``);
+the tests also run ``CellRunner`` in a process of its own.
 """
 from __future__ import annotations
 
@@ -170,28 +169,21 @@ class CellRunner:
         self.counters.close()
 
 
-class CellActor:
-    """A cell's Ray actor. It books the CPUs the cell runs on, so Ray places nothing beside
+def run_forked_cell(placement: ScopePlacement, kernel_cache: str, token: str, node_id: str, spec: CellSpec,
+                    dataset: DatasetSpec, node: str) -> CellOutcome:
+    """A cell's Ray task. It books the CPUs the cell runs on, so Ray places nothing beside
     it, and has the cell run in a fresh fork of the node's zygote for the cell's placement
     and kernel-cache setting (``zygote``): the ~7 s of importing torch are paid once per
-    node and setting, not per cell. Killing the actor kills the cell."""
+    node and setting, not per cell, and a task reuses Ray's worker process where an actor
+    would start a new one (~1 s, and work beside the next cell). Cancelling the task (a
+    force-cancel ends its worker) kills the cell."""
+    from .zygote import connect, run_forked
 
-    def __init__(self, placement: ScopePlacement, kernel_cache: str, token: str, node_id: str) -> None:
-        from .zygote import connect
-
-        self.placement = placement
-        self.conn = connect(token, node_id, placement, kernel_cache)
-
-    def ready(self) -> dict[str, Any]:
-        return {"cpus": list(self.placement.cpus), "threads": self.placement.threads, "pid": os.getpid()}
-
-    def run(self, spec: CellSpec, dataset: DatasetSpec, node: str) -> CellOutcome:
-        from .zygote import run_forked
-
-        try:
-            return run_forked(self.conn, (spec, dataset, node))
-        finally:
-            self.conn.close()
+    conn = connect(token, node_id, placement, kernel_cache)
+    try:
+        return run_forked(conn, (spec, dataset, node))
+    finally:
+        conn.close()
 
 
 def stop_zygotes(token: str) -> int:

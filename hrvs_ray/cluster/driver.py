@@ -30,7 +30,6 @@ from .ray_job import check_same_code
 from .records import CellOutcome, CellSummary, NodeRef, cell_row, where
 from .scheduler import Pending, Scheduler, triage
 
-ACTOR_START_TIMEOUT_S = 600.0   # the zygote (placement, torch import); a node whose CPUs stay booked fails here
 POLL_S = 2.0
 NODE_CHECK_S = 5.0
 
@@ -152,10 +151,7 @@ def pending_cells(sweep: Sweep, store: ResultStore, nodes: list[NodeView], datas
 class Running:
     pending: Pending
     node: NodeView
-    actor: Any
     started: float
-    ready_ref: Any = None
-    up: bool = False
 
 
 def _ref(node: NodeView | None) -> NodeRef | None:
@@ -168,13 +164,13 @@ class CellLoop:
 
     def __init__(self, sweep: Sweep, store: ResultStore, nodes: list[NodeView], sched: Scheduler,
                  summary: SweepSummary, bar: Progress) -> None:
-        from .actors import CellActor
+        from .actors import run_forked_cell
 
         self.sweep, self.store, self.sched, self.summary, self.bar = sweep, store, sched, summary, bar
         self.by_id = {n.ray_node_id: n for n in nodes}
         self.idle = set(self.by_id)
         self.inflight: dict[Any, Running] = {}
-        self.runner = ray_io.actor_class(CellActor)
+        self.runner = ray_io.task_function(run_forked_cell)
         self.token = uuid.uuid4().hex[:12]     # names this sweep's zygotes on every node
         self.last_node_check = 0.0
 
@@ -191,8 +187,8 @@ class CellLoop:
                 self.check_timeouts()
                 self.check_nodes()
         finally:
-            for r in self.inflight.values():
-                ray_io.kill(r.actor)
+            for ref in self.inflight:
+                ray_io.cancel(ref)
             ray_io.stop_zygotes(sorted(set(self.by_id) - self.sched.dead), self.token)
             self.bar.close()
 
@@ -203,13 +199,13 @@ class CellLoop:
                 continue
             node = self.by_id[nid]
             placement = node.placements[p.cell.scope]
-            # exclusive: the actor books every CPU of the node, so Ray places nothing beside it
+            # exclusive: the task books every CPU of the node, so Ray places nothing beside it
             cpus = node.cpus if self.sweep.execution.exclusive else placement.threads
-            # Ray hides every GPU from an actor that books none (CUDA_VISIBLE_DEVICES="")
-            actor, ready_ref, ref = ray_io.start_cell_actor(
+            # Ray hides every GPU from a task that books none (CUDA_VISIBLE_DEVICES="")
+            ref = ray_io.start_cell_task(
                 self.runner, nid, cpus, 1 if p.cell.model.device == "cuda" else 0,
-                (placement, p.cell.remedy.kernel_cache, self.token, nid), (p.cell, self.sweep.dataset, node.name))
-            self.inflight[ref] = Running(p, node, actor, time.monotonic(), ready_ref)
+                (placement, p.cell.remedy.kernel_cache, self.token, nid, p.cell, self.sweep.dataset, node.name))
+            self.inflight[ref] = Running(p, node, time.monotonic())
             self.idle.discard(nid)
 
     def collect(self) -> None:
@@ -224,7 +220,6 @@ class CellLoop:
                     failure = failure.on_lost_node(r.node.name)
                     self.lose_node(nid)     # before the retry, so it cannot land there again
                 self.crashed(r.pending, r.node, failure)
-            ray_io.kill(r.actor)
             if nid not in self.sched.dead:
                 self.idle.add(nid)
 
@@ -232,17 +227,11 @@ class CellLoop:
         limit = self.sweep.execution.cell_timeout_s
         now = time.monotonic()
         for ref, r in list(self.inflight.items()):
-            if not r.up:
-                r.up = ray_io.is_done(r.ready_ref)
-            failure = None
-            if not r.up and now - r.started > ACTOR_START_TIMEOUT_S:
-                failure = Failure(FailureKind.TIMEOUT, f"the cell's process did not start within "
-                                  f"{ACTOR_START_TIMEOUT_S:.0f} s (node CPUs still booked, or placement failed)")
-            elif now - r.started > limit:
+            if now - r.started > limit:
+                # counted from its launch: waiting for the node's CPUs or its zygote counts too
                 failure = Failure(FailureKind.TIMEOUT, f"cell ran over {limit:.0f} s")
-            if failure:
                 self.inflight.pop(ref)
-                ray_io.kill(r.actor)
+                ray_io.cancel(ref)
                 self.crashed(r.pending, r.node, failure)
                 if r.node.ray_node_id not in self.sched.dead:
                     self.idle.add(r.node.ray_node_id)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .auth import auth_error, is_auth_failure, precheck
@@ -195,25 +195,21 @@ def node_alive(node_id: str) -> bool:
     return alive is None or node_id in alive
 
 
-def actor_class(cls: type) -> Any:
-    """A plain class (``actors.CellRunner``) as a Ray actor class."""
+def task_function(fn: Callable[..., Any]) -> Any:
+    """A plain function (``actors.run_forked_cell``) as a Ray remote function."""
     import ray
 
-    return ray.remote(cls)
+    return ray.remote(fn)
 
 
-def start_cell_actor(runner: Any, node_id: str, num_cpus: int, num_gpus: int, init_args: Sequence[Any],
-                     run_args: Sequence[Any]) -> tuple[Any, Any, Any]:
-    """Start one cell's actor pinned to ``node_id`` (hard affinity: Ray's ``num_cpus`` is
-    bookkeeping, the pin is what keeps a cell on its node), then queue its ``ready`` and
-    ``run`` calls. Returns ``(actor, ready_ref, run_ref)``: actor tasks run in order."""
+def start_cell_task(task: Any, node_id: str, num_cpus: int, num_gpus: int, args: Sequence[Any]) -> Any:
+    """Start one cell's task pinned to ``node_id`` (hard affinity: Ray's ``num_cpus`` is
+    bookkeeping, the pin is what keeps a cell on its node). Never retried by Ray: the
+    driver decides, on another node. Returns its ref."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    actor = runner.options(
-        num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0, max_task_retries=0,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-    ).remote(*init_args)
-    return actor, actor.ready.remote(), actor.run.remote(*run_args)
+    return task.options(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=0,
+                        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote(*args)
 
 
 def wait_one(refs: Sequence[Any], timeout_s: float) -> list[Any]:
@@ -222,13 +218,6 @@ def wait_one(refs: Sequence[Any], timeout_s: float) -> list[Any]:
 
     ready, _ = ray.wait(list(refs), num_returns=1, timeout=timeout_s)
     return ready
-
-
-def is_done(ref: Any) -> bool:
-    """Whether ``ref``'s task has finished, without waiting."""
-    import ray
-
-    return bool(ray.wait([ref], timeout=0)[0])
 
 
 def fetch(ref: Any, timeout_s: float = 60.0) -> Any:
@@ -255,12 +244,14 @@ def stop_zygotes(node_ids: Sequence[str], token: str, timeout_s: float = 30.0) -
         pass
 
 
-def kill(actor: Any) -> None:
+def cancel(ref: Any) -> None:
+    """Stop a cell's task: force ends its worker process, and the cell's monitor then kills
+    the cell."""
     import ray
 
     try:
-        ray.kill(actor, no_restart=True)
-    except Exception:  # already dead: nothing to free
+        ray.cancel(ref, force=True)
+    except Exception:  # already finished: nothing to stop
         pass
 
 
