@@ -1,20 +1,21 @@
 """A/A check: how often do the tool's intervals claim a difference where there is none?
 
-    python benchmarks/aa_check.py [--sweep sweeps/quick-remedies.yaml] [--cells 10]
+    python benchmarks/aa_check.py [--sweep sweeps/quick-remedies.yaml] [--groups 8]
                                   [--sets MR&VS,HR&VS] [--name s_per_informative_mp]
 
-Runs the same cell (same images, same setup: the sweep's paper setup at its first scope,
-run 0, the sweep's own warm-up and timed step counts) ``--cells`` times per input set, each
-as an independent cell: a fresh process placed and counted exactly as the sweep's actors
-do it: a fresh fork of the node's zygote (hrvs_ray.cluster.zygote), without Ray. Then every pair of those cells is
-compared with the interval the report and ``compare`` state (hrvs_ray.metrics.interval),
-and the share of pairs whose interval excludes 1 is printed: the false-positive rate, which
-must be at most about 5 %. Two rates: one run each with nothing else known (a one-run
-sweep: the interval covers step-to-step noise only), and with the run-to-run spread known
-from the other cells of the set (as in a sweep whose groups have several runs: each pair's
-interval uses the pooled spread of the cells not in it). ``--save FILE`` keeps the rows.
-Splitting one cell's steps in two would not do: it would hide what differs between cells
-(process, heap, placement, the machine's state at the time).
+Runs the same group of cells again and again: the sweep's paper setup at its first scope,
+one cell per run as the sweep has them (same images as the sweep's, run by run), the
+sweep's own warm-up and timed step counts. ``--groups`` independent groups per input set,
+each cell a fresh fork of the node's zygote (hrvs_ray.cluster.zygote), placed and counted
+exactly as a sweep's task has it run, without Ray. Then every pair of groups is compared
+with the interval the report and ``compare`` state (hrvs_ray.metrics.interval), and the
+share of pairs whose interval excludes 1 is printed: the false-positive rate, which must
+be at most about 5 %. With several runs per group the interval rests on the run-to-run
+spread pooled over the other groups (as the report pools it over a sweep's other groups);
+with one run, on the steps alone. For contrast it also prints the one-run rate between
+single run-0 cells: those intervals cover step-to-step noise only, not what differs from
+process to process. ``--save FILE`` keeps the rows. Splitting one cell's steps in two would
+not do: it would hide what differs between cells (process, heap, the machine's state).
 """
 from __future__ import annotations
 
@@ -44,9 +45,9 @@ from hrvs_ray.plan.cells import CellSpec, plan_cells  # noqa: E402
 
 
 def cells_of(sweep_path: Path, sets: list[str]) -> tuple[list[CellSpec], DatasetSpec]:
-    """The paper setup's cell of each input set at the sweep's first scope, run 0."""
+    """The paper setup's cells of each input set at the sweep's first scope, one per run."""
     sweep = load_sweep(sweep_path)
-    cells = [c for c in plan_cells(sweep, ["local"]) if c.run == 0 and c.remedy.is_paper
+    cells = [c for c in plan_cells(sweep, ["local"]) if c.remedy.is_paper
              and c.scope == sweep.scopes[0] and c.input_set.name in sets]
     ds = sweep.dataset
     return cells, replace(ds, path=str(REPO / ds.path), cache=str(REPO / ds.cache))
@@ -79,7 +80,8 @@ def run_cell(cell: CellSpec, dataset: DatasetSpec, token: str) -> pd.DataFrame:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sweep", default=str(REPO / "sweeps" / "quick-remedies.yaml"))
-    ap.add_argument("--cells", type=int, default=10, help="independent cells per input set")
+    ap.add_argument("--groups", type=int, default=8, help="independent groups per input set, each of the "
+                    "sweep's runs")
     ap.add_argument("--sets", default="MR&VS,HR&VS")
     ap.add_argument("--name", default="s_per_informative_mp", choices=("s_per_mp", "s_per_informative_mp"))
     ap.add_argument("--save", metavar="FILE", help="write every cell's step rows here as JSON")
@@ -89,46 +91,59 @@ def main() -> None:
         raise SystemExit(f"{a.sweep}: no paper-setup cell for input sets {a.sets}")
     prepare(cells, dataset)
     t0 = time.perf_counter()
-    got: dict[str, list[pd.DataFrame]] = {c.input_set.name: [] for c in cells}
+    got: dict[str, list[pd.DataFrame]] = {}
     token = uuid.uuid4().hex[:12]
     try:
-        for _ in range(a.cells):   # interleaved, so a slow drift of the machine hits every set alike
+        for g in range(a.groups):   # interleaved, so a slow drift of the machine hits every set alike
             for c in cells:
-                got[c.input_set.name].append(run_cell(c, dataset, token))
+                got.setdefault(c.input_set.name, []).append(run_cell(c, dataset, token).assign(group=g))
     finally:
         zygote.stop_all(token)
-    print(f"{a.sweep}: {cells[0].warmup_steps} warm-up + {cells[0].steps} timed steps per cell, {a.cells} "
-          f"independent cells per input set, {time.perf_counter() - t0:.0f} s")
+    runs = max(c.run for c in cells) + 1
+    print(f"{a.sweep}: {cells[0].warmup_steps} warm-up + {cells[0].steps} timed steps per cell, {runs} run(s) per "
+          f"group as the sweep has them, {a.groups} independent groups per input set, "
+          f"{time.perf_counter() - t0:.0f} s")
     if a.save:
         Path(a.save).write_text(json.dumps({n: [r.to_dict("records") for r in rs] for n, rs in got.items()}))
-    report(got, a.name)
+    report({n: pd.concat(rs) for n, rs in got.items()}, a.name, runs)
 
 
-def _spread_without(runs: list[pd.DataFrame], i: int, j: int, name: str) -> float | None:
-    """The run-to-run spread of the set's other cells, as if they were runs of one group."""
-    rest = [r.assign(run=k, g=0) for k, r in enumerate(runs) if k not in (i, j)]
-    return run_spread(pd.concat(rest), ["g"], name) if len(rest) > 1 else None
+def _pairs(t: pd.DataFrame, name: str, known: bool) -> list:
+    """Every pair of groups compared; ``known``: with the pooled run-to-run spread of the
+    other groups (as the report does with a sweep's other groups), else each on its own."""
+    groups = sorted(t["group"].unique())
+    out = []
+    for i, j in itertools.combinations(groups, 2):
+        rest = t[~t["group"].isin((i, j))]
+        spread = run_spread(rest, ["group"], name) if known else None
+        out.append(ratio_interval(t[t["group"] == i], t[t["group"] == j], name, spread))
+    return out
 
 
-def report(got: dict[str, list[pd.DataFrame]], name: str) -> None:
-    total = {"one run": [0, 0], "run-to-run spread known": [0, 0]}
-    for iset, runs in got.items():
-        values = pd.Series([figure(r[~r["warmup"]], name) for r in runs])
-        fps = {tuple(r["batch_fingerprint"]) for r in runs}
-        cv = values.std() / values.mean()
-        print(f"  {iset}: {name} per cell {values.min():.4g}–{values.max():.4g} (CV {cv:.1%}); "
-              f"same batches in every cell: {len(fps) == 1}")
-        for how in total:
-            found = [ratio_interval(runs[i], runs[j], name, _spread_without(runs, i, j, name) if how != "one run"
-                                    else None) for i, j in itertools.combinations(range(len(runs)), 2)]
+def report(got: dict[str, pd.DataFrame], name: str, runs: int) -> None:
+    """The sweep's own intervals (run-to-run spread pooled over groups when it has several
+    runs; else one run's), and for contrast one-run intervals between single run-0 cells."""
+    ways = {f"the sweep's intervals ({runs} run{'s' if runs > 1 else ''} per group)": runs > 1,
+            "one run, nothing else known (run 0 cells alone)": False}
+    total = {w: [0, 0] for w in ways}
+    for iset, t in got.items():
+        timed = t[~t["warmup"]]
+        per_cell = timed.groupby(["group", "run"]).apply(lambda d: figure(d, name), include_groups=False)
+        cv = per_cell.groupby(level="run").std().mean() / per_cell.mean()
+        fps = timed.groupby("run")["batch_fingerprint"].nunique()
+        print(f"  {iset}: {name} per cell {per_cell.min():.4g}–{per_cell.max():.4g} (CV within a run's cells "
+              f"{cv:.1%}); same batches in every cell of a run: {bool((fps == fps.iloc[0]).all())}")
+        for way, known in ways.items():
+            rows = t if way.startswith("the sweep") else t[t["run"] == 0]
+            found = _pairs(rows, name, known)
             n = sum(not iv.includes_one for iv in found)
-            total[how][0] += n
-            total[how][1] += len(found)
-            print(f"    {how}: median interval {pd.Series([iv.high / iv.low for iv in found]).median():.3f}× wide; "
+            total[way][0] += n
+            total[way][1] += len(found)
+            print(f"    {way}: median interval {pd.Series([iv.high / iv.low for iv in found]).median():.3f}× wide; "
                   f"{n} of {len(found)} pairs claim a difference")
-    for how, (claims, pairs) in total.items():
-        print(f"A/A false-positive rate ({how}): {claims} of {pairs} pairs = {claims / pairs:.1%} "
-              f"(must be at most about 5 %)")
+    for way, (claims, pairs) in total.items():
+        print(f"A/A false-positive rate, {way}: {claims} of {pairs} pairs = {claims / pairs:.1%}"
+              + (" (must be at most about 5 %)" if way.startswith("the sweep") else ""))
 
 
 if __name__ == "__main__":
