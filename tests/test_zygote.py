@@ -161,3 +161,15 @@ def test_a_zygote_exits_with_the_process_it_watches(tmp_path, token):
     shell.kill()
     shell.wait()
     z.wait(timeout=20)
+
+
+def test_folders_of_sweeps_whose_zygotes_are_gone_are_pruned(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    old, live, recent = (zygote.zygote_dir(t) for t in ("old", "live", "recent"))
+    (old / "k.pid").write_text("999999999")          # no such process
+    (live / "k.pid").write_text(str(os.getpid()))
+    past = time.time() - 3 * zygote.IDLE_EXIT_S
+    for d in (old, live):
+        os.utime(d, (past, past))
+    zygote.zygote_dir("new")
+    assert not old.exists() and live.exists() and recent.exists()

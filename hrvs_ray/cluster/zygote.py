@@ -58,8 +58,25 @@ def zygote_dir(token: str) -> Path:
     if base.stat().st_uid != os.getuid() or base.stat().st_mode & 0o077:
         raise ZygoteError(f"{base} must belong to this user and be private (mode 700)")
     d = base / token
+    if not d.exists():
+        _prune(base)
     d.mkdir(mode=0o700, exist_ok=True)
     return d
+
+
+def _prune(base: Path) -> None:
+    """Remove folders of sweeps whose zygotes are all gone (a driver killed with SIGKILL
+    never stopped them; they exited when idle): older than the idle timeout, no live pid."""
+    now = time.time()
+    for d in base.iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            if now - d.stat().st_mtime < 2 * IDLE_EXIT_S:
+                continue
+            if any(_alive(int(p.read_text())) for p in d.glob("*.pid")):
+                continue
+            for f in d.iterdir():
+                f.unlink()
+            d.rmdir()
 
 
 def zygote_key(node_id: str, placement: ScopePlacement, kernel_cache: str) -> str:

@@ -62,6 +62,12 @@ def _layer_counter(arch: str, num_classes: int) -> Callable[[tuple[int, int, int
     import torch
 
     model = _meta_model(arch, num_classes)
+    # Normalisation layers keep the shape and are not counted, but on meta tensors a training
+    # BatchNorm runs its Python decomposition: 60 % of the count's time. Out they go.
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, torch.nn.modules.batchnorm._BatchNorm):
+                setattr(parent, name, torch.nn.Identity())
     seen: list[int] = []
 
     def record(layer, inputs, out) -> None:
