@@ -82,6 +82,24 @@ def test_failure_causes_are_classified_from_rays_exceptions():
     assert other.kind is FailureKind.DRIVER_ERROR and str(other) == "driver error: ValueError: bad"
 
 
+def test_a_cell_tasks_own_exception_and_its_forked_cells_death_keep_their_words():
+    """Ray's header line ("ray::run_forked_cell() (pid=…)") says nothing: the cause does."""
+    import ray.exceptions as rex
+
+    from hrvs_ray.cluster.failures import FailureKind
+    from hrvs_ray.cluster.ray_io import classify
+    from hrvs_ray.cluster.zygote import CellProcessDied
+
+    def raised(cause: Exception) -> Exception:
+        return rex.RayTaskError("run_forked_cell", "Traceback ...", cause).as_instanceof_cause()
+
+    own = classify(raised(ValueError("invalid literal for int()")))
+    assert own.kind is FailureKind.DRIVER_ERROR
+    assert str(own) == "driver error: ValueError in the cell's task: invalid literal for int()"
+    died = classify(raised(CellProcessDied("the cell's process (pid 7) was killed by SIGKILL")))
+    assert died.kind is FailureKind.PROCESS_DIED and "killed by SIGKILL" in str(died)
+
+
 def test_triage_leaves_finished_cells_and_skips_what_no_node_can_run(tmp_path):
     from hrvs_ray.cluster.scheduler import triage
     from hrvs_ray.node.topology import ScopePlacement

@@ -264,7 +264,8 @@ def classify(exc: BaseException) -> Failure:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     detail = next((ln for ln in lines if any(w in ln for w in ("exit", "SIG", "kill", "Kill", "crash"))),
                   lines[0] if lines else type(exc).__name__)
-    cause = exc if isinstance(exc, CellProcessDied) else getattr(exc, "cause", None)
+    # Ray re-raises a task's exception as RayTaskError(<its class>): the words are in .cause
+    cause = getattr(exc, "cause", None) or (exc if isinstance(exc, CellProcessDied) else None)
     if isinstance(cause, CellProcessDied):     # the forked cell died; its monitor said how
         return Failure(FailureKind.PROCESS_DIED, shorten(str(cause)))
     if isinstance(exc, rex.OutOfMemoryError) or "memory monitor" in str(exc):
@@ -274,4 +275,6 @@ def classify(exc: BaseException) -> Failure:
         return Failure(FailureKind.NODE_LOST, detail)
     if isinstance(exc, (rex.ActorDiedError, rex.RayActorError, rex.WorkerCrashedError)):
         return Failure(FailureKind.PROCESS_DIED, detail)
+    if cause is not None:     # an exception in the task itself: its own words, not Ray's header
+        return Failure(FailureKind.DRIVER_ERROR, shorten(f"{type(cause).__name__} in the cell's task: {cause}"))
     return Failure(FailureKind.DRIVER_ERROR, f"{type(exc).__name__}: {detail}")

@@ -36,6 +36,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from ..fsutil import atomic_write_text
 from ..node.model import ScopePlacement
 
 IDLE_EXIT_S = 600.0          # a zygote nobody asked for this long exits (its driver died)
@@ -72,7 +73,7 @@ def _prune(base: Path) -> None:
         with contextlib.suppress(OSError, ValueError):
             if now - d.stat().st_mtime < 2 * IDLE_EXIT_S:
                 continue
-            if any(_alive(int(p.read_text())) for p in d.glob("*.pid")):
+            if any(pid is None or _alive(pid) for pid in map(_read_pid, d.glob("*.pid"))):
                 continue
             for f in d.iterdir():
                 f.unlink()
@@ -131,7 +132,7 @@ def connect(token: str, node_id: str, placement: ScopePlacement, kernel_cache: s
             conn = _connect(sock)
             if conn is not None:
                 return conn
-            pid = int(pid_file.read_text()) if pid_file.exists() else None
+            pid = _read_pid(pid_file)
             if proc.returncode or (pid is not None and not _alive(pid)):
                 raise ZygoteError(f"the zygote for scope {placement.scope} exited: "
                                   f"{log.read_text(errors='replace')[-1500:]}")
@@ -189,6 +190,14 @@ def _name(name: str) -> None:
 
     with contextlib.suppress(Exception):
         libc().prctl(15, name.encode()[:15], 0, 0, 0)    # PR_SET_NAME
+
+
+def _read_pid(path: Path) -> int | None:
+    """The zygote's pid, once it has written it (None before)."""
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _alive(pid: int) -> bool:
@@ -254,7 +263,7 @@ def serve(base: Path, watch_pid: int) -> None:
     # (the monitor), and the zygote with its raylet (``watch_pid``).
     if os.fork():
         os._exit(0)
-    base.with_suffix(".pid").write_text(str(os.getpid()))
+    atomic_write_text(base.with_suffix(".pid"), str(os.getpid()))   # never read half-written
     from .actors import prepare_process
 
     _name("hrvs-zygote")
