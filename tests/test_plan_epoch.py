@@ -45,9 +45,10 @@ def test_plan_shows_sampled_and_epoch_views_for_every_policy():
         assert acc["sampled"]["labels"] == pad["sampled"]["labels"]
         assert (acc["sampled"]["informative_px"] == pad["sampled"]["informative_px"]
                 == bucket["sampled"]["informative_px"])
-        # never more padding than pad's on the same images; two timed steps of 4 HR&VS images
-        # can leave bucket nothing better to regroup (test_policies checks a strict drop)
-        assert bucket["sampled"]["padding_share"] <= pad["sampled"]["padding_share"]
+        # Less padding on the same images for MR&VS. Two timed steps of 4 HR&VS images per run
+        # leave bucket little to regroup, and its aspect-first order can then pad a little
+        # more than pad (shipped file: 63.5 % vs 62.9 %); over an epoch it pads less, and
+        # test_policies checks a strict drop on designed shapes
         assert name == "HR&VS" or bucket["sampled"]["padding_share"] < pad["sampled"]["padding_share"]
         assert bucket["epoch"]["padding_share"] < pad["epoch"]["padding_share"]
         # accumulate pads only inside each micro-batch: none at all with micro-batches of one
