@@ -134,6 +134,25 @@ def test_corrupt_image_fails_its_cells_naming_the_file_and_the_sweep_goes_on(tmp
     assert "FAILED" in r.stdout
 
 
+def test_a_cell_over_its_timeout_is_recorded_failed_and_its_process_is_gone(tmp_path, write_sweep):
+    """The driver cancels the cell's task; the task's end makes the monitor kill the cell."""
+    import psutil
+
+    d = tiny_sweep_dict(tmp_path, name="slow", input_sets={"HR&VS": {"resize": "none", "batch_size": 2}},
+                        training={"warmup_steps": 1, "steps": 5000, "runs": 1, "seed": 7},
+                        execution={"cell_timeout_s": 30, "retries": 1})
+    r = hrvs("sweep", str(write_sweep(d)), "--out", str(tmp_path / "r"), "--no-progress", "--no-report",
+             cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    cells = read_results(tmp_path / "r").cells.to_pandas()
+    assert len(cells) == 1 and cells["status"].iloc[0] == "failed"
+    assert cells["error"].iloc[0].startswith("timeout: cell ran over 30 s"), cells["error"].iloc[0]
+    # no cell process outlives its sweep (the zygote's monitor killed it when the task ended)
+    left = [p for p in psutil.process_iter(["name", "cwd"]) if p.info["name"] == "hrvs-cell"
+            and p.info["cwd"] == str(tmp_path)]
+    assert not left
+
+
 LOOPBACK = r"""
 import json, psutil, ray          # ray imported first, as a library user would
 from hrvs_ray.cluster.ray_io import connect
