@@ -69,44 +69,47 @@ def test_missing_mame_dataset_says_how_to_get_it(tmp_path, write_sweep):
     assert "MAMe" in r.stderr and "synth" in r.stderr and str(tmp_path / "nowhere") in r.stderr
 
 
-DETERMINISM = r"""
-import json, sys
-from hrvs_ray.config import load_sweep
-from hrvs_ray.cluster.actors import CellRunner
-from hrvs_ray.plan.cells import plan_cells
-from hrvs_ray.node.topology import read_topology, resolve_scope
-sweep = load_sweep(sys.argv[1])
-cell = [c for c in plan_cells(sweep, ["local"]) if c.input_set.name == sys.argv[2]][0]
-runner = CellRunner(resolve_scope(read_topology("/"), "node"), "generic")
-out = runner.run(cell, sweep.dataset, "local")
-t = out.steps
-print(json.dumps({"status": out.status, "error": out.error, "threads": out.facts.threads,
-                  "fp": t.column("batch_fingerprint").to_pylist(), "remedy": t.column("remedy")[0].as_py(),
-                  "loss": [float(x).hex() for x in t.column("loss").to_pylist()]}))
-"""
-
-
 @pytest.mark.parametrize("input_set,remedies", [
     ("MR&VS", None), ("HR&VS", None),
     ("MR&VS", {"batching": "bucket", "precision": "bfloat16", "window": 2}),
     ("MR&VS", {"batching": "accumulate", "precision": "bfloat16", "memory_format": "channels_last",
                "checkpointing": "stages"}),
 ])
-def test_same_cell_twice_gives_identical_batches_and_bitwise_losses(tmp_path, write_sweep, input_set, remedies):
+def test_same_cell_twice_gives_identical_batches_and_bitwise_losses(tmp_path, write_sweep, input_set, remedies,
+                                                                     monkeypatch):
+    """Twice, each time in a fresh fork of the zygote as a sweep runs it (a fork trains
+    bitwise like a fresh process: test_zygote.py)."""
+    import uuid
+
+    from hrvs_ray.cluster import zygote
+    from hrvs_ray.config import load_sweep
+    from hrvs_ray.node.topology import read_topology, resolve_scope
+    from hrvs_ray.plan.cells import plan_cells
+
+    monkeypatch.chdir(tmp_path)
     d = tiny_sweep_dict(tmp_path, training={"warmup_steps": 1, "steps": 3, "runs": 1, "seed": 3})
     if remedies:
         d["remedies"] = remedies
         # one image per pass must leave BatchNorm more than one value: shorter side > 32 px
         d["input_sets"]["MR&VS"]["size"] = 40
-    sweep = write_sweep(d)
-    runs = []
-    for _ in range(2):
-        r = subprocess.run([sys.executable, "-c", DETERMINISM, str(sweep), input_set], capture_output=True,
-                           text=True, cwd=tmp_path, timeout=300)
-        assert r.returncode == 0, r.stderr
-        runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    sweep = load_sweep(write_sweep(d))
+    cell = [c for c in plan_cells(sweep, ["local"]) if c.input_set.name == input_set][0]
+    placement = resolve_scope(read_topology("/"), "node", allowed=os.sched_getaffinity(0))
+    token, runs = uuid.uuid4().hex[:12], []
+    try:
+        for _ in range(2):
+            conn = zygote.connect(token, "local", placement, cell.remedy.kernel_cache)
+            out = zygote.run_forked(conn, (cell, sweep.dataset, "local"))
+            conn.close()
+            assert out.status == "ok", out.error
+            t = out.steps
+            runs.append({"pid": out.facts.pid, "threads": out.facts.threads, "remedy": t.column("remedy")[0].as_py(),
+                         "fp": t.column("batch_fingerprint").to_pylist(),
+                         "loss": [float(x).hex() for x in t.column("loss").to_pylist()]})
+    finally:
+        zygote.stop_all(token)
     a, b = runs
-    assert a["status"] == "ok", a["error"]
+    assert a["pid"] != b["pid"]
     assert len(a["fp"]) == 4 and len(set(a["fp"])) == 4
     assert a["fp"] == b["fp"]
     assert a["loss"] == b["loss"]          # hex of the float64: bitwise equality
