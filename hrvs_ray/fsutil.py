@@ -1,7 +1,9 @@
-"""Write a file so that no reader ever sees half of it, with the permissions a user expects.
+"""Write a file so that no reader ever sees half of it, with the permissions a user expects;
+and a folder private to this user.
 
 Pure (standard library). Every write-to-temporary-then-rename in hrvs-ray goes through
 ``atomic_write``: results, reports, synthetic images, prepared arrays, digest caches.
+Every per-user folder under a shared temp dir goes through ``private_dir``.
 
 Why not ``tempfile.mkstemp``: it creates the file 0600 whatever the umask, and the rename
 keeps that mode, so results in a group-shared project folder became unreadable to the
@@ -48,3 +50,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False
 
 def atomic_write_text(path: str | os.PathLike, text: str, fsync: bool = False) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), fsync)
+
+
+def private_dir(base: str | os.PathLike, name: str) -> Path | None:
+    """``base/name-UID``, created mode 700, or None when it cannot be made or is not ours
+    alone: in a world-writable /tmp someone else could pre-create it and plant files (a
+    false digest, a socket that takes our pickles)."""
+    d = Path(base) / f"{name}-{os.getuid()}"
+    try:
+        d.mkdir(mode=0o700, exist_ok=True)
+        st = d.stat()
+    except OSError:
+        return None
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return None
+    return d

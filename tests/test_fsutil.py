@@ -67,3 +67,15 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]
     atomic_write_bytes(target, b"new", fsync=True)
     assert target.read_bytes() == b"new"
+
+
+def test_private_dir_is_made_700_and_refused_when_others_may_write(tmp_path):
+    import os
+
+    from hrvs_ray.fsutil import private_dir
+
+    d = private_dir(tmp_path, "x")
+    assert d == tmp_path / f"x-{os.getuid()}" and d.stat().st_mode & 0o777 == 0o700
+    d.chmod(0o775)
+    assert private_dir(tmp_path, "x") is None
+    assert private_dir(tmp_path / "missing" / "deeper", "x") is None   # cannot be made

@@ -173,3 +173,12 @@ def test_folders_of_sweeps_whose_zygotes_are_gone_are_pruned(tmp_path, monkeypat
         os.utime(d, (past, past))
     zygote.zygote_dir("new")
     assert not old.exists() and live.exists() and recent.exists()
+
+
+def test_a_socket_folder_others_could_write_is_refused_with_its_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    base = tmp_path / f"hrvs-zygotes-{os.getuid()}"
+    base.mkdir(mode=0o755)
+    base.chmod(0o755)
+    with pytest.raises(zygote.ZygoteError, match=str(base)):
+        zygote.zygote_dir("t")

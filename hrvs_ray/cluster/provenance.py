@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hrvs_ray import __version__
-from hrvs_ray.fsutil import atomic_write_text
+from hrvs_ray.fsutil import atomic_write_text, private_dir
 
 PROVENANCE_KEYS = ("container_image", "container_digest", "in_container", "scheduler_job_id",
                    "scheduler_nodelist", "git_revision", "hrvs_ray_version", "python_version")
@@ -131,19 +131,8 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def _cache_dir() -> Path | None:
-    """A per-user directory under the node's temp dir, or None if it is not ours alone:
-    a cache in a world-writable /tmp that someone else could pre-create would let them
-    plant a false digest."""
-    base = Path(os.environ.get("HRVS_DIGEST_CACHE_DIR") or tempfile.gettempdir())
-    d = base / f"hrvs-ray-digests-{os.getuid()}"
-    try:
-        d.mkdir(mode=0o700, exist_ok=True)
-        st = d.stat()
-    except OSError:
-        return None
-    if st.st_uid != os.getuid() or st.st_mode & 0o077:
-        return None
-    return d
+    """A per-user directory under the node's temp dir, or None if it is not ours alone."""
+    return private_dir(os.environ.get("HRVS_DIGEST_CACHE_DIR") or tempfile.gettempdir(), "hrvs-ray-digests")
 
 
 @functools.lru_cache(maxsize=1)

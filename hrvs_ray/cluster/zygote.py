@@ -36,7 +36,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from ..fsutil import atomic_write_text
+from ..fsutil import atomic_write_text, private_dir
 from ..node.model import ScopePlacement
 
 IDLE_EXIT_S = 600.0          # a zygote nobody asked for this long exits (its driver died)
@@ -54,10 +54,11 @@ class CellProcessDied(RuntimeError):
 
 def zygote_dir(token: str) -> Path:
     """This sweep's socket folder: private to the user (sockets take pickles)."""
-    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"hrvs-zygotes-{os.getuid()}"
-    base.mkdir(mode=0o700, exist_ok=True)
-    if base.stat().st_uid != os.getuid() or base.stat().st_mode & 0o077:
-        raise ZygoteError(f"{base} must belong to this user and be private (mode 700)")
+    parent = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    base = private_dir(parent, "hrvs-zygotes")
+    if base is None:
+        raise ZygoteError(f"{parent}/hrvs-zygotes-{os.getuid()} cannot be made, or is not private to this user "
+                          f"(it must be theirs alone, mode 700)")
     d = base / token
     if not d.exists():
         _prune(base)

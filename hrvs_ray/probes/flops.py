@@ -23,12 +23,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ..fsutil import atomic_write_text
+from ..fsutil import atomic_write_text, private_dir
 
 REFERENCE_SHAPE = (2, 3, 64, 80)   # the one-off check; not square, so H and W are not confused
 
@@ -63,7 +62,7 @@ def _layer_counter(arch: str, num_classes: int) -> Callable[[tuple[int, int, int
 
     model = _meta_model(arch, num_classes)
     # Normalisation layers keep the shape and are not counted, but on meta tensors a training
-    # BatchNorm runs its Python decomposition: 60 % of the count's time. Out they go.
+    # BatchNorm runs its Python decomposition: 0.27 of the 0.29 s a new shape took (cProfile). Out they go.
     for parent in list(model.modules()):
         for name, child in parent.named_children():
             if isinstance(child, torch.nn.modules.batchnorm._BatchNorm):
@@ -97,13 +96,8 @@ def _verdict_file(arch: str, num_classes: int) -> Path | None:
     import torch
     import torchvision
 
-    d = Path(tempfile.gettempdir()) / f"hrvs-ray-flops-{os.getuid()}"
-    try:
-        d.mkdir(mode=0o700, exist_ok=True)
-        st = d.stat()
-    except OSError:
-        return None
-    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+    d = private_dir(tempfile.gettempdir(), "hrvs-ray-flops")
+    if d is None:
         return None
     key = (torch.__version__, torchvision.__version__, arch, num_classes, REFERENCE_SHAPE,
            hashlib.sha256(Path(__file__).read_bytes()).hexdigest())

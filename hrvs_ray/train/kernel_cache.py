@@ -27,8 +27,8 @@ def apply_kernel_cache(setting: str) -> dict[str, str]:
     if setting not in ("default", *SETTINGS):
         raise KernelCacheError(f"unknown kernel_cache setting {setting!r} (default | off)")
     wanted = SETTINGS.get(setting, {})
-    current = {k: os.environ.get(k) for k in CACHE_VARIABLES}
-    if "torch" in sys.modules and current != {k: wanted.get(k) for k in CACHE_VARIABLES}:
+    if "torch" in sys.modules and kernel_cache_mismatch(setting):
+        current = {k: os.environ.get(k) for k in CACHE_VARIABLES}
         raise KernelCacheError(f"kernel_cache {setting!r} needs a process that has not imported torch yet "
                                f"(torch is loaded; its caches were configured with {current})")
     for k in CACHE_VARIABLES:
