@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from ..config import Sweep
 from ..data.mame import Dataset
+from ..errors import UserError
 from ..metrics import cell_s_per_mp
 from ..plan.cells import CellSpec, cell_largest_pass, plan_cells
 from ..plan.memory_calibration import node_estimators, stored_calibration, write_calibration
@@ -34,7 +35,7 @@ POLL_S = 2.0
 NODE_CHECK_S = 5.0
 
 
-class NoUsableNodes(RuntimeError):
+class NoUsableNodes(UserError, RuntimeError):
     """The Ray cluster has no node this sweep may use (none alive, or none matches its clusters)."""
 
 

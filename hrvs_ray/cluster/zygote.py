@@ -36,6 +36,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from ..errors import InternalError
 from ..fsutil import atomic_write_text, private_dir
 from ..node.model import ScopePlacement
 
@@ -44,11 +45,11 @@ START_TIMEOUT_S = 180.0      # importing torch on a loaded node can take a minut
 POLL_S = 0.2
 
 
-class ZygoteError(RuntimeError):
+class ZygoteError(InternalError):
     """The zygote could not be started or reached."""
 
 
-class CellProcessDied(RuntimeError):
+class CellProcessDied(InternalError):
     """The cell's forked process ended without a result: the monitor's words say how."""
 
 

@@ -10,8 +10,10 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
 
+from ..errors import InternalError
 
-class ScopeUnavailable(RuntimeError):
+
+class ScopeUnavailable(InternalError):
     """This node cannot provide the scope; ``reason`` says why (the cell is skipped, not failed)."""
 
     def __init__(self, reason: str) -> None:

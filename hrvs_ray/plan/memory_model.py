@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..errors import UserError
 from ..remedies import PAPER, Remedy
 
 BASE_BYTES = 1_200_000_000
@@ -82,7 +83,7 @@ def fit_line(pass_px: np.ndarray, peak: np.ndarray, remedy: Remedy = PAPER) -> F
     return Fit(float(base), float(slope), int(len(x)), err, source)
 
 
-class FitError(ValueError):
+class FitError(UserError, ValueError):
     """A calibrated fit that predicts no memory at all: an error in the fit, not a missing one."""
 
 
