@@ -16,7 +16,8 @@ import torch
 
 from hrvs_ray.config import InputSetSpec
 from hrvs_ray.data.shapes import shipped_shape_table, transformed_shape
-from hrvs_ray.plan.batching import batch_order, geometry
+from hrvs_ray.plan.padding import geometry
+from hrvs_ray.plan.seeded_order import batch_order
 from hrvs_ray.train.collate import MEAN, STD, collate
 
 

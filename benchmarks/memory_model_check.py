@@ -22,7 +22,7 @@ import numpy as np
 from hrvs_ray.metrics import timed
 from hrvs_ray.plan.memory_calibration import load_calibration
 from hrvs_ray.plan.memory_model import estimate_step_bytes
-from hrvs_ray.remedies import Remedy
+from hrvs_ray.remedy_axes import Remedy
 from hrvs_ray.store import read_results
 
 SWEEP = """name: {name}

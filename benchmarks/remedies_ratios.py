@@ -21,7 +21,7 @@ from hrvs_ray.config import load_sweep
 from hrvs_ray.data.shapes import read_metadata_csv
 from hrvs_ray.plan.table import batch_table
 from hrvs_ray.report.load import load
-from hrvs_ray.report.remedies import grid, speed
+from hrvs_ray.report.remedies_section import grid, speed
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -92,7 +92,7 @@ def generated_report(folder: Path) -> Path:
     sys.path.insert(0, str(REPO))
     from report_results import make_results  # noqa: E402  (generated input, not measurements)
 
-    from hrvs_ray.remedies import PAPER, Remedy  # noqa: E402
+    from hrvs_ray.remedy_axes import PAPER, Remedy  # noqa: E402
     from hrvs_ray.report import build_report  # noqa: E402
     fast = Remedy("bucket", "bfloat16", "channels_last")
     res = make_results(folder / "results", sweep="generated-demo", clusters=["gen-a", "gen-b", HOSTILE],

@@ -6,7 +6,8 @@ import sys
 
 import numpy as np
 
-from hrvs_ray.plan.batching import batch_indices, batch_order, geometry, pixel_stats
+from hrvs_ray.plan.padding import geometry, pixel_stats
+from hrvs_ray.plan.seeded_order import batch_indices, batch_order
 
 IDS = [f"img{i:03d}.jpg" for i in range(50)]
 
@@ -23,7 +24,7 @@ def test_plan_is_a_function_of_ids_seed_run_and_size_only():
 
 
 def test_plan_is_identical_in_another_process_with_other_thread_settings():
-    code = ("from hrvs_ray.plan.batching import batch_order;"
+    code = ("from hrvs_ray.plan.seeded_order import batch_order;"
             f"print(batch_order({IDS!r}, 11, 2, 8, 7))")
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={"OMP_NUM_THREADS": n, "PATH": "/usr/bin"}).stdout for n in ("1", "2")}

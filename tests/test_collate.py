@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hrvs_ray.plan.batching import geometry
+from hrvs_ray.plan.padding import geometry
 from hrvs_ray.train.collate import MEAN, STD, collate
 
 

@@ -5,7 +5,7 @@ import pytest
 from conftest import REPO, tiny_sweep_dict
 
 from hrvs_ray.config import ModelSpec, RemediesSpec, SweepError, load_sweep, parse_sweep
-from hrvs_ray.config.remedies import remedy_problem
+from hrvs_ray.config.remedies_section import remedy_problem
 
 
 def _parse(tmp_path, remedies=None, model=None):
@@ -102,8 +102,8 @@ def test_fingerprint_follows_the_parameters_a_policy_uses(tmp_path):
 
 
 def test_plan_version_enters_the_fingerprint_only_where_batches_changed(tmp_path):
-    from hrvs_ray import remedies
-    assert _parse(tmp_path, {"batching": ["pad", "bucket"], "window": 8}).plan_version == remedies.PLAN_VERSION == 2
+    from hrvs_ray import remedy_axes
+    assert _parse(tmp_path, {"batching": ["pad", "bucket"], "window": 8}).plan_version == remedy_axes.PLAN_VERSION == 2
     assert _parse(tmp_path, {"batching": ["pad", "accumulate"]}).plan_version == 1
     # Fingerprints git HEAD b182d38 (plan version 1) computed for the shipped files, in a
     # scratch copy: the sweeps with bucket change (their bucket cells train on other

@@ -17,8 +17,8 @@ from hrvs_ray.cli import main
 from hrvs_ray.config import SweepError, parse_sweep
 from hrvs_ray.data.shapes import METADATA_CSV, read_metadata_csv
 from hrvs_ray.data.synthetic import generate
-from hrvs_ray.plan.batching import batch_indices
 from hrvs_ray.plan.preflight import DataProblems, check_dataset, needed_image_ids, planned_table, preflight
+from hrvs_ray.plan.seeded_order import batch_indices
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ from hrvs_ray.data.inputs import PreparedSet
 from hrvs_ray.data.mame import open_dataset
 from hrvs_ray.data.shapes import shipped_shape_table, transformed_arrays, transformed_shape
 from hrvs_ray.data.synthetic import generate
-from hrvs_ray.plan.batching import batch_indices, pixel_stats
+from hrvs_ray.plan.padding import pixel_stats
+from hrvs_ray.plan.seeded_order import batch_indices
 
 SETS = [InputSetSpec("LR&FS", "fixed", 8, (256, 256)), InputSetSpec("MR&VS", "shorter_side", 8, (500,)),
         InputSetSpec("small", "shorter_side", 8, (37,)), InputSetSpec("HR&VS", "none", 8)]

@@ -10,13 +10,13 @@ import pytest
 from conftest import REPO, tiny_sweep_dict
 
 from hrvs_ray.config import SweepError, parse_sweep
-from hrvs_ray.plan.batching import geometry, pixel_stats, round_up
 from hrvs_ray.plan.cells import plan_cells
+from hrvs_ray.plan.padding import geometry, pixel_stats, round_up
 from hrvs_ray.plan.policies import step_indices, step_pixel_stats
 from hrvs_ray.plan.shape_diversity import ShapeCounter, distinct_counts, step_pass_shapes
 from hrvs_ray.plan.table import batch_table
 from hrvs_ray.probes.allocator import detect_allocator
-from hrvs_ray.remedies import Remedy
+from hrvs_ray.remedy_axes import Remedy
 
 
 def _sweep(tmp_path, remedies=None, **over):

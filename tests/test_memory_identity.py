@@ -13,7 +13,7 @@ from hrvs_ray.cli import main
 from hrvs_ray.plan.memory_calibration import calibrate, node_estimators, plan_estimator, unmasked
 from hrvs_ray.plan.memory_identity import local_identity, mismatch
 from hrvs_ray.plan.memory_model import Calibration, Fit, FitError, estimate_step_bytes
-from hrvs_ray.remedies import PAPER, Remedy
+from hrvs_ray.remedy_axes import PAPER, Remedy
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = ("n1", "float32", "contiguous", "none", "default")

@@ -9,7 +9,7 @@ import pytest
 
 from hrvs_ray.plan.memory_calibration import calibrate
 from hrvs_ray.plan.memory_model import BASE_BYTES, FACTOR, Calibration, bytes_per_pixel, estimate_step_bytes, fit_line
-from hrvs_ray.remedies import PAPER, Remedy
+from hrvs_ray.remedy_axes import PAPER, Remedy
 
 
 def test_built_in_model_is_the_papers_for_its_setup_and_scaled_for_remedies():

@@ -10,10 +10,11 @@ from conftest import MAME_CSV, tiny_sweep_dict
 
 from hrvs_ray.config import InputSetSpec, parse_sweep
 from hrvs_ray.data.shapes import read_metadata_csv, transformed_arrays
-from hrvs_ray.plan.batching import batch_indices, epoch_permutation, pixel_stats
+from hrvs_ray.plan.padding import pixel_stats
 from hrvs_ray.plan.policies import aspect_class, epoch_indices, micro_slices, step_indices, step_pixel_stats
+from hrvs_ray.plan.seeded_order import batch_indices, epoch_permutation
 from hrvs_ray.plan.table import batch_table
-from hrvs_ray.remedies import Remedy
+from hrvs_ray.remedy_axes import Remedy
 
 RNG = np.random.default_rng(4)
 H = RNG.integers(20, 400, 500)
@@ -71,7 +72,8 @@ def test_bucket_cuts_padding_and_pad_is_the_papers_plan():
 
 
 def test_bucket_plan_is_identical_in_another_process():
-    code = ("import numpy as np; from hrvs_ray.plan.policies import step_indices; from hrvs_ray.remedies import Remedy;"
+    code = ("import numpy as np; from hrvs_ray.plan.policies import step_indices; "
+            "from hrvs_ray.remedy_axes import Remedy;"
             "r=np.random.default_rng(4); h=r.integers(20,400,500); w=r.integers(20,400,500);"
             "print(step_indices(Remedy('bucket', window=8), h, w, 9, 2, 4, 40, 3).tolist())")
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

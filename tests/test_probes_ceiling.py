@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from hrvs_ray.metrics.flags import CEILING_LIMIT, ceiling_note, step_ceilings
-from hrvs_ray.node.nodedoc import ceiling_text
+from hrvs_ray.node.node_info import ceiling_text
 from hrvs_ray.probes.ceiling import measure_scope
 from hrvs_ray.report.tables import _ceilings_text, _pct_ceiling
 

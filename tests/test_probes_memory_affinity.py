@@ -142,8 +142,8 @@ def test_probes_that_run_before_torch_do_not_import_it():
     res = _run("""
         import json, sys
         import hrvs_ray.node.topology, hrvs_ray.node.affinity, hrvs_ray.probes.memory
-        import hrvs_ray.probes.counters, hrvs_ray.node.nodeinfo, hrvs_ray.probes.flops
-        hrvs_ray.node.nodeinfo.collect_node_info("/")
+        import hrvs_ray.probes.counters, hrvs_ray.node.description, hrvs_ray.probes.flops
+        hrvs_ray.node.description.collect_node_info("/")
         print(json.dumps(sorted(m for m in ("torch", "ray") if m in sys.modules)))
         """)
     assert res == []

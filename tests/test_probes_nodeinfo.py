@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from conftest import SHARED
 
-from hrvs_ray.node.nodedoc import describe_node, format_node_info
-from hrvs_ray.node.nodeinfo import NODE_KEYS, collect_node_info, flops_per_cycle_fp32
+from hrvs_ray.node.description import NODE_KEYS, collect_node_info, flops_per_cycle_fp32
+from hrvs_ray.node.node_info import describe_node, format_node_info
 from hrvs_ray.node.topology import format_cpulist
 from hrvs_ray.store import NODES_SCHEMA, conform, node_row
 

@@ -121,8 +121,9 @@ def test_multi_die_cores_stay_in_one_die_and_l3(snap):
 
 def _bound(placement) -> str:
     """apply_placement's memory binding for this placement, in a child (it changes the process)."""
-    code = (f"import json\nfrom hrvs_ray.node.affinity import apply_placement\nfrom hrvs_ray.node.model import "
-            f"ScopePlacement\np = ScopePlacement.from_dict(json.loads({json.dumps(json.dumps(placement.to_dict()))}))\n"
+    code = (f"import json\nfrom hrvs_ray.node.affinity import apply_placement\n"
+            f"from hrvs_ray.node.topology_types import ScopePlacement\n"
+            f"p = ScopePlacement.from_dict(json.loads({json.dumps(json.dumps(placement.to_dict()))}))\n"
             f"print(json.dumps(apply_placement(p).numa_binding))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=os.getcwd(),
                          env={**os.environ, "PYTHONPATH": os.getcwd()})

@@ -10,7 +10,7 @@ import pytest
 from fixtures.report_results import make_results
 
 from hrvs_ray import __version__
-from hrvs_ray.remedies import PAPER, Remedy
+from hrvs_ray.remedy_axes import PAPER, Remedy
 from hrvs_ray.report.checks import determinism, failures, provenance
 from hrvs_ray.report.fmt import Cell
 from hrvs_ray.report.load import load

@@ -21,7 +21,7 @@ from report_results import make_results, stored_steps  # noqa: E402
 from hrvs_ray.config import load_sweep  # noqa: E402
 from hrvs_ray.plan.epoch import policy_views  # noqa: E402
 from hrvs_ray.plan.table import planning_shapes  # noqa: E402
-from hrvs_ray.remedies import PAPER, Remedy  # noqa: E402
+from hrvs_ray.remedy_axes import PAPER, Remedy  # noqa: E402
 from hrvs_ray.report import build_report  # noqa: E402
 
 # report rendering / torch training: seconds per test, so out of the fast lane (README)

@@ -10,9 +10,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 from report_results import downgrade_to_v1, make_results, svg_text  # noqa: E402
 
-from hrvs_ray.remedies import Remedy  # noqa: E402
+from hrvs_ray.remedy_axes import Remedy  # noqa: E402
 from hrvs_ray.report import render  # noqa: E402
-from hrvs_ray.report.kernel_cache import cache_share  # noqa: E402
+from hrvs_ray.report.kernel_cache_section import cache_share  # noqa: E402
 from hrvs_ray.report.load import load  # noqa: E402
 
 # report rendering / torch training: seconds per test, so out of the fast lane (README)

@@ -14,10 +14,10 @@ from report_results import _cell_row, make_results, node_row, step_rows  # noqa:
 
 from hrvs_ray.plan.memory_calibration import plan_estimator, write_calibration  # noqa: E402
 from hrvs_ray.plan.memory_identity import results_identities  # noqa: E402
-from hrvs_ray.remedies import PAPER  # noqa: E402
+from hrvs_ray.remedy_axes import PAPER  # noqa: E402
 from hrvs_ray.report import build_report  # noqa: E402
 from hrvs_ray.report.load import load  # noqa: E402
-from hrvs_ray.report.memory_oos import SINGLE, TITLE, out_of_sample, predict_folder  # noqa: E402
+from hrvs_ray.report.memory_out_of_sample import SINGLE, TITLE, out_of_sample, predict_folder  # noqa: E402
 from hrvs_ray.store import ResultStore, read_results  # noqa: E402
 
 MP = 1_000_000

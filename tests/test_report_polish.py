@@ -189,7 +189,7 @@ def test_one_cluster_has_no_comparison_across_architectures(tmp_path: Path) -> N
 def test_memory_model_table_compares_predictions_with_measured_peaks(tmp_path):
     from hrvs_ray.metrics import timed
     from hrvs_ray.plan.memory_model import estimate_step_bytes
-    from hrvs_ray.remedies import PAPER, Remedy
+    from hrvs_ray.remedy_axes import PAPER, Remedy
     from hrvs_ray.report.load import load
     from hrvs_ray.report.memory import predicted_vs_measured
 

@@ -18,8 +18,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 from report_results import downgrade_to_v1, make_results, stored_steps  # noqa: E402
 
-from hrvs_ray.remedies import PAPER, Remedy  # noqa: E402
-from hrvs_ray.report import build_report, remedies  # noqa: E402
+from hrvs_ray.remedy_axes import PAPER, Remedy  # noqa: E402
+from hrvs_ray.report import (
+    build_report,  # noqa: E402
+    remedies_section,
+)
 from hrvs_ray.report.fmt import Cell  # noqa: E402
 from hrvs_ray.report.load import load  # noqa: E402
 from hrvs_ray.report.tables import summary  # noqa: E402
@@ -106,7 +109,7 @@ def test_answers_name_the_fastest_combination_with_its_ratios(folders) -> None:
     for name in ("MR&VS", "HR&VS"):
         e = means.loc[name]
         best = e["s_imp"].idxmin()
-        r = remedies.describe(dict(zip(("batching", "precision", "memory_format", "checkpointing"),
+        r = remedies_section.describe(dict(zip(("batching", "precision", "memory_format", "checkpointing"),
                                        {FAST.label: FAST, ACCUM.label: ACCUM, CKPT.label: CKPT, LATE.label: LATE,
                                         PAPER.label: PAPER}[best].axes, strict=False)))
         speed = e.loc[PAPER.label, "s_imp"] / e.loc[best, "s_imp"]

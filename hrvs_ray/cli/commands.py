@@ -181,7 +181,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_node_info(args: argparse.Namespace) -> int:
-    from ..node.nodedoc import describe_node, format_node_info
+    from ..node.node_info import describe_node, format_node_info
 
     scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
     try:

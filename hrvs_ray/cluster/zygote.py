@@ -38,7 +38,7 @@ from typing import Any
 
 from ..errors import InternalError
 from ..fsutil import atomic_write_text, private_dir
-from ..node.model import ScopePlacement
+from ..node.topology_types import ScopePlacement
 
 IDLE_EXIT_S = 600.0          # a zygote nobody asked for this long exits (its driver died)
 START_TIMEOUT_S = 180.0      # importing torch on a loaded node can take a minute

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import InternalError
 from ..probes.syscalls import errno_text, libc, syscall_number
-from .model import ScopePlacement
+from .topology_types import ScopePlacement
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 

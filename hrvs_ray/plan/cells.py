@@ -15,7 +15,7 @@ import numpy as np
 from ..config import CounterSpec, InputSetSpec, NetworkSpec, OptimizerSpec, Sweep
 from ..data.shapes import transformed_arrays
 from ..names import id_part
-from ..remedies import PAPER, Remedy
+from ..remedy_axes import PAPER, Remedy
 from .policies import step_indices, step_pixel_stats
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..config import InputSetSpec, Sweep
 from ..data.shapes import ShapeTable, label_index, transformed_arrays
-from ..remedies import Remedy
+from ..remedy_axes import Remedy
 from .policies import epoch_indices, step_indices, step_pixel_stats
 
 # "markedly less diverse than pad": mean distinct classes per batch this much below pad's,

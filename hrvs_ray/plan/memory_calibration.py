@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..fsutil import atomic_write_text
 from ..metrics import timed
-from ..remedies import Remedy
+from ..remedy_axes import Remedy
 from ..store import ResultsError, read_results
 from .memory_identity import local_identity, node_identity, results_identities
 from .memory_model import Calibration, Estimator, FitError, fit_line

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..errors import UserError
-from ..remedies import PAPER, Remedy
+from ..remedy_axes import PAPER, Remedy
 
 BASE_BYTES = 1_200_000_000
 BYTES_PER_PIXEL = 430

@@ -21,7 +21,7 @@ from ..config import Sweep, SweepError, SyntheticSpec
 from ..data.mame import Dataset, DatasetError, metadata_path, open_dataset, read_metadata
 from ..data.shapes import METADATA_CSV, ShapeTable, shipped_shape_table
 from ..data.synthetic import draw_rows, is_complete
-from ..remedies import PAPER
+from ..remedy_axes import PAPER
 from .cells import plan_cells, step_plan
 from .table import check_plan
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..config import InputSetSpec, Sweep, SweepError
 from ..data.shapes import METADATA_CSV, ShapeTable, read_metadata_csv, shipped_shape_table, transformed_arrays
 from ..metrics import ratio_of_sums
-from ..remedies import Remedy
+from ..remedy_axes import Remedy
 from .epoch import policy_views
 from .memory_model import estimate_step_bytes
 from .policies import step_indices, step_pixel_stats

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..metrics import derive
-from ..remedies import AXES, BATCHING, CHECKPOINTING, LATER_AXES, MEMORY_FORMAT, PAPER, PRECISION
+from ..remedy_axes import AXES, BATCHING, CHECKPOINTING, MEMORY_FORMAT, OPT_IN_AXES, PAPER, PRECISION
 from ..scopes import scope_key, scope_label
 from ..store import ResultsError, read_results
 
@@ -84,7 +84,7 @@ class Merged:
 
 
 # The remedy columns the report reads (the store fills them for every schema version).
-REMEDY_COLS = ("remedy",) + AXES + LATER_AXES
+REMEDY_COLS = ("remedy",) + AXES + OPT_IN_AXES
 _RANK = {a: {v: i for i, v in enumerate(vals)} for a, vals in
          zip(AXES, (BATCHING, PRECISION, MEMORY_FORMAT, CHECKPOINTING), strict=False)}
 

@@ -34,7 +34,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..errors import UserError
-from ..remedies import PAPER, RemediesSpec, Remedy
+from ..remedy_axes import PAPER, RemediesSpec, Remedy
 from .schema import SCHEMA_VERSION, conform
 
 

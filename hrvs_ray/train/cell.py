@@ -20,9 +20,10 @@ import torch
 from ..config import DatasetSpec
 from ..data.inputs import PreparedSet
 from ..data.mame import Dataset, open_dataset
-from ..plan.batching import BatchGeometry, derived_seed, geometry
 from ..plan.cells import CellSpec, step_plan
+from ..plan.padding import BatchGeometry, geometry
 from ..plan.policies import micro_slices
+from ..plan.seeded_order import derived_seed
 from ..plan.shape_diversity import ShapeCounter
 from ..probes import memory
 from ..probes.flops import step_flops

@@ -66,7 +66,7 @@ class _Tables(HTMLParser):
 def _fixture_folders(tmp: Path) -> list[Path]:
     from fixtures.report_results import make_results
 
-    from hrvs_ray.remedies import PAPER, Remedy
+    from hrvs_ray.remedy_axes import PAPER, Remedy
     remedies = (PAPER, Remedy(batching="bucket"), Remedy(precision="bfloat16"))
     a = make_results(tmp / "a", clusters=("gen-a",), scopes=("cores:4", "node"), runs=2, steps=4, seed=3,
                      remedies=remedies, record_shapes=True)

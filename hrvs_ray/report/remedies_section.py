@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..metrics import GROUP_KEYS, figures, timed
 from ..metrics.interval import Interval, ratio_interval, run_spread, value_interval, verdict
-from ..remedies import AXES, LATER_AXES, PAPER
+from ..remedy_axes import AXES, OPT_IN_AXES, PAPER
 from .fmt import Cell, Table, interval_bases, sig
 from .load import REMEDY_COLS, Merged, remedy_order, scope_key, scope_label
 
@@ -93,7 +93,8 @@ def grid(m: Merged) -> pd.DataFrame:
         for scope, name in places:
             for label in labels:
                 key = (cluster, scope, name, label)
-                row = {**dict(zip(GROUP_KEYS, key, strict=False)), **axes.loc[label, list(AXES + LATER_AXES)].to_dict()}
+                row = {**dict(zip(GROUP_KEYS, key, strict=False)),
+                       **axes.loc[label, list(AXES + OPT_IN_AXES)].to_dict()}
                 mine = cc[(cc["scope"] == scope) & (cc["input_set"] == name) & (cc["remedy"] == label)]
                 if key in stats.index:
                     # measured, but some of its runs may be missing: say which, never hide them
@@ -102,7 +103,7 @@ def grid(m: Merged) -> pd.DataFrame:
                 else:
                     row["status"] = _absent(mine)
                 out.append(row)
-    g = pd.DataFrame(out, columns=GROUP_KEYS + list(AXES + LATER_AXES) + ["status"] + STAT_COLS)
+    g = pd.DataFrame(out, columns=GROUP_KEYS + list(AXES + OPT_IN_AXES) + ["status"] + STAT_COLS)
     paper = g[g["remedy"] == PAPER.label].set_index(GROUP_KEYS[:3])
     idx = pd.MultiIndex.from_frame(g[GROUP_KEYS[:3]])
     g["mem_ratio"] = g["peak_gb"].to_numpy() / paper["peak_gb"].reindex(idx).to_numpy()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..remedies import (
+from ..remedy_axes import (
     BATCHING,
     CHECKPOINTING,
     KERNEL_CACHE,

@@ -18,10 +18,11 @@ MEMORY_FORMAT = ("contiguous", "channels_last")
 CHECKPOINTING = ("none", "stages")
 KERNEL_CACHE = ("default", "off")   # off: oneDNN primitive cache 0, ideep LRU cache 1 (see train.kernel_cache)
 AXES = ("batching", "precision", "memory_format", "checkpointing")   # product order, outermost first
-# Axes added later: they enter a cell's id and label only when not at their default, so
-# every cell that does not use them keeps the id and label it had before they existed.
-LATER_AXES = ("kernel_cache", "shape_round")
-LATER_DEFAULTS = {"kernel_cache": "default", "shape_round": 0}
+# Opt-in axes (added after the first four): they enter a cell's id and label only when not at
+# their default, so every cell that does not use them keeps the id and label it had before
+# they existed.
+OPT_IN_AXES = ("kernel_cache", "shape_round")
+OPT_IN_DEFAULTS = {"kernel_cache": "default", "shape_round": 0}
 NO_ROUND = 0              # shape_round: 0 = passes padded only to their largest image
 DEFAULT_WINDOW = 64       # bucket: batches per shape-sorting window
 DEFAULT_MICRO_BATCH = 1   # accumulate: images per micro-batch
@@ -31,7 +32,7 @@ DEFAULT_MICRO_BATCH = 1   # accumulate: images per micro-batch
 POLICY_PARAMS = {"window": "bucket", "micro_batch": "accumulate"}
 PARAM_DEFAULTS = {"window": DEFAULT_WINDOW, "micro_batch": DEFAULT_MICRO_BATCH}
 # the columns a remedy occupies in steps and cells rows (``Remedy.to_row``)
-ROW_COLUMNS = (*AXES, "remedy", *POLICY_PARAMS, *LATER_AXES)
+ROW_COLUMNS = (*AXES, "remedy", *POLICY_PARAMS, *OPT_IN_AXES)
 
 
 def uses(batching: str, param: str) -> bool:
@@ -62,7 +63,7 @@ class Remedy:
 
     def later_axes(self) -> dict[str, Any]:
         """The later axes whose value is not their default."""
-        return {a: getattr(self, a) for a in LATER_AXES if getattr(self, a) != LATER_DEFAULTS[a]}
+        return {a: getattr(self, a) for a in OPT_IN_AXES if getattr(self, a) != OPT_IN_DEFAULTS[a]}
 
     @property
     def is_paper(self) -> bool:
@@ -90,7 +91,7 @@ class Remedy:
         policy does not use is null."""
         return {**{a: getattr(self, a) for a in AXES}, "remedy": self.label,
                 **{p: self.policy_params().get(p) for p in POLICY_PARAMS},
-                **{a: getattr(self, a) for a in LATER_AXES}}
+                **{a: getattr(self, a) for a in OPT_IN_AXES}}
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any] | Any) -> Remedy:

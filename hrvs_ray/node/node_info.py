@@ -12,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .model import ScopeUnavailable, Topology
-from .nodeinfo import collect_node_info
+from .description import collect_node_info
 from .placement import resolve_scope, restrict
 from .sysfs import format_cpulist
 from .topology import read_topology
+from .topology_types import ScopeUnavailable, Topology
 
 
 def _scope(topo: Topology, scope: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import pandas as pd
 from ..plan.memory_calibration import calibrate, fit_steps
 from ..plan.memory_identity import results_identities
 from ..plan.memory_model import Calibration, FitError
-from ..remedies import Remedy
+from ..remedy_axes import Remedy
 from .fmt import Cell, Table
 from .load import Merged, order_input_sets
 
