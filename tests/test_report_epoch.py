@@ -105,3 +105,34 @@ def test_a_folder_without_a_plannable_definition_says_so(tmp_path):
     part = _section(build_report([root], tmp_path / "g.html").read_text(encoding="utf-8"),
                     "Sampled steps vs a full epoch")
     assert "the plan could not be recomputed from sweep.json" in part
+
+
+def test_the_report_uses_the_recorded_plan_and_never_the_dataset(tmp_path):
+    """plan.json (what the driver planned) is shown as it stands; the dataset the definition
+    names is never read, even where its metadata file is on disk (here: not a MAMe file)."""
+    from hrvs_ray.plan.epoch import plan_record
+    from hrvs_ray.plan.step_plans import StepPlans
+
+    root = make_results(tmp_path / "p", sweep="remedies", clusters=["gen-a"], scopes=["node"],
+                        input_sets=["MR&VS", "HR&VS"], runs=1, steps=3, remedies=[PAPER, BUCKET])
+    sweep = load_sweep(REPO / "sweeps" / "remedies.yaml")
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "MAMe_dataset.csv").write_text("not,a,mame,file\n")
+    definition = sweep.to_dict()
+    definition["dataset"]["path"] = str(ds)
+    ident = json.loads((root / "sweep.json").read_text())
+    ident["definition"] = definition
+    (root / "sweep.json").write_text(json.dumps(ident, default=list))
+    record = plan_record(sweep, StepPlans(planning_shapes(sweep, read_disk=False)[0]))
+    for v in record["views"]:
+        if (v["input_set"], v["batching"]) == ("MR&VS", "pad"):
+            v["sampled"]["padding_share"] = 0.4321     # a value only the record holds
+    (root / "plan.json").write_text(json.dumps(record))
+    html = build_report([root], tmp_path / "p.html").read_text(encoding="utf-8")
+    rows = _rows(_section(html, "Sampled steps vs a full epoch"), "Padding and label diversity: sampled steps vs a "
+                                                                   "full epoch")
+    assert [r[4] for r in rows if r[0] == "MR&VS" and r[1] == "pad"] == ["43.2"]
+    (root / "plan.json").unlink()                   # an older folder: recomputed, still not from ds/
+    html = build_report([root], tmp_path / "q.html").read_text(encoding="utf-8")
+    assert "could not be recomputed" not in html and "could not be read" not in html

@@ -28,6 +28,8 @@ def test_sweep_runs_every_cell_writes_parquet_and_resumes(tmp_path, write_sweep)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "s/MP" in r.stdout and "s/inf-MP" in r.stdout
     res = read_results(out)
+    # the driver's one plan, kept for the report: one view per input set (one batching policy)
+    assert res.plan is not None and sorted(v["input_set"] for v in res.plan["views"]) == ["HR&VS", "LR&FS", "MR&VS"]
     cells = res.cells.to_pandas()
     skipped = cells[cells["status"] == "skipped"]
     assert len(skipped) == 3 and skipped["error"].str.contains("cores:4096 needs 4096 physical cores").all()

@@ -23,11 +23,10 @@ import pandas as pd
 from ..fsutil import atomic_write_text
 from ..metrics import timed
 from ..remedy_axes import Remedy
-from ..store import ResultsError, read_results
+from ..store import FIT_FILE, ResultsError, read_results
 from .memory_identity import local_identity, node_identity, results_identities
 from .memory_model import Calibration, Estimator, FitError, fit_line
 
-FIT_FILE = "memory_fit.json"
 FIT_KEYS = ["node", "precision", "memory_format", "checkpointing", "kernel_cache"]
 
 

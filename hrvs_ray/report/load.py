@@ -35,6 +35,8 @@ class Source:
     hrvs_ray_version: str
     cells: int
     step_rows: int
+    definition: dict = field(default_factory=dict)   # sweep.json's definition, as stored
+    plan: dict | None = None                         # plan.json (store.PLAN_FILE), None before it existed
 
 
 @dataclass
@@ -170,7 +172,7 @@ def load(dirs: list[Path]) -> Merged:
         steps["source"] = cells["source"] = nodes["source"] = str(r.root)
         sources.append(Source(r.root, name, str(r.sweep.get("fingerprint", "")),
                               str(r.sweep.get("schema_version", "")), str(r.sweep.get("hrvs_ray_version", "")),
-                              len(cells), len(steps)))
+                              len(cells), len(steps), r.sweep.get("definition") or {}, r.plan))
         steps_parts.append(steps)
         cells_parts.append(cells)
         nodes_parts.append(nodes)
