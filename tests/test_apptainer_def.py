@@ -3,48 +3,11 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import hrvs_ray
+from tests.helpers import REPO, REQUIREMENTS, THREAD_VARS, apptainer_def, code_lines, pins
 
-REPO = Path(__file__).resolve().parents[1]
-DEF = REPO / "apptainer" / "hrvs-ray.def"
-REQUIREMENTS = REPO / "apptainer" / "requirements.txt"
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
-
-
-def parse_def(text: str) -> tuple[dict[str, str], dict[str, str]]:
-    """(header keywords, section name -> body) of an Apptainer definition file."""
-    header: dict[str, str] = {}
-    sections: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text.splitlines():
-        m = re.match(r"^%(\w+)\s*$", line)
-        if m:
-            assert m.group(1) not in sections, f"section %{m.group(1)} twice"
-            current = sections.setdefault(m.group(1), [])
-        elif current is not None:
-            current.append(line)
-        elif line.strip() and not line.lstrip().startswith("#"):
-            key, _, value = line.partition(":")
-            header[key.strip()] = value.strip()
-    return header, {k: "\n".join(v) for k, v in sections.items()}
-
-
-def code_lines(body: str) -> list[str]:
-    return [ln.strip() for ln in body.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-
-
-HEADER, SECTIONS = parse_def(DEF.read_text())
-
-
-def pins() -> dict[str, str]:
-    out = {}
-    for line in REQUIREMENTS.read_text().splitlines():
-        m = re.match(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)$", line.strip())
-        if m:
-            out[m.group(1).lower().replace("_", "-")] = m.group(2)
-    return out
+HEADER, SECTIONS = apptainer_def()
 
 
 def test_required_sections():

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import tiny_sweep_dict
 
 from hrvs_ray.store import read_results
+from tests.helpers import cli_env, hrvs, tiny_sweep_dict
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def ray_cluster():
 def start_driver(sweep: Path, out: Path, address: str, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "hrvs_ray.cli", "sweep", str(sweep), "--out", str(out),
                              "--address", address, "--no-progress", "--no-report"],
-                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def cell_processes(node=None) -> list[psutil.Process]:
@@ -165,8 +165,8 @@ def test_node_removed_mid_sweep_does_not_hang_the_driver(ray_cluster, tmp_path, 
 def test_local_default_never_joins_a_stray_cluster(ray_cluster, tmp_path, write_sweep):
     sweep = write_sweep(tiny_sweep_dict(tmp_path, name="local", input_sets={
         "LR&FS": {"resize": "fixed", "size": [32, 32], "batch_size": 4}}))
-    r = subprocess.run([sys.executable, "-m", "hrvs_ray.cli", "sweep", str(sweep), "--out", str(tmp_path / "r"),
-                        "--no-progress", "--no-report"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    r = hrvs("sweep", str(sweep), "--out", str(tmp_path / "r"), "--no-progress", "--no-report", cwd=tmp_path,
+             timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     cells = read_results(tmp_path / "r").cells.to_pandas()
     assert "alpha" not in set(cells["cluster"])     # a fresh loopback Ray, not the labelled one

@@ -3,9 +3,8 @@ every module of the package is named in it (in the row of its own folder)."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
 
 
 def _code_map() -> dict[str, set[str]]:

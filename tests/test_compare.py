@@ -8,17 +8,14 @@ real tiny sweeps and compares them.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
-from report_results import make_results, stored_steps  # noqa: E402
-
-from hrvs_ray.cli import main  # noqa: E402
-from hrvs_ray.report.compare import CompareError, compare, to_json  # noqa: E402
+from hrvs_ray.cli import main
+from hrvs_ray.report.compare import CompareError, compare, to_json
+from tests.fixtures.report_results import make_results, stored_steps
+from tests.helpers import hrvs, tiny_sweep_dict
 
 ONE = dict(scopes=["node"], input_sets=["MR&VS", "HR&VS"], runs=2, steps=8)
 
@@ -125,16 +122,12 @@ def test_different_images_or_nothing_matching_is_bad_input(tmp_path: Path, capsy
 
 @pytest.mark.slow
 def test_two_real_tiny_sweeps_compare(tmp_path: Path, write_sweep) -> None:
-    from conftest import tiny_sweep_dict
-
     sweep = write_sweep(tiny_sweep_dict(tmp_path, name="cmp"))
     outs = [tmp_path / "r1", tmp_path / "r2"]
     for out in outs:
-        r = subprocess.run([sys.executable, "-m", "hrvs_ray.cli", "sweep", str(sweep), "--out", str(out),
-                            "--no-progress", "--no-report"], capture_output=True, text=True, cwd=tmp_path, timeout=420)
+        r = hrvs("sweep", str(sweep), "--out", str(out), "--no-progress", "--no-report", cwd=tmp_path, timeout=420)
         assert r.returncode == 0, r.stdout + r.stderr
-    r = subprocess.run([sys.executable, "-m", "hrvs_ray.cli", "compare", *map(str, outs), "--format", "json"],
-                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    r = hrvs("compare", *map(str, outs), "--format", "json", cwd=tmp_path, timeout=120)
     assert r.returncode in (0, 1), r.stderr
     doc = json.loads(r.stdout)
     assert doc["exit_code"] == r.returncode

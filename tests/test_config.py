@@ -1,15 +1,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-from conftest import REPO, tiny_sweep_dict
 
 from hrvs_ray.config import Sweep, SweepError, load_sweep, parse_sweep
 from hrvs_ray.store.migrate import upgrade_definition
+from tests.helpers import REPO, hrvs, tiny_sweep_dict
 
 
 @pytest.mark.parametrize("name", ["full", "quick", "smoke"])
@@ -75,10 +72,7 @@ def test_cli_bad_sweep_exits_2_and_runs_nothing(write_sweep, tmp_path):
     d["input_sets"]["HR&VS"]["batch_size"] = -4
     p = write_sweep(d)
     out = tmp_path / "results"
-    # PYTHONPATH: this checkout, not whatever copy of hrvs_ray the interpreter has installed
-    r = subprocess.run([sys.executable, "-m", "hrvs_ray.cli", "sweep", str(p), "--out", str(out)],
-                       capture_output=True, text=True, cwd=tmp_path, timeout=60,
-                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    r = hrvs("sweep", str(p), "--out", str(out), cwd=tmp_path, timeout=60)  # on this checkout (cli_env)
     assert r.returncode == 2
     assert f"{p}: input_sets.HR&VS.batch_size: must be > 0" in r.stderr
     assert not out.exists() and not (tmp_path / "ds").exists()

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import REPO, tiny_sweep_dict
 
 from hrvs_ray.config import ModelSpec, RemediesSpec, SweepError, load_sweep, parse_sweep
 from hrvs_ray.config.remedies_section import remedy_problem
+from tests.helpers import REPO, tiny_sweep_dict
 
 
 def _parse(tmp_path, remedies=None, model=None):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from hrvs_ray.config import Sweep, implied_remedies, load_sweep, parse_sweep
 from hrvs_ray.store.migrate import upgrade_definition
+from tests.helpers import REPO
 
-SWEEPS = sorted(Path(__file__).resolve().parent.parent.glob("sweeps/*.yaml"))
+SWEEPS = sorted(REPO.glob("sweeps/*.yaml"))
 
 BASE = {
     "name": "fp",

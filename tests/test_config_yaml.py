@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import tiny_sweep_dict
 
 from hrvs_ray.cli import main
 from hrvs_ray.config import SweepError, load_sweep, parse_sweep
 from hrvs_ray.config.check import preview
 from hrvs_ray.config.safe_yaml import MAX_NODES, load_yaml
+from tests.helpers import tiny_sweep_dict
 
 
 @pytest.fixture

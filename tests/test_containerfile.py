@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 
-from test_apptainer_def import DEF, HEADER, REPO, SECTIONS, THREAD_VARS, code_lines, pins
+from tests.helpers import APPTAINER_DEF, REPO, THREAD_VARS, apptainer_def, code_lines, pins
+
+HEADER, SECTIONS = apptainer_def()
 
 CONTAINERFILE = REPO / "apptainer" / "Containerfile"
 
@@ -62,4 +64,4 @@ def test_ci_installs_the_tools_and_builds_and_smoke_tests_the_image():
     assert not any("|| true" in ln for ln in build)   # a failed build or smoke test fails CI
     script = (REPO / "apptainer" / "build-oci.sh").read_text()
     assert "buildah bud --isolation chroot" in script and "hrvs-ray sweep smoke.yaml" in script
-    assert str(DEF.name) in CONTAINERFILE.read_text()
+    assert str(APPTAINER_DEF.name) in CONTAINERFILE.read_text()

@@ -1,8 +1,6 @@
 """``hrvs-ray data check``: every bad image and metadata row of a dataset, listed in one pass."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import shutil
@@ -11,59 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from PIL import Image
 
 from hrvs_ray.cli import main
-from hrvs_ray.config import SyntheticSpec
 from hrvs_ray.data.check import KINDS, check_image, check_images, items_for, pixel_limit
 from hrvs_ray.data.shapes import METADATA_CSV, read_metadata_csv
 from hrvs_ray.data.synthetic import generate
-
-SPEC = SyntheticSpec(count=24, scale=0.02, seed=5, quality=85)
-
-
-def _jpeg(path: Path, h: int, w: int, mode: str = "RGB", fmt: str = "JPEG") -> None:
-    Image.new(mode, (w, h), 128 if mode == "L" else (90, 40, 200, 10)[:len(mode)]).save(path, fmt)
-
-
-def make_bad_dataset(root: Path, bad_medium: bool = True) -> dict[str, str]:
-    """A MAMe-layout folder with one file of every problem kind among good ones (CMYK,
-    greyscale, PNG bytes named .jpg), and a CSV row naming an unknown medium when
-    ``bad_medium``. Returns {file or CSV line: expected kind}."""
-    generate(root, SPEC)
-    meta = read_metadata_csv(root / METADATA_CSV)
-    shape = {i: (int(h), int(w)) for i, h, w in zip(meta.ids, meta.heights, meta.widths, strict=False)}
-    ids = sorted(meta.ids)
-    data = root / "data"
-    p = [data / i for i in ids]
-    p[0].unlink()
-    p[1].write_bytes(b"")
-    p[2].write_bytes(b"this is not an image\n")
-    p[3].write_bytes(p[3].read_bytes()[: p[3].stat().st_size // 2])
-    _jpeg(p[4], shape[ids[4]][0] + 3, shape[ids[4]][1])
-    biggest = max(h * w for h, w in shape.values())
-    _jpeg(p[5], 2 * int(biggest ** 0.5) + 8, 2 * int(biggest ** 0.5) + 8)
-    p[6].unlink()
-    p[6].mkdir()                                  # a folder where the image should be
-    _jpeg(p[7], *shape[ids[7]], fmt="PNG")        # fine: Pillow reads PNG whatever the name
-    _jpeg(p[8], *shape[ids[8]], mode="CMYK")      # fine
-    _jpeg(p[9], *shape[ids[9]], mode="L")         # fine
-    kinds = ["missing", "empty", "unidentifiable", "truncated", "size", "too-large", "unreadable"]
-    expected = {str(p[i]): k for i, k in enumerate(kinds)}
-    if bad_medium:
-        line = _set_medium(root / METADATA_CSV, ids[10], "Not a medium")
-        expected[f"{root / METADATA_CSV}:{line}"] = "unknown-medium"
-    return expected
-
-
-def _set_medium(csv_path: Path, image_id: str, medium: str) -> int:
-    rows = list(csv.reader(io.StringIO(csv_path.read_text())))
-    n = next(k for k, r in enumerate(rows) if r[0] == image_id)
-    rows[n][1] = medium
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
-    csv_path.write_text(buf.getvalue())
-    return n + 1
+from tests.fixtures.bad_dataset import SPEC, make_bad_dataset, write_jpeg
 
 
 def _sweep(tmp: Path, root: Path, batch: int = 8) -> Path:
@@ -198,7 +149,7 @@ def test_a_file_the_user_may_not_read_is_unreadable():
     try:
         d.chmod(0o755)       # the other user may enter the folder, not read the file
         img = d / "a.jpg"
-        _jpeg(img, 20, 30)
+        write_jpeg(img, 20, 30)
         img.chmod(0)
 
         def run() -> list:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from hrvs_ray.config import DatasetSpec, InputSetSpec, SyntheticSpec
 from hrvs_ray.data.inputs import PreparedSet, input_set_dir
 from hrvs_ray.data.mame import Dataset, DatasetError, load_image, open_dataset
 from hrvs_ray.data.synthetic import generate
+from tests.helpers import REPO
 
 SYN = SyntheticSpec(count=10, scale=0.04, seed=2)
 LR = InputSetSpec("LR&FS", "fixed", 4, (24, 32))
@@ -136,8 +136,7 @@ def test_two_processes_prepare_the_same_cache_at_once(ds, tmp_path):
                 (ps.dir / (i + ".npy")).unlink(missing_ok=True)
             ps.prepare(ds.table.ids)
     """)
-    root = Path(__file__).resolve().parents[1]
-    procs = [subprocess.Popen([sys.executable, "-c", script], cwd=root) for _ in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", script], cwd=REPO) for _ in range(2)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     ps = PreparedSet(ds, HR, tmp_path)
     assert ps.prepare(ds.table.ids).decoded == 0

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MAME_CSV
 from PIL import Image
 
 from hrvs_ray.config import DatasetSpec, SyntheticSpec
 from hrvs_ray.data.mame import DatasetError, load_image, open_dataset, raise_pixel_limit, read_labels
 from hrvs_ray.data.shapes import LABELS_CSV, METADATA_CSV, read_metadata_csv
 from hrvs_ray.data.synthetic import generate
+from tests.helpers import MAME_CSV
 
 SYN = SyntheticSpec(count=16, scale=0.03, seed=1)
 

@@ -10,8 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, tiny_sweep_dict
-from test_data_check import SPEC, make_bad_dataset
 
 from hrvs_ray.cli import main
 from hrvs_ray.config import SweepError, parse_sweep
@@ -19,6 +17,8 @@ from hrvs_ray.data.shapes import METADATA_CSV, read_metadata_csv
 from hrvs_ray.data.synthetic import generate
 from hrvs_ray.plan.preflight import DataProblems, check_dataset, needed_image_ids, planned_table, preflight
 from hrvs_ray.plan.seeded_order import batch_indices
+from tests.fixtures.bad_dataset import SPEC, make_bad_dataset
+from tests.helpers import REPO, tiny_sweep_dict
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import MAME_CSV
 from PIL import Image
 
 from hrvs_ray.config import SyntheticSpec
@@ -16,6 +15,7 @@ from hrvs_ray.data.shapes import (
     shipped_shape_table,
 )
 from hrvs_ray.data.synthetic import MARKER, draw_rows, encode_jpeg, ensure_synthetic, generate, is_complete, synth_image
+from tests.helpers import MAME_CSV
 
 TINY = SyntheticSpec(count=12, scale=0.03, seed=3, quality=85)
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-from pathlib import Path
 
 import pytest
 
 import hrvs_ray
 from hrvs_ray.cli import EXIT_BAD_INPUT, main
 from hrvs_ray.errors import HrvsError, UserError
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 # modules that import Ray or torch at the top are still walked: both are installed here
 SKIP = {"hrvs_ray.__main__", "hrvs_ray.cli.__main__"}
 

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, tiny_sweep_dict
 
 from hrvs_ray.config import SweepError, parse_sweep
 from hrvs_ray.plan.cells import plan_cells
@@ -17,6 +16,7 @@ from hrvs_ray.plan.shape_diversity import ShapeCounter, distinct_counts, step_pa
 from hrvs_ray.plan.table import batch_table
 from hrvs_ray.probes.allocator import detect_allocator
 from hrvs_ray.remedy_axes import Remedy
+from tests.helpers import REPO, tiny_sweep_dict
 
 
 def _sweep(tmp_path, remedies=None, **over):

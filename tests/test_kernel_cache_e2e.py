@@ -3,12 +3,8 @@ reaches the cell's own process, rounding keeps the plan's exact pixels, and ever
 records the distinct pass shapes the plan predicts."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
-from conftest import tiny_sweep_dict
 
 from hrvs_ray.config import load_sweep
 from hrvs_ray.data.shapes import read_metadata_csv, transformed_arrays
@@ -16,6 +12,7 @@ from hrvs_ray.plan.cells import plan_cells, step_plan
 from hrvs_ray.plan.policies import step_pixel_stats
 from hrvs_ray.plan.shape_diversity import distinct_counts, step_pass_shapes
 from hrvs_ray.store import read_results
+from tests.helpers import hrvs, tiny_sweep_dict
 
 pytestmark = pytest.mark.slow
 
@@ -28,8 +25,7 @@ def test_rounded_cells_without_caches_record_the_plans_pixels_and_shapes(tmp_pat
                         training={"warmup_steps": 1, "steps": 3, "runs": 1, "seed": 7})
     path = write_sweep(d)
     out = tmp_path / "results"
-    r = subprocess.run([sys.executable, "-m", "hrvs_ray.cli", "sweep", str(path), "--out", str(out),
-                        "--no-progress", "--no-report"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    r = hrvs("sweep", str(path), "--out", str(out), "--no-progress", "--no-report", cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     res = read_results(out)
     cells, steps = res.cells.to_pandas(), res.steps.to_pandas()

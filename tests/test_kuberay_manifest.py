@@ -13,9 +13,9 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from conftest import REPO, SHARED
 
 from hrvs_ray.cli import build_parser
+from tests.helpers import REPO, SHARED
 
 # report rendering / torch training: seconds per test, so out of the fast lane (README)
 pytestmark = pytest.mark.slow

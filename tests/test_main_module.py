@@ -8,7 +8,8 @@ import sys
 
 import pytest
 import tomllib
-from conftest import REPO
+
+from tests.helpers import REPO
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

@@ -14,8 +14,8 @@ from hrvs_ray.plan.memory_calibration import calibrate, node_estimators, plan_es
 from hrvs_ray.plan.memory_identity import local_identity, mismatch
 from hrvs_ray.plan.memory_model import Calibration, Fit, FitError, estimate_step_bytes
 from hrvs_ray.remedy_axes import PAPER, Remedy
+from tests.helpers import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
 KEY = ("n1", "float32", "contiguous", "none", "default")
 
 
@@ -95,14 +95,14 @@ def test_a_prediction_at_or_below_zero_is_an_error_in_the_fit(tmp_path):
 
 
 def _plan(tmp_path: Path, capsys, folder: Path) -> tuple[int, str, str]:
-    rc = main(["plan", str(ROOT / "sweeps" / "smoke.yaml"), "--memory-from", str(folder)])
+    rc = main(["plan", str(REPO / "sweeps" / "smoke.yaml"), "--memory-from", str(folder)])
     out = capsys.readouterr()
     return rc, out.out, out.err
 
 
 @pytest.mark.slow
 def test_plan_memory_from_another_machine_falls_back_and_says_why(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(REPO)
     other = dict(local_identity(), cpu_model="Some Other CPU")
     rc, out, err = _plan(tmp_path, capsys, _fit_folder(tmp_path, other, bpp=1))
     assert rc == 0 and "node n1 does not match: CPU model 'Some Other CPU' in the fit" in err

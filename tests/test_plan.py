@@ -5,12 +5,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import MAME_CSV, REPO, tiny_sweep_dict
 
 from hrvs_ray.config import InputSetSpec, load_sweep, parse_sweep
 from hrvs_ray.data.shapes import read_metadata_csv, shipped_shape_table, transformed_shape
 from hrvs_ray.plan.cells import CellSpec, plan_cells
 from hrvs_ray.plan.table import batch_table
+from tests.helpers import MAME_CSV, REPO, tiny_sweep_dict
 
 
 def test_shipped_shape_table_is_the_real_mame_metadata():

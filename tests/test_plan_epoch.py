@@ -5,12 +5,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import MAME_CSV, REPO, tiny_sweep_dict
 
 from hrvs_ray.config import load_sweep, parse_sweep
 from hrvs_ray.data.shapes import read_metadata_csv
 from hrvs_ray.plan.epoch import diversity_sentence, label_diversity, less_diverse, policy_views
 from hrvs_ray.plan.table import batch_table, planning_shapes
+from tests.helpers import MAME_CSV, REPO, tiny_sweep_dict
 
 
 def test_label_diversity_counts_classes_and_the_largest_share_per_step():

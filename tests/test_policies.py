@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import MAME_CSV, tiny_sweep_dict
 
 from hrvs_ray.config import InputSetSpec, parse_sweep
 from hrvs_ray.data.shapes import read_metadata_csv, transformed_arrays
@@ -15,6 +14,7 @@ from hrvs_ray.plan.policies import aspect_class, epoch_indices, micro_slices, st
 from hrvs_ray.plan.seeded_order import batch_indices, epoch_permutation
 from hrvs_ray.plan.table import batch_table
 from hrvs_ray.remedy_axes import Remedy
+from tests.helpers import MAME_CSV, tiny_sweep_dict
 
 RNG = np.random.default_rng(4)
 H = RNG.integers(20, 400, 500)

@@ -61,14 +61,10 @@ def test_a_step_above_105_percent_of_its_ceiling_is_flagged_with_the_likely_caus
 
 @pytest.mark.slow
 def test_the_report_flags_steps_above_their_ceiling(tmp_path):
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
-    from report_results import make_results  # noqa: E402
-
     from hrvs_ray.report import build_report
     from hrvs_ray.report.load import load
     from hrvs_ray.report.tables import timed_with_peaks
+    from tests.fixtures.report_results import make_results
 
     plain = make_results(tmp_path / "p", runs=1, steps=2, scopes=("node",), input_sets=("HR&VS",))
     t = timed_with_peaks(load([plain]))

@@ -16,6 +16,7 @@ import pytest
 
 from hrvs_ray.probes.counters import SAMPLE_KEYS, explain_errno, has_cpu_pmu, open_counters, probe_events, scale_step
 from hrvs_ray.store import STEPS_SCHEMA
+from tests.helpers import REPO
 
 BUF = b"\x01" * (16 * 1024 * 1024)
 
@@ -181,7 +182,7 @@ def test_out_of_file_descriptors_at_begin_is_partial_not_ok():
         print(json.dumps(dict(s, worker_s=sum(spent))))
         """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()})
+                         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.returncode == 0, out.stderr
     s = json.loads(out.stdout.strip().splitlines()[-1])
     assert 1 <= s["uncounted_threads"] <= 4, s
@@ -320,7 +321,7 @@ def test_unprivileged_user_under_paranoid_2():
         print(json.dumps(dict(c.end(), sw_kernel=c.sw_kernel, proc_switches=after - before)))
         """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()})
+                         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.returncode == 0, out.stderr
     s = json.loads(out.stdout)
     # each sleep blocks, so the kernel counts switches; getrusage must see at least those
@@ -348,7 +349,7 @@ def test_torch_pool_started_after_open_is_counted():
         print(json.dumps(dict(s, threads=len(os.listdir("/proc/self/task")), sets=len(c.sw.fds))))
         """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()})
+                         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.returncode == 0, out.stderr
     s = json.loads(out.stdout.strip().splitlines()[-1])
     assert s["sets"] == s["threads"] >= 2           # every thread its own group, the pool's included

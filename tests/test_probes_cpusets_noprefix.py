@@ -5,26 +5,13 @@ test_probes_snapshots.py); here a recorded machine gets a noprefix hierarchy of 
 ``mems`` restricts the memory nodes."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHARED
 
 from hrvs_ray.node.topology import read_topology, resolve_scope, restrict
-
-sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
-from hwloc_oracle import read_hwloc  # noqa: E402
-from snapshots import snapshots, unpack  # noqa: E402
-
-BY_NAME = {name: (archive, answer) for name, archive, answer in snapshots(SHARED)}
-
-
-def _snapshot(tmp_path: Path, name: str) -> tuple[Path, Path | None]:
-    if name not in BY_NAME:
-        pytest.skip(f"snapshot {name} not present (shared data under {SHARED / 'data'})")
-    archive, answer = BY_NAME[name]
-    return unpack(archive, tmp_path / name), answer
+from tests.fixtures.hwloc_oracle import read_hwloc
+from tests.helpers import snapshot
 
 
 def _noprefix(root: Path, cpus: str, mems: str) -> None:
@@ -42,7 +29,7 @@ def _noprefix(root: Path, cpus: str, mems: str) -> None:
 
 
 def test_shared_noprefix_snapshot_allows_what_hwloc_shows(tmp_path):
-    root, answer = _snapshot(tmp_path, "16em64t-4s2ca2c-cpusetreorder")
+    root, answer = snapshot("16em64t-4s2ca2c-cpusetreorder", tmp_path)
     topo = read_topology(root)
     assert topo.allowed_cpus == {2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13} == read_hwloc(answer).pus
     assert any("v1-noprefix /dev/cpuset/prout: cpus 2-11,13, mems 0" in s for s in topo.allowed_sources)
@@ -52,7 +39,7 @@ def test_shared_noprefix_snapshot_allows_what_hwloc_shows(tmp_path):
 
 @pytest.mark.slow
 def test_noprefix_mems_keep_memory_off_nodes_the_job_may_not_use(tmp_path):
-    root, _ = _snapshot(tmp_path, "64amd64-4s2n4ca2co")        # node k holds CPUs 8k..8k+7
+    root, _ = snapshot("64amd64-4s2n4ca2co", tmp_path)        # node k holds CPUs 8k..8k+7
     _noprefix(root, "0-3", "2-3")                              # the issue's machine: CPUs in node 0 only
     topo = read_topology(root)
     assert topo.allowed_cpus == {0, 1, 2, 3} and topo.allowed_mems == {2, 3}
@@ -63,7 +50,7 @@ def test_noprefix_mems_keep_memory_off_nodes_the_job_may_not_use(tmp_path):
 
 @pytest.mark.slow
 def test_noprefix_mems_bind_cores_to_the_allowed_node(tmp_path):
-    root, _ = _snapshot(tmp_path, "64amd64-4s2n4ca2co")
+    root, _ = snapshot("64amd64-4s2n4ca2co", tmp_path)
     _noprefix(root, "0-3,16-23", "2")
     topo = read_topology(root)
     assert topo.allowed_mems == {2}

@@ -14,6 +14,7 @@ import yaml
 from hrvs_ray import config, scopes
 from hrvs_ray.node.topology import read_topology, resolve_scope
 from hrvs_ray.probes.events import EVENT_HELP, EventSpecError, parse_llc_event
+from tests.helpers import REPO
 
 # Valid (generic, named, raw, upper-case hex, 64 bits) and invalid spellings (wrong case,
 # padding, no 0x, no digits, not hex, 65 bits, perf's own names, not a string).
@@ -101,7 +102,7 @@ def test_a_scope_the_validator_rejects_is_rejected_by_the_mapper_with_the_same_w
 def test_grammar_modules_stay_torch_free():
     code = ("import json, sys\nimport hrvs_ray.config, hrvs_ray.probes.events, hrvs_ray.node.placement\n"
             "print(json.dumps(sorted(m for m in ('torch', 'ray') if m in sys.modules)))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=os.getcwd(),
-                         env={**os.environ, "PYTHONPATH": os.getcwd()})
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == []

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from hrvs_ray.probes import memory
+from tests.helpers import REPO
 
 
 def test_peak_rss_follows_a_step_and_resets():
@@ -35,7 +36,7 @@ def test_peak_rss_follows_a_step_and_resets():
 
 def _run(code: str, env: dict | None = None) -> dict:
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                         timeout=120, env={**os.environ, **(env or {})}, cwd=os.getcwd())
+                         timeout=120, env={**os.environ, **(env or {})}, cwd=REPO)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 

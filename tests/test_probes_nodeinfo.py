@@ -3,32 +3,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import tarfile
-from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SHARED
 
 from hrvs_ray.node.description import NODE_KEYS, collect_node_info, flops_per_cycle_fp32
 from hrvs_ray.node.node_info import describe_node, format_node_info
 from hrvs_ray.node.topology import format_cpulist
 from hrvs_ray.store import NODES_SCHEMA, conform, node_row
-
-FIXTURES = Path(__file__).parent / "fixtures" / "topologies"
-sys.path.insert(0, str(FIXTURES.parent))
-from snapshots import snapshots, unpack  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def machine(tmp_path_factory):
-    def get(name: str) -> Path:
-        dest = tmp_path_factory.mktemp(name.replace("+", "_"))
-        with tarfile.open(FIXTURES / f"{name}.tar.gz") as tf:
-            tf.extractall(dest, filter="data")
-        return dest
-    return get
+from tests.helpers import REPO, hrvs, snapshot
 
 
 def _json_text_inside(value: Any, path: str = "") -> list[str]:
@@ -124,17 +107,13 @@ def test_this_node():
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hrvs_ray.cli", "node-info", *args], capture_output=True,
-                          text=True, timeout=120, cwd=Path(__file__).parents[1])
+    return hrvs("node-info", *args, cwd=REPO, timeout=120)
 
 
 @pytest.mark.slow
 def test_node_info_sysroot_json(tmp_path):
     """What cores:4 / socket / node will mean on a recorded machine, as plain nested JSON."""
-    snap = {name: a for name, a, _ in snapshots(SHARED)}
-    if "20em64t-hybrid-1p6c2t+2ca4co1t" not in snap:
-        pytest.skip(f"shared topologies not present under {SHARED / 'data'}")
-    root = unpack(snap["20em64t-hybrid-1p6c2t+2ca4co1t"], tmp_path)
+    root, _ = snapshot("20em64t-hybrid-1p6c2t+2ca4co1t", tmp_path)
     out = _cli("--sysroot", str(root), "--scopes", "cores:4,cores:16,socket,node", "--format", "json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)

@@ -8,17 +8,11 @@ kind detection, cgroup cpusets or NUMA parsing changes one of these answers.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-from conftest import SHARED
 
 from hrvs_ray.node.topology import ScopeUnavailable, read_topology, resolve_scope, restrict
-
-sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
-from hwloc_oracle import expected_scope, node_files, read_hwloc  # noqa: E402
-from snapshots import snapshots, unpack  # noqa: E402
+from tests.fixtures.hwloc_oracle import expected_scope, node_files, read_hwloc
+from tests.helpers import SHARED, snapshots, unpack
 
 ALL = snapshots(SHARED)
 # The largest recorded machines (thousands of /sys files, a few seconds each to unpack on
@@ -38,7 +32,8 @@ def test_every_shared_snapshot_is_covered_with_an_answer():
 
 
 @pytest.fixture(scope="module")
-def machine(tmp_path_factory):
+def hwloc_machine(tmp_path_factory):
+    """hwloc_machine(name) -> (root, our topology, hwloc's reading), once per module."""
     cache: dict[str, tuple] = {}
 
     def get(name: str):
@@ -55,8 +50,8 @@ def _usable(topo):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_counts_match_hwloc(machine, name):
-    root, topo, hw = machine(name)
+def test_counts_match_hwloc(hwloc_machine, name):
+    root, topo, hw = hwloc_machine(name)
     view = _usable(topo)
     assert (len(view.sockets), len(view.cores)) == (len(hw.packages), len(hw.cores))
     assert set(view.online) == hw.pus
@@ -70,8 +65,8 @@ def test_counts_match_hwloc(machine, name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_core_kinds_match_hwloc(machine, name):
-    _, topo, hw = machine(name)
+def test_core_kinds_match_hwloc(hwloc_machine, name):
+    _, topo, hw = hwloc_machine(name)
     online = set(_usable(topo).online)
     if hw.kinds:
         assert [set(k.cpus) & online for k in topo.kinds] == [set(k) & online for k in hw.kinds]
@@ -82,8 +77,8 @@ def test_core_kinds_match_hwloc(machine, name):
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("scope", SCOPES)
-def test_scope_is_what_the_rules_give_on_hwlocs_tree(machine, name, scope):
-    root, topo, hw = machine(name)
+def test_scope_is_what_the_rules_give_on_hwlocs_tree(hwloc_machine, name, scope):
+    root, topo, hw = hwloc_machine(name)
     want = expected_scope(hw, root, scope)
     try:
         p = resolve_scope(topo, scope)

@@ -3,29 +3,10 @@ from __future__ import annotations
 
 import os
 import sys
-import tarfile
-from pathlib import Path
 
 import pytest
 
 from hrvs_ray.node.topology import ScopeUnavailable, parse_cpulist, parse_cpumask, read_topology, resolve_scope
-
-FIXTURES = Path(__file__).parent / "fixtures" / "topologies"
-
-
-@pytest.fixture(scope="module")
-def machine(tmp_path_factory):
-    """machine(name) -> root folder of that recorded machine (unpacked once per module)."""
-    roots: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        if name not in roots:
-            dest = tmp_path_factory.mktemp(name.replace("+", "_"))
-            with tarfile.open(FIXTURES / f"{name}.tar.gz") as tf:
-                tf.extractall(dest, filter="data")
-            roots[name] = dest
-        return roots[name]
-    return get
 
 
 def r(a: int, b: int) -> tuple[int, ...]:

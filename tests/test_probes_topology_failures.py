@@ -13,25 +13,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import SHARED
 
 from hrvs_ray.node.topology import ScopeUnavailable, TopologyError, read_topology, resolve_scope
-
-sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
-from hwloc_oracle import read_hwloc  # noqa: E402
-from snapshots import HWLOC_DIR, snapshots, unpack  # noqa: E402
-
-BY_NAME = {name: (archive, answer) for name, archive, answer in snapshots(SHARED)}
+from tests.fixtures.hwloc_oracle import read_hwloc
+from tests.helpers import HWLOC_DIR, REPO, snapshot, unpack
 
 
 @pytest.fixture
 def snap(tmp_path):
     """snap(name) -> (root of a fresh, editable copy, hwloc's answer)."""
     def get(name: str):
-        if name not in BY_NAME:
-            pytest.skip(f"snapshot {name} not present (shared data under {SHARED / 'data'})")
-        archive, answer = BY_NAME[name]
-        return unpack(archive, tmp_path / name), read_hwloc(answer)
+        root, answer = snapshot(name, tmp_path)
+        return root, read_hwloc(answer)
     return get
 
 
@@ -125,8 +118,8 @@ def _bound(placement) -> str:
             f"from hrvs_ray.node.topology_types import ScopePlacement\n"
             f"p = ScopePlacement.from_dict(json.loads({json.dumps(json.dumps(placement.to_dict()))}))\n"
             f"print(json.dumps(apply_placement(p).numa_binding))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=os.getcwd(),
-                         env={**os.environ, "PYTHONPATH": os.getcwd()})
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 

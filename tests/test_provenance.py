@@ -14,8 +14,7 @@ import hrvs_ray
 from hrvs_ray.cluster import provenance
 from hrvs_ray.cluster.provenance import PROVENANCE_KEYS, collect_provenance, container_digest, in_container
 from hrvs_ray.store import CELLS_SCHEMA
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(hrvs_ray.__file__)))  # importable from here
+from tests.helpers import REPO
 
 
 @pytest.fixture(autouse=True)

@@ -6,11 +6,8 @@ ports; stopped by its process group, never by `ray stop`, which would stop every
 user on the machine) and run the CLI against it in a subprocess on the working-tree code."""
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,49 +17,21 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from conftest import REPO, tiny_sweep_dict
 
 from hrvs_ray.cluster import auth
+from tests.helpers import (
+    RAY_AUTH_VARS,
+    free_port,
+    hrvs,
+    listening_sockets,
+    process_group,
+    ray_env,
+    stop_group,
+    tiny_sweep_dict,
+)
 
 RAY = Path(sys.executable).with_name("ray")
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
-AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
-
-
-def _free_port() -> int:
-    """A port no socket holds on any address: bound on the wildcard, which conflicts with a
-    socket on any one address (a port free on 127.0.0.1 may be held on the host's address,
-    where a Ray node that is not on loopback binds)."""
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
-
-
-def _env(home: Path, **auth_vars: str) -> dict[str, str]:
-    """A clean environment: no auth variable but ``auth_vars``, a HOME without the
-    machine's ~/.ray/auth_token, loopback-only Ray, the working-tree hrvs_ray first."""
-    env = {k: v for k, v in os.environ.items() if k not in AUTH_VARS}
-    env.update(HOME=str(home), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", PYTHONPATH=str(REPO), **auth_vars)
-    return env
-
-
-def _stop_group(pgid: int, marker: str) -> None:
-    """Stop the head's processes: its process group, then any process naming its temp dir."""
-    for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):  # nothing to flush
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.2)
-    for p in psutil.process_iter(["cmdline"]):  # a process that left the group still names the dir
-        if any(marker in a for a in p.info["cmdline"] or []):
-            p.kill()
 
 
 @pytest.fixture(scope="module")
@@ -72,47 +41,32 @@ def head():
     home, token = base / "home", base / "token"
     home.mkdir()
     token.write_text(secrets.token_hex(32))
-    port = _free_port()
+    port = free_port()
     cmd = [str(RAY), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
            "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={base / 'ray'}",
-           f"--ray-client-server-port={_free_port()}", f"--dashboard-port={_free_port()}",
-           f"--dashboard-agent-listen-port={_free_port()}"]
-    env = _env(home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+           f"--ray-client-server-port={free_port()}", f"--dashboard-port={free_port()}",
+           f"--dashboard-agent-listen-port={free_port()}"]
+    env = ray_env(home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)  # its own group: the head's processes join it
     try:
         out, _ = proc.communicate(timeout=90)
         assert proc.returncode == 0, out
-        group = [p for p in psutil.process_iter() if _pgid(p) == proc.pid]
-        listening = {c.laddr.ip for p in group for c in _listening(p)}
+        group = [p for p in psutil.process_iter() if process_group(p) == proc.pid]
+        listening = {c.laddr.ip for p in group for c in listening_sockets(p)}
         assert listening and listening <= LOOPBACK, listening
         yield f"127.0.0.1:{port}", token, home
     finally:
-        _stop_group(proc.pid, str(base))
+        stop_group(proc.pid, str(base))
         shutil.rmtree(base, ignore_errors=True)
-
-
-def _pgid(p: psutil.Process) -> int | None:
-    try:
-        return os.getpgid(p.pid)
-    except OSError:
-        return None
-
-
-def _listening(p: psutil.Process) -> list:
-    try:
-        return [c for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
-    except psutil.Error:
-        return []
 
 
 def _sweep(tmp_path: Path, address: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, float]:
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(yaml.safe_dump(tiny_sweep_dict(tmp_path), sort_keys=False))
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "hrvs_ray.cli", "sweep", str(sweep), "--address", address,
-                        "--out", str(tmp_path / "r"), "--no-progress", "--no-report"],
-                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+    r = hrvs("sweep", str(sweep), "--address", address, "--out", str(tmp_path / "r"), "--no-progress", "--no-report",
+             cwd=tmp_path, env=env, timeout=60)
     return r, time.monotonic() - t0
 
 
@@ -128,7 +82,7 @@ def _assert_named_at_once(r: subprocess.CompletedProcess, elapsed: float, *words
 @pytest.mark.slow
 def test_no_token_is_named_at_once(head, tmp_path):
     address, _, home = head
-    r, elapsed = _sweep(tmp_path, address, _env(home))
+    r, elapsed = _sweep(tmp_path, address, ray_env(home))
     _assert_named_at_once(r, elapsed, "requires an authentication token", "RAY_AUTH_MODE is not set")
 
 
@@ -137,7 +91,7 @@ def test_wrong_token_is_named_at_once(head, tmp_path):
     address, _, home = head
     wrong = tmp_path / "wrong-token"
     wrong.write_text(secrets.token_hex(32))
-    r, elapsed = _sweep(tmp_path, address, _env(home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(wrong)))
+    r, elapsed = _sweep(tmp_path, address, ray_env(home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(wrong)))
     _assert_named_at_once(r, elapsed, "rejected the authentication token", str(wrong))
 
 
@@ -145,7 +99,7 @@ def test_wrong_token_is_named_at_once(head, tmp_path):
 def test_token_mode_with_no_token_file_is_named_at_once(head, tmp_path):
     address, _, home = head
     missing = tmp_path / "no-such-token"
-    r, elapsed = _sweep(tmp_path, address, _env(home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(missing)))
+    r, elapsed = _sweep(tmp_path, address, ray_env(home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(missing)))
     _assert_named_at_once(r, elapsed, "no Ray authentication token", str(missing))
 
 
@@ -162,7 +116,7 @@ ray_io.shutdown()
 def test_right_token_joins(head, tmp_path):
     address, token, home = head
     r = subprocess.run([sys.executable, "-c", JOIN, address], capture_output=True, text=True, cwd=tmp_path,
-                       env=_env(home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token)), timeout=60)
+                       env=ray_env(home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token)), timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "1"
     assert "InvalidAuthToken" not in r.stderr
@@ -170,7 +124,7 @@ def test_right_token_joins(head, tmp_path):
 
 @pytest.mark.slow
 def test_unreachable_address_says_cannot_reach_quickly(tmp_path):
-    r, elapsed = _sweep(tmp_path, f"127.0.0.1:{_free_port()}", _env(tmp_path))
+    r, elapsed = _sweep(tmp_path, f"127.0.0.1:{free_port()}", ray_env(tmp_path))
     assert r.returncode == 2, r.stderr
     assert "cannot reach the Ray cluster at" in r.stderr and "nothing accepts connections" in r.stderr, r.stderr
     assert elapsed < 20, elapsed  # Ray alone spends minutes on a closed port
@@ -180,7 +134,7 @@ def test_unreachable_address_says_cannot_reach_quickly(tmp_path):
 
 @pytest.fixture
 def clean_auth_env(monkeypatch, tmp_path):
-    for k in AUTH_VARS:
+    for k in RAY_AUTH_VARS:
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     return tmp_path
@@ -219,5 +173,5 @@ def test_split_address_and_closed_port():
             auth.split_address(bad)
     t0 = time.monotonic()
     with pytest.raises(ConnectionError, match="nothing accepts connections"):
-        auth.check_reachable("127.0.0.1", _free_port(), wait_s=1.0)
+        auth.check_reachable("127.0.0.1", free_port(), wait_s=1.0)
     assert time.monotonic() - t0 < 5

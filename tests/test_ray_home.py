@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
+
 PKG = REPO / "hrvs_ray"
 RAY_HOME = "hrvs_ray/cluster/ray_io.py"
 TOKEN_PROBE = "hrvs_ray/cluster/auth.py"

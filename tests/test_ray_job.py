@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO
 
 from hrvs_ray.cluster.ray_job import (
     JOB_CONFIG_VAR,
@@ -22,6 +21,7 @@ from hrvs_ray.cluster.ray_job import (
     choose_address,
     job_package_dir,
 )
+from tests.helpers import REPO
 
 JOB_ENV = {JOB_CONFIG_VAR: json.dumps({"runtime_env": {"working_dir": "gcs://_ray_pkg_0123abcd.zip"}})}
 

@@ -35,8 +35,8 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import REPO, tiny_sweep_dict
-from test_ray_auth import _env, _free_port, _listening, _pgid, _stop_group
+
+from tests.helpers import REPO, free_port, listening_sockets, process_group, ray_env, stop_group, tiny_sweep_dict
 
 pytestmark = pytest.mark.slow
 RAY = Path(sys.executable).with_name("ray")
@@ -68,7 +68,7 @@ def cluster():
     home, token = base / "home", base / "token"
     home.mkdir()
     token.write_text(secrets.token_hex(32))
-    env = _env(home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+    env = ray_env(home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
     del env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"]  # at 0 Ray refuses the second node (see above)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # hrvs-ray, ray
     # the head's Prometheus endpoints (autoscaler, dashboard) have fixed default ports
@@ -81,7 +81,7 @@ def cluster():
         pgid, out = _start([str(RAY), "start", "--head", f"--node-ip-address={HEAD_IP}", "--port=0", *common,
                             "--include-dashboard=true", "--dashboard-host=127.0.0.1", "--dashboard-port=0",
                             # 1024..65535 only, no 0: one port picked here, free on every address
-                            f"--ray-client-server-port={_free_port()}", f"--temp-dir={base / 'head'}"], env)
+                            f"--ray-client-server-port={free_port()}", f"--temp-dir={base / 'head'}"], env)
         groups.append(pgid)
         gcs = _printed(r"ray start --address='([^']+)'", out)
         url = _printed(r"RAY_API_SERVER_ADDRESS='([^']+)'", out)
@@ -91,7 +91,7 @@ def cluster():
         yield url, env, base, groups
     finally:
         for pgid in reversed(groups):
-            _stop_group(pgid, str(base))
+            stop_group(pgid, str(base))
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -182,11 +182,11 @@ def test_the_cluster_talks_over_loopback_only(cluster):
     interface (0.0.0.0, as Ray's GCS and raylet do for a node address other than 127.0.0.1) is
     no traffic; a socket bound to or connected to the host's own address would be."""
     _, _, _, groups = cluster
-    procs = [p for p in psutil.process_iter(["name", "cmdline"]) if _pgid(p) in groups]
+    procs = [p for p in psutil.process_iter(["name", "cmdline"]) if process_group(p) in groups]
     assert len(procs) >= 8, [p.info["name"] for p in procs]  # 2 x (raylet, agents, ...) + GCS, dashboard
     off = []
     for p in procs:
-        for c in _listening(p):
+        for c in listening_sockets(p):
             if not _loopback(c.laddr.ip) and not ipaddress.ip_address(c.laddr.ip.split("%")[0]).is_unspecified:
                 off.append((p.info["name"], "listens on", c.laddr))
         try:

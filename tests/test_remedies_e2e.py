@@ -1,26 +1,17 @@
 """The remedies axes end to end: real Ray, real training, real parquet, the plan's pixels."""
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-from conftest import tiny_sweep_dict
 
 from hrvs_ray.config import load_sweep
 from hrvs_ray.data.shapes import read_metadata_csv, transformed_arrays
 from hrvs_ray.plan.cells import plan_cells, step_plan
 from hrvs_ray.plan.policies import step_pixel_stats
 from hrvs_ray.store import read_results
+from tests.helpers import hrvs, tiny_sweep_dict
 
 pytestmark = pytest.mark.slow
-
-
-def hrvs(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hrvs_ray.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout)
 
 
 def test_every_remedy_is_a_cell_with_its_columns_and_the_plans_pixels(tmp_path, write_sweep):
@@ -31,7 +22,7 @@ def test_every_remedy_is_a_cell_with_its_columns_and_the_plans_pixels(tmp_path, 
                         execution={"cell_timeout_s": 300, "retries": 1, "release_heap": True})
     path = write_sweep(d)
     out = tmp_path / "results"
-    r = hrvs("sweep", str(path), "--out", str(out), "--no-progress", cwd=tmp_path)
+    r = hrvs("sweep", str(path), "--out", str(out), "--no-progress", cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "bucket(w2)+bf16+nchw" in r.stderr             # each cell's line names its remedy
     res = read_results(out)
@@ -71,7 +62,8 @@ def test_every_remedy_is_a_cell_with_its_columns_and_the_plans_pixels(tmp_path, 
     assert (steps["peak_rss_scope"] == "step, free heap released first").all()    # execution.release_heap
     assert (cells["baseline_rss_bytes"] > 0).all()
 
-    again = hrvs("sweep", str(path), "--out", str(out), "--no-progress", "--no-report", cwd=tmp_path)
+    again = hrvs("sweep", str(path), "--out", str(out), "--no-progress", "--no-report", cwd=tmp_path,
+                 timeout=600)
     assert again.returncode == 0 and "6 cells: 6 already done" in again.stdout
 
     # the sweep stored a memory fit of its own steps; plan can use it

@@ -107,10 +107,9 @@ class _Images:
 
 
 def _cell(tmp_path, remedies: dict | None):
-    from conftest import tiny_sweep_dict
-
     from hrvs_ray.config import parse_sweep
     from hrvs_ray.plan.cells import plan_cells
+    from tests.helpers import tiny_sweep_dict
 
     d = tiny_sweep_dict(tmp_path, input_sets={"HR&VS": {"resize": "none", "batch_size": 3}})
     d["model"] = {"num_classes": 5}

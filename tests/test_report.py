@@ -13,14 +13,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
-from report_results import NO_PMU, make_results, node_row, step_rows, stored_steps, svg_text  # noqa: E402
-
-from hrvs_ray.report import build_report  # noqa: E402
-from hrvs_ray.report.figures import PALETTE, colours  # noqa: E402
-from hrvs_ray.report.load import load, scope_label  # noqa: E402
-from hrvs_ray.report.tables import table1  # noqa: E402
-from hrvs_ray.store import ResultsError, ResultStore  # noqa: E402
+from hrvs_ray.report import build_report
+from hrvs_ray.report.figures import PALETTE, colours
+from hrvs_ray.report.load import load, scope_label
+from hrvs_ray.report.tables import table1
+from hrvs_ray.store import ResultsError, ResultStore
+from tests.fixtures.report_results import NO_PMU, make_results, node_row, step_rows, stored_steps, svg_text
+from tests.helpers import REPO
 
 # report rendering / torch training: seconds per test, so out of the fast lane (README)
 pytestmark = pytest.mark.slow
@@ -218,7 +217,7 @@ def test_no_torch_ray_or_pyplot_on_the_report_path(tmp_path: Path) -> None:
             f"build_report([Path({str(res)!r})], Path({str(tmp_path / 'r.html')!r})); "
             "bad = [m for m in ('torch', 'ray', 'matplotlib.pyplot') if m in sys.modules]; "
             "print('BAD', bad) if bad else print('CLEAN')")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "MPLBACKEND": "TkAgg",
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "TkAgg",
            "DISPLAY": ""}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr

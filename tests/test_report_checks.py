@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fixtures.report_results import make_results
 
 from hrvs_ray import __version__
 from hrvs_ray.remedy_axes import PAPER, Remedy
@@ -15,6 +14,7 @@ from hrvs_ray.report.checks import determinism, failures, provenance
 from hrvs_ray.report.fmt import Cell
 from hrvs_ray.report.load import load
 from hrvs_ray.store import SCHEMA_VERSION
+from tests.fixtures.report_results import make_results
 
 
 @pytest.fixture()

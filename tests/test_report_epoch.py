@@ -6,42 +6,24 @@ shipped shape table). Expectations are recomputed here from the plan and the sto
 """
 from __future__ import annotations
 
-import html as html_lib
 import json
-import re
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
-from conftest import REPO  # noqa: E402
-from report_results import make_results, stored_steps  # noqa: E402
-
-from hrvs_ray.config import load_sweep  # noqa: E402
-from hrvs_ray.plan.epoch import policy_views  # noqa: E402
-from hrvs_ray.plan.table import planning_shapes  # noqa: E402
-from hrvs_ray.remedy_axes import PAPER, Remedy  # noqa: E402
-from hrvs_ray.report import build_report  # noqa: E402
+from hrvs_ray.config import load_sweep
+from hrvs_ray.plan.epoch import policy_views
+from hrvs_ray.plan.table import planning_shapes
+from hrvs_ray.remedy_axes import PAPER, Remedy
+from hrvs_ray.report import build_report
+from tests.fixtures.report_results import make_results, stored_steps
+from tests.helpers import REPO, section, table_rows
 
 # report rendering / torch training: seconds per test, so out of the fast lane (README)
 pytestmark = pytest.mark.slow
 
 BUCKET = Remedy("bucket", "bfloat16", "channels_last")
 ACCUM = Remedy("accumulate")
-
-
-def _section(html: str, title: str) -> str:
-    m = re.search(rf'<section>\s*<h2 id="[^"]*">{re.escape(title)}</h2>(.*?)</section>', html, flags=re.S)
-    assert m, title
-    return m.group(1)
-
-
-def _rows(html: str, table_title: str) -> list[list[str]]:
-    part = html[html.index(f">{table_title}</h3>"):]
-    body = part[part.index("<tbody>"):part.index("</tbody>")]
-    return [[html_lib.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
-            for tr in re.findall(r"<tr>(.*?)</tr>", body, flags=re.S)]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +41,7 @@ def test_padding_and_diversity_are_the_plans_over_sampled_steps_and_an_epoch(rep
     _, html = report
     sweep = load_sweep(REPO / "sweeps" / "remedies.yaml")
     views = policy_views(sweep, planning_shapes(sweep)[0])
-    rows = {(r[0], r[1]): r for r in _rows(_section(html, "Sampled steps vs a full epoch"),
+    rows = {(r[0], r[1]): r for r in table_rows(section(html, "Sampled steps vs a full epoch"),
                                           "Padding and label diversity: sampled steps vs a full epoch")}
     assert ("LR&FS", "pad") in rows and ("HR&VS", "accumulate") in rows
     for (name, batching), v in views.items():
@@ -74,9 +56,9 @@ def test_padding_and_diversity_are_the_plans_over_sampled_steps_and_an_epoch(rep
 
 def test_projection_is_labelled_and_starts_from_the_measured_ratio_of_sums(report):
     root, html = report
-    part = _section(html, "Sampled steps vs a full epoch")
+    part = section(html, "Sampled steps vs a full epoch")
     assert "Projected cost of a full epoch (projected, not measured)" in part
-    rows = _rows(part, "Projected cost of a full epoch (projected, not measured)")
+    rows = table_rows(part, "Projected cost of a full epoch (projected, not measured)")
     steps = stored_steps(root)
     steps = steps[~steps["warmup"]]
     assert len(rows) == steps.groupby(["input_set", "remedy"]).ngroups == 6
@@ -91,7 +73,7 @@ def test_answers_name_the_diversity_cost_where_they_name_bucket(report):
     # real MAMe, over an epoch: bucket leaves single-medium batches in MR&VS and HR&VS (pad never
     # does), so every answer naming bucket says so, and no answer naming pad or accumulate does
     _, html = report
-    answers = _rows(_section(html, "Remedies"), "Answers: which combination to use")
+    answers = table_rows(section(html, "Remedies"), "Answers: which combination to use")
     cells = [cell for r in answers for cell in r[3:5]]
     assert any("bucket" in c for c in cells)
     for c in cells:
@@ -102,6 +84,6 @@ def test_answers_name_the_diversity_cost_where_they_name_bucket(report):
 
 def test_a_folder_without_a_plannable_definition_says_so(tmp_path):
     root = make_results(tmp_path / "g", input_sets=["MR&VS"], runs=1, steps=2, remedies=[PAPER, BUCKET])
-    part = _section(build_report([root], tmp_path / "g.html").read_text(encoding="utf-8"),
+    part = section(build_report([root], tmp_path / "g.html").read_text(encoding="utf-8"),
                     "Sampled steps vs a full epoch")
     assert "the plan could not be recomputed from sweep.json" in part

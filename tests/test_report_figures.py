@@ -3,19 +3,16 @@ and text that stays inside its axes and figure. Inputs are GENERATED
 (tests/fixtures/report_results.py: seeded numbers, not measurements)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
-from report_results import make_results, node_row, step_rows, svg_text  # noqa: E402
-
-from hrvs_ray.report import build_report  # noqa: E402
-from hrvs_ray.report.figures import colours  # noqa: E402
-from hrvs_ray.report.load import load  # noqa: E402
-from hrvs_ray.store import ResultStore  # noqa: E402
+from hrvs_ray.report import build_report
+from hrvs_ray.report.figures import colours
+from hrvs_ray.report.load import load
+from hrvs_ray.store import ResultStore
+from tests.fixtures.report_results import make_results, node_row, step_rows, svg_text
 
 # report rendering / torch training: seconds per test, so out of the fast lane (README)
 pytestmark = pytest.mark.slow

@@ -2,18 +2,13 @@
 the peak next to Table 2, the kernel-cache and rounding choices named (generated results)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
-from report_results import downgrade_to_v1, make_results, svg_text  # noqa: E402
-
-from hrvs_ray.remedy_axes import Remedy  # noqa: E402
-from hrvs_ray.report import render  # noqa: E402
-from hrvs_ray.report.kernel_cache_section import cache_share  # noqa: E402
-from hrvs_ray.report.load import load  # noqa: E402
+from hrvs_ray.remedy_axes import Remedy
+from hrvs_ray.report import render
+from hrvs_ray.report.kernel_cache_section import cache_share
+from hrvs_ray.report.load import load
+from tests.fixtures.report_results import downgrade_to_v1, make_results, svg_text
 
 # report rendering / torch training: seconds per test, so out of the fast lane (README)
 pytestmark = pytest.mark.slow

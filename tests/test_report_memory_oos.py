@@ -3,22 +3,19 @@ others, only on nodes whose identity matches. Folders written through the real s
 chosen pass pixels and peaks (not measurements), so every number has a hand computation."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
-from report_results import _cell_row, make_results, node_row, step_rows  # noqa: E402
-
-from hrvs_ray.plan.memory_calibration import plan_estimator, write_calibration  # noqa: E402
-from hrvs_ray.plan.memory_identity import results_identities  # noqa: E402
-from hrvs_ray.remedy_axes import PAPER  # noqa: E402
-from hrvs_ray.report import build_report  # noqa: E402
-from hrvs_ray.report.load import load  # noqa: E402
-from hrvs_ray.report.memory_out_of_sample import SINGLE, TITLE, out_of_sample, predict_folder  # noqa: E402
-from hrvs_ray.store import ResultStore, read_results  # noqa: E402
+from hrvs_ray.plan.memory_calibration import plan_estimator, write_calibration
+from hrvs_ray.plan.memory_identity import results_identities
+from hrvs_ray.remedy_axes import PAPER
+from hrvs_ray.report import build_report
+from hrvs_ray.report.load import load
+from hrvs_ray.report.memory_out_of_sample import SINGLE, TITLE, out_of_sample, predict_folder
+from hrvs_ray.store import ResultStore, read_results
+from tests.fixtures.report_results import _cell_row, make_results, node_row, step_rows
 
 MP = 1_000_000
 GB = 1e9

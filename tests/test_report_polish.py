@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
-from report_results import make_results, stored_steps  # noqa: E402
-
-from hrvs_ray.cli import print_summary  # noqa: E402
-from hrvs_ray.report import build_report  # noqa: E402
-from hrvs_ray.report.answers import fastest_cluster, penalty  # noqa: E402
-from hrvs_ray.report.fmt import Cell, counters_text  # noqa: E402
-from hrvs_ray.report.load import load  # noqa: E402
-from hrvs_ray.report.tables import summary, table1, table2, table3  # noqa: E402
+from hrvs_ray.cli import print_summary
+from hrvs_ray.report import build_report
+from hrvs_ray.report.answers import fastest_cluster, penalty
+from hrvs_ray.report.fmt import Cell, counters_text
+from hrvs_ray.report.load import load
+from hrvs_ray.report.tables import summary, table1, table2, table3
+from tests.fixtures.report_results import make_results, stored_steps
 
 # report rendering / torch training: seconds per test, so out of the fast lane (README)
 pytestmark = pytest.mark.slow

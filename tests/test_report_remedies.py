@@ -7,7 +7,6 @@ constants, so a report that computes a ratio the wrong way round or pools the wr
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,17 +14,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
-from report_results import downgrade_to_v1, make_results, stored_steps  # noqa: E402
-
-from hrvs_ray.remedy_axes import PAPER, Remedy  # noqa: E402
+from hrvs_ray.remedy_axes import PAPER, Remedy
 from hrvs_ray.report import (
-    build_report,  # noqa: E402
+    build_report,
     remedies_section,
 )
-from hrvs_ray.report.fmt import Cell  # noqa: E402
-from hrvs_ray.report.load import load  # noqa: E402
-from hrvs_ray.report.tables import summary  # noqa: E402
+from hrvs_ray.report.fmt import Cell
+from hrvs_ray.report.load import load
+from hrvs_ray.report.tables import summary
+from tests.fixtures.report_results import downgrade_to_v1, make_results, stored_steps
+from tests.helpers import section, table_rows
 
 # report rendering / torch training: seconds per test, so out of the fast lane (README)
 pytestmark = pytest.mark.slow
@@ -35,13 +33,6 @@ ACCUM = Remedy("accumulate")
 CKPT = Remedy(checkpointing="stages")
 LATE = Remedy(precision="bfloat16")  # run at one scope only (a second folder): 'not run' elsewhere
 NASTY = 'OOM <b>&"'
-
-
-def section(html: str, title: str) -> str:
-    """The HTML of one <section> by its h2 title."""
-    m = re.search(rf'<section>\s*<h2 id="[^"]*">{re.escape(title)}</h2>(.*?)</section>', html, flags=re.S)
-    assert m, title
-    return m.group(1)
 
 
 @pytest.fixture(scope="module")
@@ -73,21 +64,12 @@ def _times(text: str) -> tuple[float, float, float]:
     return float(m.group(1)), float(m.group(2)), float(m.group(3))
 
 
-def _rows(html: str, title: str) -> list[list[str]]:
-    body = section(html, "Remedies")
-    m = re.search(rf'<h3 id="[^"]*">{re.escape(title)}</h3>.*?<tbody>(.*?)</tbody>', body, flags=re.S)
-    assert m, title
-    return [[re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
-            for tr in re.findall(r"<tr>(.*?)</tr>", m.group(1), flags=re.S)]
-
-
 def test_ratios_against_the_paper_come_from_the_rows(folders) -> None:
     main, late, report = folders
     means = _means([main, late])
-    rows = _rows(report.read_text(), "Remedies — gen-a, node")
+    rows = table_rows(section(report.read_text(), "Remedies"), "Remedies — gen-a, node")
     checked = 0
     for name, label, status, *rest in rows:
-        name = name.replace("&amp;", "&")
         if status != "ok" or (("node", name, PAPER.label) not in means.index):
             continue
         mine, paper = means.loc[("node", name, label)], means.loc[("node", name, PAPER.label)]
@@ -126,10 +108,11 @@ def test_answers_name_the_fastest_combination_with_its_ratios(folders) -> None:
 def test_absent_combinations_are_said_not_dropped(folders) -> None:
     _, _, report = folders
     text = report.read_text()
-    node = {r[1]: r for r in _rows(text, "Remedies — gen-a, node") if r[0] == "HR&amp;VS"}
+    rows = table_rows(section(text, "Remedies"), "Remedies — gen-a, node", decode=False)   # as written: escaped
+    node = {r[1]: r for r in rows if r[0] == "HR&amp;VS"}
     assert node[ACCUM.label][2] == "failed (run 0, 1): OOM &lt;b&gt;&amp;&quot;"  # escaped, with its runs
     assert node[LATE.label][2] == "not run"  # measured on another scope / input set only
-    four = {(r[0], r[1]): r for r in _rows(text, "Remedies — gen-a, 4 cores")}
+    four = {(r[0], r[1]): r for r in table_rows(section(text, "Remedies"), "Remedies — gen-a, 4 cores", decode=False)}
     assert four[("MR&amp;VS", FAST.label)][2] == "ok; also skipped (run 1): planned memory too high"
     answers = section(text, "Remedies")
     assert f"absent: {LATE.label}, {ACCUM.label}" in answers  # in the sweep's axis order

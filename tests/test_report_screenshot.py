@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "report_screenshot.py"
+from tests.helpers import REPO
+
+SCRIPT = REPO / "benchmarks" / "report_screenshot.py"
 _spec = importlib.util.spec_from_file_location("report_screenshot", SCRIPT)
 shot = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(shot)

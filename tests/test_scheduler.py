@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from conftest import tiny_sweep_dict
-
 from hrvs_ray.cluster.nodes import NodeView, assign_clusters, name_nodes
 from hrvs_ray.cluster.scheduler import Pending, Scheduler
 from hrvs_ray.config import parse_sweep
 from hrvs_ray.plan.cells import plan_cells
+from tests.helpers import tiny_sweep_dict
 
 
 def _cells(tmp_path, n_clusters=("a",)):

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
+
 SKIP_DIRS = {".git", ".venv", "node_modules", "build", "dist", ".hrvs-cache", "results", "data"}
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO, free_port
+
 LAUNCHER = REPO / "apptainer" / "slurm" / "hrvs-ray.sbatch"
 PLUGIN_DIRS = [Path("/usr/lib/x86_64-linux-gnu/slurm-wlm"), Path("/usr/lib/aarch64-linux-gnu/slurm-wlm"),
                Path("/usr/lib64/slurm"), Path("/usr/lib/slurm")]
@@ -32,12 +32,6 @@ def _missing() -> str | None:
     if not any((d / "auth_none.so").exists() for d in PLUGIN_DIRS):
         return "this slurm-wlm has no auth/none plugin (needs a munge setup, not written for the test)"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tool(name: str) -> str:
@@ -62,8 +56,8 @@ FirstJobId={random.randint(10_000, 9_000_000)}
 SlurmctldHost=localhost
 SlurmUser=root
 SlurmdUser=root
-SlurmctldPort={_free_port()}
-SlurmdPort={_free_port()}
+SlurmctldPort={free_port()}
+SlurmdPort={free_port()}
 AuthType=auth/none
 CredType=cred/none
 StateSaveLocation={d}/state

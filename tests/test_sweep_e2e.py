@@ -5,19 +5,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import tiny_sweep_dict
 
 from hrvs_ray.store import read_results
+from tests.helpers import hrvs, tiny_sweep_dict
 
 pytestmark = pytest.mark.slow
-
-
-def hrvs(*args: str, cwd: Path, timeout: float = 420) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hrvs_ray.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout)
 
 
 def test_sweep_runs_every_cell_writes_parquet_and_resumes(tmp_path, write_sweep):

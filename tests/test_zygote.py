@@ -13,12 +13,12 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import tiny_sweep_dict
 
 from hrvs_ray.cluster import zygote
 from hrvs_ray.config import load_sweep
 from hrvs_ray.node.topology import read_topology, resolve_scope
 from hrvs_ray.plan.cells import plan_cells
+from tests.helpers import tiny_sweep_dict
 
 pytestmark = pytest.mark.slow
 
