@@ -1,5 +1,6 @@
 """One exception hierarchy (hrvs_ray/errors.py): every exception class of the package derives
-from HrvsError, bad input is a UserError, and the command line maps it to exit 2 in one place."""
+from HrvsError, and bad input is a UserError (the command line maps it to exit 2 in one place:
+tests/cli/test_errors.py)."""
 from __future__ import annotations
 
 import importlib
@@ -9,9 +10,7 @@ import pkgutil
 import pytest
 
 import hrvs_ray
-from hrvs_ray.cli import EXIT_BAD_INPUT, main
 from hrvs_ray.errors import HrvsError, UserError
-from tests.helpers import REPO
 
 # modules that import Ray or torch at the top are still walked: both are installed here
 SKIP = {"hrvs_ray.__main__", "hrvs_ray.cli.__main__"}
@@ -44,22 +43,3 @@ def test_bad_input_classes_are_user_errors_and_keep_their_builtin_base():
     assert issubclass(SweepError, UserError) and issubclass(SweepError, ValueError)
     assert issubclass(ResultsError, UserError) and issubclass(ResultsError, RuntimeError)
     assert issubclass(ClusterAuthError, UserError) and issubclass(ClusterAuthError, ConnectionError)
-
-
-def test_a_user_error_exits_2_with_its_message(tmp_path, capsys):
-    sweep = tmp_path / "bad.yaml"
-    sweep.write_text("name: x\ntraining: {steps: -1}\n")
-    assert main(["plan", str(sweep)]) == EXIT_BAD_INPUT
-    err = capsys.readouterr().err
-    assert err.startswith("hrvs-ray: error: ") and "Traceback" not in err
-
-
-def test_a_bad_flag_is_a_user_error(tmp_path, capsys):
-    assert main(["compare", str(tmp_path), str(tmp_path), "--threshold", "-3"]) == EXIT_BAD_INPUT
-    assert "--threshold must be a percentage" in capsys.readouterr().err
-
-
-def test_exit_codes_are_chosen_in_one_place():
-    """The commands raise UserError; only cli.main turns it into exit 2."""
-    text = (REPO / "hrvs_ray" / "cli" / "commands.py").read_text()
-    assert "EXIT_BAD_INPUT" not in text

@@ -1,5 +1,5 @@
 """Running as a Ray job, the pure parts: which Ray to use, where results may not land, and
-the driver's code against the workers'. (tests/test_ray_job_submit.py drives the real
+the driver's code against the workers'. (tests/e2e/test_ray_job_submit.py drives the real
 `ray job submit` on a two-node cluster.)"""
 from __future__ import annotations
 

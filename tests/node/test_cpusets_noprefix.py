@@ -1,7 +1,7 @@
 """A cgroup-v1 cpuset hierarchy mounted with ``noprefix`` names its files ``cpus`` and ``mems``
 (no ``cpuset.`` prefix); hwloc reads them, and so must we. The shared
 16em64t-4s2ca2c-cpusetreorder snapshot is one (its scopes are checked against hwloc's answer in
-test_probes_snapshots.py); here a recorded machine gets a noprefix hierarchy of our own whose
+tests/node/test_topology_snapshots.py); here a recorded machine gets a noprefix hierarchy of our own whose
 ``mems`` restricts the memory nodes."""
 from __future__ import annotations
 

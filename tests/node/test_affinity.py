@@ -1,4 +1,5 @@
-"""Peak-RSS reset and placement (thread env, affinity, NUMA binding), for real on this node.
+"""Placement (thread env, affinity, NUMA binding), for real on this node (peak-RSS reset:
+tests/probes/test_memory.py).
 
 Placement changes process-wide state, so each check runs in a fresh interpreter.
 """
@@ -10,28 +11,9 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 
-from hrvs_ray.probes import memory
 from tests.helpers import REPO
-
-
-def test_peak_rss_follows_a_step_and_resets():
-    assert memory.reset_peak_rss(), "clear_refs refused on this kernel"
-    base_peak = memory.peak_rss_bytes()
-    start = memory.rss_bytes()
-    big = np.ones(64 * 1024 * 1024 // 8)            # 64 MiB, touched
-    during = memory.peak_rss_bytes()
-    assert during - base_peak > 48 * 1024 * 1024
-    del big
-    assert memory.rss_bytes() < during - 48 * 1024 * 1024   # freed back to the OS
-    # The peak stays until reset (within the kernel's batched per-thread RSS counting).
-    assert memory.peak_rss_bytes() >= during - 2 * 1024 * 1024
-    assert memory.reset_peak_rss()
-    after = memory.peak_rss_bytes()
-    assert after < during - 48 * 1024 * 1024
-    assert abs(after - start) < 16 * 1024 * 1024
 
 
 def _run(code: str, env: dict | None = None) -> dict:
@@ -67,7 +49,7 @@ def test_apply_placement_before_torch_overrides_inherited_env():
 def test_apply_placement_node_scope_of_this_machine():
     if len(os.sched_getaffinity(0)) < (os.cpu_count() or 1):
         pytest.skip("this process may not use every CPU (taskset or a cpuset): the node scope is refused then, "
-                    "as test_probes_topology::test_live_machine checks")
+                    "as tests/node/test_topology.py::test_live_machine checks")
     res = _run("""
         import json
         from hrvs_ray.node.affinity import apply_placement

@@ -72,7 +72,7 @@ def test_missing_mame_dataset_says_how_to_get_it(tmp_path, write_sweep):
 def test_same_cell_twice_gives_identical_batches_and_bitwise_losses(tmp_path, write_sweep, input_set, remedies,
                                                                      monkeypatch):
     """Twice, each time in a fresh fork of the zygote as a sweep runs it (a fork trains
-    bitwise like a fresh process: test_zygote.py)."""
+    bitwise like a fresh process: tests/cluster/test_zygote.py)."""
     import uuid
 
     from hrvs_ray.cluster import zygote

@@ -48,7 +48,7 @@ def test_plan_shows_sampled_and_epoch_views_for_every_policy():
         # Less padding on the same images for MR&VS. Two timed steps of 4 HR&VS images per run
         # leave bucket little to regroup, and its aspect-first order can then pad a little
         # more than pad (shipped file: 63.5 % vs 62.9 %); over an epoch it pads less, and
-        # test_policies checks a strict drop on designed shapes
+        # tests/plan/test_policies.py checks a strict drop on designed shapes
         assert name == "HR&VS" or bucket["sampled"]["padding_share"] < pad["sampled"]["padding_share"]
         assert bucket["epoch"]["padding_share"] < pad["epoch"]["padding_share"]
         # accumulate pads only inside each micro-batch: none at all with micro-batches of one

@@ -141,7 +141,7 @@ def test_stop_all_ends_the_sweeps_zygotes_and_their_folder(tmp_path, token):
     d = zygote.zygote_dir(token)
     pid = next(p for p in _named("hrvs-zygote") if str(d) in " ".join(_cmd(p))).pid
     # the placement was applied before torch was imported (the kernel-cache variables are
-    # checked by every forked cell: test_kernel_cache.py)
+    # checked by every forked cell: tests/train/test_kernel_cache.py)
     assert sorted(os.sched_getaffinity(pid)) == sorted(_placement().cpus)
     assert zygote.stop_all(token) == 1
     _wait(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 20,

@@ -1,5 +1,5 @@
 """Malformed sweep files: every one is ``FILE: key.path: problem``, exit 2, no traceback,
-nothing written, nothing started (the batch/dataset cases are in test_data_preflight)."""
+nothing written, nothing started (the batch/dataset cases are in tests/plan/test_preflight.py)."""
 from __future__ import annotations
 
 import pytest

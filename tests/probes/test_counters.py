@@ -160,7 +160,7 @@ def test_out_of_file_descriptors_at_begin_is_partial_not_ok():
     """A real RLIMIT_NOFILE, lowered so that 4 new threads find fds for some groups only."""
     code = textwrap.dedent("""
         import json, os, resource, threading
-        from tests.test_probes_counters import _gated_workers
+        from tests.probes.test_counters import _gated_workers
         from hrvs_ray.probes.counters import open_counters
         c = open_counters()
         spent = []
