@@ -5,9 +5,11 @@ imports conftest or another test file, and never edits sys.path."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
-from tests.helpers import REPO
+from tests.helpers import REPO, cli_env
 
 TESTS = REPO / "tests"
 PACKAGE = REPO / "hrvs_ray"
@@ -98,3 +100,11 @@ def test_no_shared_helper_or_fixture_is_defined_again_in_a_test_file():
     again = {f"{p.relative_to(TESTS)}: {n}" for p in TEST_FILES
              for n in _top_level_names(_tree(p)) if bare(n) in shared}
     assert not again, f"import these from tests.helpers (or use the conftest fixture): {sorted(again)}"
+
+
+def test_the_cli_helpers_subprocesses_import_this_checkout(tmp_path):
+    """hrvs() and cli_env(): a subprocess started elsewhere imports the tree under test, not a
+    copy of hrvs_ray installed in the environment."""
+    r = subprocess.run([sys.executable, "-c", "import hrvs_ray; print(hrvs_ray.__file__)"], capture_output=True,
+                       text=True, cwd=tmp_path, env=cli_env(), timeout=60, check=True)
+    assert Path(r.stdout.strip()).resolve() == (REPO / "hrvs_ray" / "__init__.py").resolve()
