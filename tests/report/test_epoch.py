@@ -112,8 +112,8 @@ def test_the_report_uses_the_recorded_plan_and_never_the_dataset(tmp_path):
             v["sampled"]["padding_share"] = 0.4321     # a value only the record holds
     (root / "plan.json").write_text(json.dumps(record))
     html = build_report([root], tmp_path / "p.html").read_text(encoding="utf-8")
-    rows = _rows(_section(html, "Sampled steps vs a full epoch"), "Padding and label diversity: sampled steps vs a "
-                                                                   "full epoch")
+    rows = table_rows(section(html, "Sampled steps vs a full epoch"),
+                      "Padding and label diversity: sampled steps vs a full epoch")
     assert [r[4] for r in rows if r[0] == "MR&VS" and r[1] == "pad"] == ["43.2"]
     (root / "plan.json").unlink()                   # an older folder: recomputed, still not from ds/
     html = build_report([root], tmp_path / "q.html").read_text(encoding="utf-8")

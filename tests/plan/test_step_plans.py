@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import REPO
 
 from hrvs_ray.config import load_sweep
 from hrvs_ray.plan.cells import plan_cells, step_plan
@@ -13,6 +12,7 @@ from hrvs_ray.plan.epoch import plan_record, policy_views, views_from_record
 from hrvs_ray.plan.preflight import needed_image_ids
 from hrvs_ray.plan.step_plans import StepPlans
 from hrvs_ray.plan.table import planning_shapes
+from tests.helpers import REPO
 
 
 @pytest.fixture(scope="module")
