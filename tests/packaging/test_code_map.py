@@ -1,15 +1,17 @@
-"""The README's code map and the package agree, both ways: every path it names exists, and
-every module of the package is named in it (in the row of its own folder)."""
+"""The code map (docs/architecture.md) and the package agree, both ways: every path it names
+exists, and every module of the package is named in it (in the row of its own folder)."""
 from __future__ import annotations
 
 import re
 
 from tests.helpers import REPO
 
+MAP = REPO / "docs" / "architecture.md"
+
 
 def _code_map() -> dict[str, set[str]]:
-    """folder -> module file names, from the README's code map table."""
-    text = (REPO / "README.md").read_text()
+    """folder -> module file names, from the code map table."""
+    text = MAP.read_text()
     section = text.split("## Code map", 1)[1].split("\n## ", 1)[0]
     rows: dict[str, set[str]] = {}
     for line in section.splitlines():
@@ -37,13 +39,5 @@ def test_every_path_the_map_names_exists():
 def test_every_module_of_the_package_is_in_the_map():
     named = {f + n for f, names in _code_map().items() for n in names}
     modules = {str(p.relative_to(REPO)) for p in (REPO / "hrvs_ray").rglob("*.py")}
-    assert modules - named == set(), "add these modules to the README's code map"
+    assert modules - named == set(), "add these modules to the code map in docs/architecture.md"
 
-
-def test_every_path_mentioned_in_the_readme_exists():
-    """Paths like `hrvs_ray/x/y.py`, `benchmarks/z.py`, `sweeps/s.yaml` anywhere in the README
-    (under reports/, only the committed examples: the others are what a run writes)."""
-    text = (REPO / "README.md").read_text()
-    paths = set(re.findall(r"`((?:(?:hrvs_ray|benchmarks|sweeps|apptainer|tests)/|reports/example)[\w./+-]*)`", text))
-    missing = sorted(p for p in paths if not (REPO / p).exists() and "*" not in p and "<" not in p)
-    assert not missing

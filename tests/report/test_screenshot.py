@@ -1,18 +1,12 @@
 """The report as a person sees it: headless Chromium parses it and takes a screenshot
-(benchmarks/report_screenshot.py). Skipped, saying why, where chromium is not installed."""
+(tools/report_screenshot.py). Skipped, saying why, where chromium is not installed."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
-
-SCRIPT = REPO / "benchmarks" / "report_screenshot.py"
-_spec = importlib.util.spec_from_file_location("report_screenshot", SCRIPT)
-shot = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(shot)
+from tools import report_screenshot as shot
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     shot.find_chromium() is None, reason="chromium not installed (Debian: apt-get install chromium); "

@@ -1,6 +1,6 @@
 """What each remedy buys, as ratios against the paper's setup, plus the plan's padding figures.
 
-    python benchmarks/remedies_ratios.py [RESULTS_DIR] [--mame CSV]
+    python -m tools.remedies_ratios [RESULTS_DIR] [--mame CSV]
 
 1. From a results folder (default ``results/quick-remedies``, written by
    ``hrvs-ray sweep sweeps/quick-remedies.yaml``): per cluster, scope and input set, every

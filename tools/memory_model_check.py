@@ -1,6 +1,6 @@
 """Does the memory model calibrated on one sweep predict another sweep's peaks on this machine?
 
-    python benchmarks/memory_model_check.py [--keep DIR]
+    python -m tools.memory_model_check [--keep DIR]
 
 Runs two sweeps on the quick synthetic dataset, one run, node scope, with *different* batch
 sizes: A (MR&VS 16, HR&VS 4, LR&FS 128 at 64x64) and B (MR&VS 8, HR&VS 2, LR&FS 48 at 96x96).

@@ -1,8 +1,9 @@
 """Open an hrvs-ray HTML report in headless Chromium, as a person would, and screenshot it.
 
-    python benchmarks/report_screenshot.py [REPORT.html] [--png OUT.png] [--width W --height H]
+    python -m tools.report_screenshot [REPORT.html] [--png OUT.png] [--width W --height H]
 
-Without a report it builds one from a GENERATED results folder (tests/fixtures/report_results.py:
+Run from the repository root. Without a report it builds one from a GENERATED results folder
+(tests/fixtures/report_results.py, imported as ``tests.fixtures.report_results``:
 seeded numbers, not measurements) that includes a hostile cluster name. It checks that the
 browser's DOM has no <script> element, shows the report's title and the escaped names as text,
 and that the PNG is a real rendering (not blank). Needs the `chromium` binary (Debian: apt-get
@@ -17,7 +18,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
 HOSTILE = "<script>alert(1)</script>"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -88,12 +88,10 @@ def check_dom(text: str) -> list[str]:
 
 
 def generated_report(folder: Path) -> Path:
-    sys.path.insert(0, str(REPO / "tests" / "fixtures"))
-    sys.path.insert(0, str(REPO))
-    from report_results import make_results  # noqa: E402  (generated input, not measurements)
-
-    from hrvs_ray.remedy_axes import PAPER, Remedy  # noqa: E402
-    from hrvs_ray.report import build_report  # noqa: E402
+    # imported here, not at the top: a screenshot of an existing report needs neither
+    from hrvs_ray.remedy_axes import PAPER, Remedy
+    from hrvs_ray.report import build_report
+    from tests.fixtures.report_results import make_results  # generated input, not measurements
     fast = Remedy("bucket", "bfloat16", "channels_last")
     res = make_results(folder / "results", sweep="generated-demo", clusters=["gen-a", "gen-b", HOSTILE],
                        scopes=["cores:4", "socket", "node"], runs=3, steps=6, no_counters=["gen-b"],

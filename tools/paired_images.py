@@ -1,6 +1,6 @@
 """Paired images, padding and label diversity per batching policy, from metadata alone.
 
-    python benchmarks/paired_images.py [SWEEP.yaml ...] [--mame CSV]
+    python -m tools.paired_images [SWEEP.yaml ...] [--mame CSV]
 
 For each sweep (default ``sweeps/quick-remedies.yaml`` and ``sweeps/remedies.yaml``):
 
