@@ -34,7 +34,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hrvs_ray.cluster import zygote  # noqa: E402
+from hrvs_ray.cluster import zygote_client as zygote  # noqa: E402
 from hrvs_ray.config import DatasetSpec, load_sweep  # noqa: E402
 from hrvs_ray.data.inputs import PreparedSet  # noqa: E402
 from hrvs_ray.data.mame import open_dataset  # noqa: E402

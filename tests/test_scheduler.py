@@ -88,7 +88,7 @@ def test_a_cell_tasks_own_exception_and_its_forked_cells_death_keep_their_words(
 
     from hrvs_ray.cluster.failures import FailureKind
     from hrvs_ray.cluster.ray_io import classify
-    from hrvs_ray.cluster.zygote import CellProcessDied
+    from hrvs_ray.cluster.zygote_client import CellProcessDied
 
     def raised(cause: Exception) -> Exception:
         return rex.RayTaskError("run_forked_cell", "Traceback ...", cause).as_instanceof_cause()

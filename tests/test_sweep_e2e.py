@@ -81,7 +81,7 @@ def test_same_cell_twice_gives_identical_batches_and_bitwise_losses(tmp_path, wr
     bitwise like a fresh process: test_zygote.py)."""
     import uuid
 
-    from hrvs_ray.cluster import zygote
+    from hrvs_ray.cluster import zygote_client as zygote
     from hrvs_ray.config import load_sweep
     from hrvs_ray.node.topology import read_topology, resolve_scope
     from hrvs_ray.plan.cells import plan_cells

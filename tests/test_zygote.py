@@ -15,7 +15,7 @@ import psutil
 import pytest
 from conftest import tiny_sweep_dict
 
-from hrvs_ray.cluster import zygote
+from hrvs_ray.cluster import zygote_client as zygote
 from hrvs_ray.config import load_sweep
 from hrvs_ray.node.topology import read_topology, resolve_scope
 from hrvs_ray.plan.cells import plan_cells
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 FRESH = r"""
 import json, sys
 from hrvs_ray.config import load_sweep
-from hrvs_ray.cluster.actors import CellRunner
+from hrvs_ray.cluster.cell_process import CellRunner
 from hrvs_ray.plan.cells import plan_cells
 from hrvs_ray.node.topology import read_topology, resolve_scope
 sweep = load_sweep(sys.argv[1])
@@ -152,7 +152,7 @@ def test_stop_all_ends_the_sweeps_zygotes_and_their_folder(tmp_path, token):
 def test_a_zygote_exits_with_the_process_it_watches(tmp_path, token):
     """It watches its starter's parent (a Ray worker's is its raylet): a node that left
     leaves no zygote behind. Here the starter's parent is a shell that then sleeps."""
-    start = ("import os, sys; from hrvs_ray.cluster import zygote; from hrvs_ray.node.topology import "
+    start = ("import os, sys; from hrvs_ray.cluster import zygote_client as zygote; from hrvs_ray.node.topology import "
              "read_topology, resolve_scope; zygote.connect(sys.argv[1], 'n', resolve_scope(read_topology('/'), "
              "'node', allowed=os.sched_getaffinity(0)), 'default').close()")
     shell = subprocess.Popen(["bash", "-c", '"$0" -c "$1" "$2" && exec sleep 600', sys.executable, start, token])

@@ -164,7 +164,7 @@ class CellLoop:
 
     def __init__(self, sweep: Sweep, store: ResultStore, nodes: list[NodeView], sched: Scheduler,
                  summary: SweepSummary, bar: Progress) -> None:
-        from .actors import run_forked_cell
+        from .ray_tasks import run_forked_cell
 
         self.sweep, self.store, self.sched, self.summary, self.bar = sweep, store, sched, summary, bar
         self.by_id = {n.ray_node_id: n for n in nodes}

@@ -1,7 +1,7 @@
 """The one module that talks to Ray: connect, discover and probe nodes, start cell actors,
 wait for and fetch their results, liveness, kill, and what a Ray exception means. Every other
-module is plain Python: ``actors.py`` holds plain classes and functions that run on the
-nodes, and this module turns them into Ray actors and tasks. Only this module and the token
+module is plain Python: ``node_probe.py`` and ``ray_tasks.py`` hold the plain functions that
+run on the nodes, and this module turns them into Ray tasks. Only this module and the token
 probe (``auth.py``, for Ray's public exception type) import ``ray``; a test checks it.
 
 Ray-private names: Ray has no public form for three things this tool needs. Each is used
@@ -19,7 +19,7 @@ from typing import Any
 from .auth import auth_error, is_auth_failure, precheck
 from .failures import Failure, FailureKind, shorten
 from .nodes import NodeView, name_nodes
-from .zygote import CellProcessDied
+from .zygote_client import CellProcessDied
 
 log = logging.getLogger("hrvs_ray")
 
@@ -147,7 +147,7 @@ def discover_nodes(scopes: set[str]) -> list[NodeView]:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from .actors import probe_node
+    from .node_probe import probe_node
 
     alive = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
     probe = ray.remote(num_cpus=0, max_retries=0)(probe_node)
@@ -196,7 +196,7 @@ def node_alive(node_id: str) -> bool:
 
 
 def task_function(fn: Callable[..., Any]) -> Any:
-    """A plain function (``actors.run_forked_cell``) as a Ray remote function."""
+    """A plain function (``ray_tasks.run_forked_cell``) as a Ray remote function."""
     import ray
 
     return ray.remote(fn)
@@ -233,7 +233,7 @@ def stop_zygotes(node_ids: Sequence[str], token: str, timeout_s: float = 30.0) -
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from .actors import stop_zygotes as stop_here
+    from .ray_tasks import stop_zygotes as stop_here
 
     task = ray.remote(num_cpus=0, max_retries=0)(stop_here)
     refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(token)

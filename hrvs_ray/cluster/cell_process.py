@@ -1,10 +1,10 @@
-"""Work that runs on cluster nodes. Plain classes and functions: the driver has them wrapped
-through ``ray_io`` at launch, so they stay importable and testable without Ray.
+"""One cell's process: placement, thread count and the kernel-cache environment set up
+before torch is imported, then the cell run by :class:`CellRunner`. No Ray import: the
+zygote (``zygote``) and the tests run it in a process of their own.
 
-Each cell gets a fresh process: placement, thread count and the kernel-cache environment are
-set up before torch is imported, and the process's memory peak and counters are the cell's
-own. In a sweep that process is a fork of the node's zygote (``run_forked_cell``, ``zygote``);
-the tests also run ``CellRunner`` in a process of its own.
+Each cell gets a fresh process, so the process's memory peak and counters are the cell's
+own. In a sweep that process is a fork of the node's zygote; the tests also run
+``CellRunner`` in a process of its own.
 """
 from __future__ import annotations
 
@@ -19,40 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import DatasetSpec
 from ..node.affinity import AppliedPlacement
-from ..node.topology import ScopePlacement, ScopeUnavailable, read_topology, resolve_scope
+from ..node.topology import ScopePlacement
 
 if TYPE_CHECKING:
     from ..plan.cells import CellSpec
     from .records import CellOutcome, ProcessFacts
-
-
-def probe_node(scopes: list[str]) -> dict[str, Any]:
-    """Describe this node and map each scope to CPUs (or say why it cannot be provided)."""
-    from ..node.nodeinfo import collect_node_info
-    from ..node.sysfs import TopologyError
-    from .provenance import code_identity
-
-    try:
-        topo = read_topology("/")
-        info = collect_node_info("/", topo=topo)
-    except TopologyError as e:
-        # The node is unusable, and every scope says why (the driver skips cells with the reason).
-        reason = f"node unusable: {e}"
-        return {"info": {"unusable": reason}, "placements": {s: reason for s in scopes},
-                "hostname": socket.gethostname(), "pid": os.getpid(), "unusable": reason, "code": code_identity()}
-    # Ray workers inherit the raylet's CPU mask: the node's cgroup cpuset or SLURM allocation.
-    allowed = os.sched_getaffinity(0)
-    placements: dict[str, Any] = {}
-    for scope in scopes:
-        try:
-            placements[scope] = resolve_scope(topo, scope, allowed=allowed)
-        except ScopeUnavailable as e:
-            placements[scope] = str(e)
-    # the measured compute ceiling of each scope, each in a short-lived process of its own
-    from ..probes.ceiling import measure_placements
-    info["ceilings"] = measure_placements(placements)
-    return {"info": info, "placements": placements, "hostname": socket.gethostname(), "pid": os.getpid(),
-            "code": code_identity()}
 
 
 @dataclass(frozen=True)
@@ -167,27 +138,3 @@ class CellRunner:
 
     def close(self) -> None:
         self.counters.close()
-
-
-def run_forked_cell(placement: ScopePlacement, kernel_cache: str, token: str, node_id: str, spec: CellSpec,
-                    dataset: DatasetSpec, node: str) -> CellOutcome:
-    """A cell's Ray task. It books the CPUs the cell runs on, so Ray places nothing beside
-    it, and has the cell run in a fresh fork of the node's zygote for the cell's placement
-    and kernel-cache setting (``zygote``): the ~7 s of importing torch are paid once per
-    node and setting, not per cell, and a task reuses Ray's worker process where an actor
-    would start a new one (~1 s, and work beside the next cell). Cancelling the task (a
-    force-cancel ends its worker) kills the cell."""
-    from .zygote import connect, run_forked
-
-    conn = connect(token, node_id, placement, kernel_cache)
-    try:
-        return run_forked(conn, (spec, dataset, node))
-    finally:
-        conn.close()
-
-
-def stop_zygotes(token: str) -> int:
-    """Stop this node's zygotes of the sweep ``token`` (the driver calls it on every node)."""
-    from .zygote import stop_all
-
-    return stop_all(token)
