@@ -1,5 +1,5 @@
-"""The sweep driver: plan the cells, dispatch them to node-scope actors, write every
-finished cell to disk at once, survive dead actors and lost nodes.
+"""The sweep driver: plan the cells, dispatch each to a Ray task pinned to its node, write
+every finished cell to disk at once, survive dead cell processes and lost nodes.
 
 Ray I/O lives in ``ray_io``, pure decisions (feasibility, retries) in ``scheduler``, the
 records in ``records``. Every wait has a timeout: a node that vanishes never hangs the driver.
@@ -64,7 +64,7 @@ def run_sweep(sweep: Sweep, out: Path, progress_factory: Any, address: str | Non
     (None: a private Ray) is joined, and ``say`` is told which Ray that was and ``why``."""
     t_start = time.perf_counter()
     summary = SweepSummary()
-    # Actors on other nodes resolve paths against their own working directory: send absolute
+    # Cells on other nodes resolve paths against their own working directory: send absolute
     # ones (the dataset and cache must be visible at the same path on every node).
     sweep = replace(sweep, dataset=replace(sweep.dataset, path=str(Path(sweep.dataset.path).resolve()),
                                            cache=str(Path(sweep.dataset.cache).resolve())))

@@ -1,4 +1,4 @@
-"""The one module that talks to Ray: connect, discover and probe nodes, start cell actors,
+"""The one module that talks to Ray: connect, discover and probe nodes, start cell tasks,
 wait for and fetch their results, liveness, kill, and what a Ray exception means. Every other
 module is plain Python: ``node_probe.py`` and ``ray_tasks.py`` hold the plain functions that
 run on the nodes, and this module turns them into Ray tasks. Only this module and the token

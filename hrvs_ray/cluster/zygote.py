@@ -15,7 +15,7 @@ ends (an idle timeout stops those of a driver that died).
 
 Per request the zygote forks a monitor, and the monitor forks the cell. The monitor says how
 the cell's process ended when it ends without a result (an OOM kill, a crash), and kills the
-cell when the one who asked goes away (a timeout, a killed actor). Pure stdlib: no Ray.
+cell when the one who asked goes away (a timeout, a killed task). Pure stdlib: no Ray.
 """
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def serve(base: Path, watch_pid: int) -> None:
     """The zygote: set up, import, then fork a monitor per request until stopped, idle, or
     ``watch_pid`` (the node's raylet) is gone."""
     # Detach: Ray kills a worker's child processes when the worker exits, and the zygote
-    # must outlive the cell's actor that started it. Its cells die with their actors anyway
+    # must outlive the cell's task that started it. Its cells die with their tasks anyway
     # (the monitor), and the zygote with its raylet (``watch_pid``).
     if os.fork():
         os._exit(0)
