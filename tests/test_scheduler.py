@@ -29,12 +29,24 @@ def test_crash_is_retried_once_on_another_node(tmp_path):
     assert not s.after_crash(p)               # second crash: final
 
 
-def test_single_node_cluster_does_not_retry_and_lost_node_strands(tmp_path):
+def test_single_node_cluster_retries_on_its_one_node_and_lost_node_strands(tmp_path):
+    """next_for's promise: a cell goes back to a node it crashed on when it is the only option."""
     cells = _cells(tmp_path)
     s = Scheduler([Pending(c, {"n1"}) for c in cells], retries=1)
-    assert not s.after_crash(s.next_for("n1"))
+    p = s.next_for("n1")
+    assert s.after_crash(p)                       # requeued: n1 is its only node
+    assert s.next_for("n1") is p and p.tried == ["n1", "n1"]
+    assert not s.after_crash(p)                   # its one retry is spent
     stranded = s.node_lost("n1")
     assert len(stranded) == len(cells) - 1 and len(s) == 0
+
+
+def test_a_node_prefers_cells_its_current_host_can_run(tmp_path):
+    cells = _cells(tmp_path)
+    s = Scheduler([Pending(c, {"n1"}) for c in cells], retries=1)
+    last = cells[-1]
+    assert s.next_for("n1", prefer=lambda c: c == last).cell == last
+    assert s.next_for("n1", prefer=lambda c: False).cell == cells[0]     # none preferred: queue order
 
 
 def test_cluster_assignment_by_label_then_cpu_model(tmp_path):

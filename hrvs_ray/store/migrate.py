@@ -2,6 +2,10 @@
 
 Format history (like pyperf's JSON format history), newest first:
 
+- **4** (issue 25): cells gain ``process``, how the cell's process started: ``fork`` (a fork
+  of the node's zygote) or ``fresh`` (a new interpreter, ``execution.process: fresh``);
+  ``unknown`` in older folders (they forked from a zygote since the zygote existed, and ran
+  fresh processes before: the folder does not say which).
 - **3** (issues 16, 17, 19): steps gain ``image_ids`` (the step's images, literal ids in pass
   order; null in older folders: they were not recorded), ``uncounted_threads`` (threads without
   a counter group during the step; null when counters are off) and ``steal_seconds``
@@ -74,7 +78,7 @@ def upgrade(path: Path, t: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 _FILLED = ("batching", "precision", "memory_format", "checkpointing", "remedy", "micro_batches", "growth_bytes",
-           "pass_px", "kernel_cache", "shape_round")
+           "pass_px", "kernel_cache", "shape_round", "process")
 
 
 def fill_defaults(t: pa.Table) -> pa.Table:
@@ -94,6 +98,8 @@ def fill_defaults(t: pa.Table) -> pa.Table:
     # default caches and unrounded passes (distinct_shapes_seen / new_shape stay null)
     df = df.fillna({"precision": "float32", "memory_format": "contiguous", "batching": "pad", "checkpointing": "none",
                     "kernel_cache": "default", "shape_round": 0})
+    if "process" in df:      # schema < 4: which process ran the cell was not recorded
+        df["process"] = df["process"].fillna("unknown")
     missing = df["remedy"].isna()
     if missing.any():
         df.loc[missing, "remedy"] = [Remedy.from_row(r).label for r in df[missing].itertuples()]
