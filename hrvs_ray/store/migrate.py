@@ -73,12 +73,18 @@ def upgrade_definition(d: dict[str, Any]) -> dict[str, Any]:
 def upgrade(path: Path, t: pa.Table, schema: pa.Schema) -> pa.Table:
     """A table as stored (any readable version) -> the current ``schema``, old gaps filled."""
     md = t.schema.metadata or {}
-    check_version(path, md.get(b"schema_version"))
-    return fill_defaults(conform(t, schema))
+    version = check_version(path, md.get(b"schema_version"))
+    t = fill_defaults(conform(t, schema))
+    if version < 4 and "process" in t.column_names:
+        # schema < 4 did not record how the cell's process started; a newer row's null
+        # means the cell never ran (skipped, or failed by the driver)
+        t = t.set_column(t.column_names.index("process"), "process",
+                         pa.array(["unknown"] * t.num_rows, pa.string()))
+    return t
 
 
 _FILLED = ("batching", "precision", "memory_format", "checkpointing", "remedy", "micro_batches", "growth_bytes",
-           "pass_px", "kernel_cache", "shape_round", "process")
+           "pass_px", "kernel_cache", "shape_round")
 
 
 def fill_defaults(t: pa.Table) -> pa.Table:
@@ -98,8 +104,6 @@ def fill_defaults(t: pa.Table) -> pa.Table:
     # default caches and unrounded passes (distinct_shapes_seen / new_shape stay null)
     df = df.fillna({"precision": "float32", "memory_format": "contiguous", "batching": "pad", "checkpointing": "none",
                     "kernel_cache": "default", "shape_round": 0})
-    if "process" in df:      # schema < 4: which process ran the cell was not recorded
-        df["process"] = df["process"].fillna("unknown")
     missing = df["remedy"].isna()
     if missing.any():
         df.loc[missing, "remedy"] = [Remedy.from_row(r).label for r in df[missing].itertuples()]
