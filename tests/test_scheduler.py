@@ -78,6 +78,10 @@ def test_cell_too_big_for_node_memory_is_skipped_with_estimate(tmp_path):
     assert ok == {"id2"}
     ok, why = feasibility(cell, [small], 10_000_000_000, sweep.execution.memory_headroom)
     assert not ok and "estimated peak memory 10.0 GB exceeds 90% of the node's 4.0 GB" in why
+    # the cell's zygote stays resident beside it: 3.0 GB fits 90 % of 4 GB alone, not with 0.8 GB more
+    assert feasibility(cell, [small], 3_000_000_000, 0.9)[0] == {"id1"}
+    ok, why = feasibility(cell, [small], 3_000_000_000, 0.9, resident=800_000_000)
+    assert not ok and "3.0 GB plus 0.8 GB for its zygote exceeds 90% of the node's 4.0 GB" in why
 
 
 def test_failure_causes_are_classified_from_rays_exceptions():
@@ -94,8 +98,8 @@ def test_failure_causes_are_classified_from_rays_exceptions():
     assert other.kind is FailureKind.DRIVER_ERROR and str(other) == "driver error: ValueError: bad"
 
 
-def test_a_cell_tasks_own_exception_and_its_forked_cells_death_keep_their_words():
-    """Ray's header line ("ray::run_forked_cell() (pid=…)") says nothing: the cause does."""
+def test_a_cell_hosts_own_exception_and_its_cells_death_keep_their_words():
+    """Ray's header line ("ray::CellHost.run() (pid=…)") says nothing: the cause does."""
     import ray.exceptions as rex
 
     from hrvs_ray.cluster.failures import FailureKind
@@ -103,11 +107,11 @@ def test_a_cell_tasks_own_exception_and_its_forked_cells_death_keep_their_words(
     from hrvs_ray.cluster.zygote_client import CellProcessDied
 
     def raised(cause: Exception) -> Exception:
-        return rex.RayTaskError("run_forked_cell", "Traceback ...", cause).as_instanceof_cause()
+        return rex.RayTaskError("CellHost.run", "Traceback ...", cause).as_instanceof_cause()
 
     own = classify(raised(ValueError("invalid literal for int()")))
     assert own.kind is FailureKind.DRIVER_ERROR
-    assert str(own) == "driver error: ValueError in the cell's task: invalid literal for int()"
+    assert str(own) == "driver error: ValueError in the cell's host: invalid literal for int()"
     died = classify(raised(CellProcessDied("the cell's process (pid 7) was killed by SIGKILL")))
     assert died.kind is FailureKind.PROCESS_DIED and "killed by SIGKILL" in str(died)
 

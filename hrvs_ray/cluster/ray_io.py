@@ -288,5 +288,5 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, (rex.ActorDiedError, rex.RayActorError, rex.WorkerCrashedError)):
         return Failure(FailureKind.PROCESS_DIED, detail)
     if cause is not None:     # an exception in the task itself: its own words, not Ray's header
-        return Failure(FailureKind.DRIVER_ERROR, shorten(f"{type(cause).__name__} in the cell's task: {cause}"))
+        return Failure(FailureKind.DRIVER_ERROR, shorten(f"{type(cause).__name__} in the cell's host: {cause}"))
     return Failure(FailureKind.DRIVER_ERROR, f"{type(exc).__name__}: {detail}")
