@@ -1,5 +1,6 @@
-"""The sweep driver: plan the cells, dispatch each to a Ray task pinned to its node, write
-every finished cell to disk at once, survive dead cell processes and lost nodes.
+"""The sweep driver: plan the cells, dispatch each to its node's cell host (a Ray actor
+pinned to the node, owning the node's zygote), write every finished cell to disk at once,
+survive dead cell processes, dead hosts and lost nodes.
 
 Ray I/O lives in ``ray_io``, pure decisions (feasibility, retries) in ``scheduler``, the
 records in ``records``. Every wait has a timeout: a node that vanishes never hangs the driver.

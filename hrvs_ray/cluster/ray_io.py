@@ -274,7 +274,7 @@ def classify(exc: BaseException) -> Failure:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     detail = next((ln for ln in lines if any(w in ln for w in ("exit", "SIG", "kill", "Kill", "crash"))),
                   lines[0] if lines else type(exc).__name__)
-    # Ray re-raises a task's exception as RayTaskError(<its class>): the words are in .cause
+    # Ray re-raises a call's exception as RayTaskError(<its class>): the words are in .cause
     cause = getattr(exc, "cause", None) or (exc if isinstance(exc, CellProcessDied) else None)
     if isinstance(cause, CellProcessDied):     # the forked cell died; its monitor said how
         return Failure(FailureKind.PROCESS_DIED, shorten(str(cause)))
@@ -287,6 +287,6 @@ def classify(exc: BaseException) -> Failure:
         return Failure(FailureKind.NODE_LOST, detail)
     if isinstance(exc, (rex.ActorDiedError, rex.RayActorError, rex.WorkerCrashedError)):
         return Failure(FailureKind.PROCESS_DIED, detail)
-    if cause is not None:     # an exception in the task itself: its own words, not Ray's header
+    if cause is not None:     # an exception in the host's own code: its own words, not Ray's header
         return Failure(FailureKind.DRIVER_ERROR, shorten(f"{type(cause).__name__} in the cell's host: {cause}"))
     return Failure(FailureKind.DRIVER_ERROR, f"{type(exc).__name__}: {detail}")
