@@ -68,7 +68,7 @@ print(json.dumps({"seconds": times[1:]}))
 HARNESS = r"""
 import json, sys
 from hrvs_ray.config import load_sweep
-from hrvs_ray.cluster.actors import CellRunner
+from hrvs_ray.cluster.cell_process import CellRunner
 from hrvs_ray.plan.cells import plan_cells
 from hrvs_ray.node.topology import read_topology, resolve_scope
 sweep = load_sweep(sys.argv[1])

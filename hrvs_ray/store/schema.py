@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from .. import __version__
 
-SCHEMA_VERSION = 3   # the format history is in migrate.py
+SCHEMA_VERSION = 4   # the format history is in migrate.py
 
 STEPS_SCHEMA = pa.schema([
     ("sweep", pa.string()), ("cell_id", pa.string()), ("cluster", pa.string()), ("node", pa.string()),
@@ -67,6 +67,8 @@ CELLS_SCHEMA = pa.schema([
     ("baseline_rss_bytes", pa.int64()), ("core_kinds", pa.string()), ("placement_warning", pa.string()),
     # schema 3 (issue 17)
     ("kernel_cache", pa.string()), ("shape_round", pa.int32()), ("allocator", pa.string()),
+    # schema 4 (issue 25): how the cell's process started, fork (of the node's zygote) | fresh
+    ("process", pa.string()),
 ])
 
 NODES_SCHEMA = pa.schema([
