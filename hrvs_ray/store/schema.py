@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from .. import __version__
 
-SCHEMA_VERSION = 3   # the format history is in migrate.py
+SCHEMA_VERSION = 4   # the format history is in migrate.py
 
 STEPS_SCHEMA = pa.schema([
     ("sweep", pa.string()), ("cell_id", pa.string()), ("cluster", pa.string()), ("node", pa.string()),
@@ -45,6 +45,14 @@ STEPS_SCHEMA = pa.schema([
     # pass shapes (batch x H x W) the cell had seen by the end of the step
     ("kernel_cache", pa.string()), ("shape_round", pa.int32()),
     ("distinct_shapes_seen", pa.int32()), ("new_shape", pa.bool_()),
+    # schema 4 (issue 25): memory that does not depend on how the process started
+    # (probes.memory): the step's peak anonymous memory and its start, the file-backed pages at
+    # the start and their change over the step (the bound of the anonymous peak), the raw VmHWM,
+    # the node's library baseline (peak_rss_bytes = library_bytes + peak_anon_bytes), the
+    # cell's anonymous baseline; and other processes' CPU time on the cell's CPUs over the step
+    ("peak_anon_bytes", pa.int64()), ("anon_start_bytes", pa.int64()), ("file_start_bytes", pa.int64()),
+    ("file_growth_bytes", pa.int64()), ("vmhwm_bytes", pa.int64()), ("library_bytes", pa.int64()),
+    ("baseline_anon_bytes", pa.int64()), ("other_cpu_seconds", pa.float64()),
 ])
 CELLS_SCHEMA = pa.schema([
     ("sweep", pa.string()), ("cell_id", pa.string()), ("cluster", pa.string()), ("node", pa.string()),
@@ -67,6 +75,9 @@ CELLS_SCHEMA = pa.schema([
     ("baseline_rss_bytes", pa.int64()), ("core_kinds", pa.string()), ("placement_warning", pa.string()),
     # schema 3 (issue 17)
     ("kernel_cache", pa.string()), ("shape_round", pa.int32()), ("allocator", pa.string()),
+    # schema 4 (issue 25): baseline_rss_bytes = library_bytes + baseline_anon_bytes when the
+    # node's library baseline is known (else the process's own RSS, as before)
+    ("baseline_anon_bytes", pa.int64()), ("library_bytes", pa.int64()),
 ])
 
 NODES_SCHEMA = pa.schema([
@@ -83,6 +94,8 @@ NODES_SCHEMA = pa.schema([
     ("numa_warning", pa.string()), ("unusable", pa.string()),
     # schema 3: the measured compute ceiling per scope (probes.ceiling), JSON text
     ("ceilings", pa.string()),
+    # schema 4: file-backed memory of a fresh process that imported and ran the training code
+    ("library_bytes", pa.int64()),
 ])
 
 # nodes columns stored as JSON text <- the node description's key holding plain nested values
