@@ -97,7 +97,9 @@ def run_sweep(sweep: Sweep, out: Path, progress_factory: Any, address: str | Non
 def usable_nodes(sweep: Sweep, store: ResultStore, summary: SweepSummary) -> list[NodeView]:
     """Probe the Ray cluster's nodes, give each its cluster, record them in ``nodes``."""
     all_scopes = set(sweep.scopes) | {s for c in sweep.clusters for s in (c.scopes or ())}
-    nodes = ray_io.discover_nodes(all_scopes)
+    failed: list[str] = []
+    nodes = ray_io.discover_nodes(all_scopes, failed)
+    summary.notes += failed      # a probe that timed out is a timeout, not a dead node
     # before any cell runs: a job's --working-dir copy of the source must be the driver's code
     check_same_code(code_identity(), {n.name: n.code for n in nodes})
     summary.notes += assign_clusters(nodes, sweep)

@@ -142,8 +142,9 @@ def shutdown() -> None:
     ray.shutdown()
 
 
-def discover_nodes(scopes: set[str]) -> list[NodeView]:
-    """Alive nodes with CPUs, each probed on itself (hard affinity) for hardware and scopes."""
+def discover_nodes(scopes: set[str], failed: list[str] | None = None) -> list[NodeView]:
+    """Alive nodes with CPUs, each probed on itself (hard affinity) for hardware and scopes;
+    each probe that failed or timed out is added to ``failed``, in words."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -165,6 +166,8 @@ def discover_nodes(scopes: set[str]) -> list[NodeView]:
             got = ray.get(ref, timeout=10)
         except Exception as e:  # a node that cannot be probed is not used, and we say so
             log.warning("node %s: probe failed (%s); not used", n["NodeID"][:8], e)
+            if failed is not None:
+                failed.append(f"node {n['NodeID'][:8]}: probe failed ({type(e).__name__}: {e}); not used")
             continue
         if got.get("unusable"):
             log.warning("node %s (%s): %s; not used", n["NodeID"][:8], got.get("hostname"), got["unusable"])
