@@ -106,6 +106,7 @@ def node_row(node: dict[str, Any]) -> dict[str, Any]:
     """A node description (``probes.nodeinfo.collect_node_info``: plain nested values) as one
     nodes.parquet row: nested values become JSON text, so old and new files share one schema."""
     row = dict(node)
+    row["library_bytes"] = node.get("library_bytes")     # measured by the node probe, not described
     for col, key in NODE_JSON_COLUMNS.items():
         v = node.get(key, node.get(col))
         row[col] = v if v is None or isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
