@@ -129,13 +129,22 @@ TABLE3_ROWS = ("hostname", "CPU model", "vendor", "sockets×cores×threads", "lo
 
 
 def _ceilings_text(v: Any) -> str:
-    """A node's measured ceilings, per scope: 'node: 203 / 806; cores:2: ...'."""
+    """A node's measured ceilings, per CPU set (scopes on the same CPUs share one):
+    'node: 203 / 806; 2 cores, socket: 130 (conv3x3 …, spread 1.9 %) / 17 (…)'."""
     got = json.loads(v) if isinstance(v, str) else None
     if not isinstance(got, dict) or not got:
         return "not measured"
-    return "; ".join(f"{scope_label(s)}: " + (f"{c['fp32_gflops']:.0f} / {c['bf16_gflops']:.0f}" if "error" not in c
-                                              else f"not measured ({c['error']})")
-                     for s, c in sorted(got.items(), key=lambda kv: scope_key(kv[0])))
+    groups: dict[Any, list[str]] = {}
+    for s, c in sorted(got.items(), key=lambda kv: scope_key(kv[0])):
+        groups.setdefault(tuple(c.get("cpus") or (s,)), []).append(s)
+
+    def one(c: dict) -> str:
+        if "error" in c:
+            return f"not measured ({c['error']})"
+        return " / ".join(f"{c[f'{p}_gflops']:.0f}" + (f" ({c[f'{p}_kernel']}, spread {100 * c[f'{p}_spread']:.1f} %)"
+                                                       if f"{p}_spread" in c else "") for p in ("fp32", "bf16"))
+    return "; ".join(", ".join(scope_label(s) for s in scopes) + ": " + one(got[scopes[0]])
+                     for scopes in groups.values())
 
 
 def _kinds(v: Any) -> str:
