@@ -23,7 +23,12 @@ import numpy as np
 
 from ..remedies import PAPER, Remedy
 
-BASE_BYTES = 1_200_000_000
+# The base is what a step holds at zero pixels, as a fresh process reads it (probes.memory): the
+# node's libraries (file-backed, 0.43 GB) + the anonymous memory of the interpreter, torch, the
+# model, gradients and Adam state. Fitted (schema 4, library + anonymous peaks) on quick.yaml's
+# 39 unmasked fp32 steps on a 2-vCPU EPYC VM, torch 2.14: 1.13 GB (in-sample worst error 8 %);
+# rounded up. A fit of forked cells' own RSS (before schema 4) gave ~0.34 GB less.
+BASE_BYTES = 1_150_000_000
 BYTES_PER_PIXEL = 430
 # Per-pixel factor of each setting against fp32 + contiguous + no checkpointing, measured
 # by benchmarks/memory_factors.py on a 2-vCPU EPYC VM (8 × 512 × 640 batch, peak RSS above
