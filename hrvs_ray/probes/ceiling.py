@@ -162,9 +162,11 @@ def run_kernels(threads: int, cap_scale: float = 1.0) -> dict[str, Any]:
                 out[f"{short}_skipped"] = skipped
     wall = time.perf_counter() - t0
     use = cpu_use(ticks0, read_cpu_ticks(cpus), time.process_time() - own0)
-    other = use["other_cpu_seconds"]
+    other, steal = use["other_cpu_seconds"], use["steal_seconds"]
     out.update(seconds=round(wall, 2), other_cpu_seconds=None if other is None else round(other, 2),
-               other_cpu_share=None if other is None else round(other / (wall * len(cpus)), 4))
+               other_cpu_share=None if other is None else round(other / (wall * len(cpus)), 4),
+               steal_seconds=None if steal is None else round(steal, 2),
+               own_cpu_share=round((time.process_time() - own0) / (wall * len(cpus)), 4))
     return out
 
 
