@@ -144,3 +144,23 @@ def test_the_report_flags_steps_above_their_ceiling(tmp_path):
                            node_over={"ceilings": json.dumps(low)})
     html = build_report([flagged], tmp_path / "r.html").read_text()
     assert "of their measured ceiling" in html and "Winograd" in html and "% of measured ceiling" in html
+
+
+def test_after_its_cells_each_nodes_ceilings_are_measured_again_and_stored_with_their_drift(tmp_path, monkeypatch):
+    from hrvs_ray.cluster import driver, ray_io
+    from hrvs_ray.cluster.nodes import NodeView
+    from hrvs_ray.probes import ceiling
+    from hrvs_ray.store import ResultStore, read_results
+
+    first = {"fp32_gflops": 168.0, "bf16_gflops": 15.0, "cpus": [0, 1], "threads": 2, "scopes": ["node"]}
+    node = NodeView("id1", "h", {}, 2, 0, info={"ceilings": {"node": first}}, name="vm", cluster="c")
+    monkeypatch.setattr(ceiling, "measure_scope", lambda cpus, threads, **kw: {"fp32_gflops": 86.0, "bf16_gflops": 15.0,
+                                                                              "cpus": cpus, "threads": threads})
+    monkeypatch.setattr(ray_io, "recheck_ceilings", lambda by_id: {n: ceiling.recheck(c) for n, c in by_id.items()})
+    store = ResultStore.open(tmp_path / "r", "s", "fp", {})
+    driver.recheck_ceilings([node], store)
+    store.write_cell({"cell_id": "a", "cluster": "c", "status": "skipped"}, None)   # a folder reads with a cell
+    got = json.loads(read_results(tmp_path / "r").nodes.column("ceilings")[0].as_py())["node"]
+    assert got["fp32_gflops"] == 168.0 and got["after"]["fp32_gflops"] == 86.0       # both stored
+    assert got["drift"] == {"fp32": 0.5119, "bf16": 1.0, "flagged": True}
+    assert "fp32 ×0.5119" in ceiling_notes(read_results(tmp_path / "r").nodes.to_pandas())[0]

@@ -247,6 +247,26 @@ def stop_zygotes(node_ids: Sequence[str], token: str, timeout_s: float = 30.0) -
         pass
 
 
+def recheck_ceilings(ceilings: dict[str, dict], timeout_s: float = 180.0) -> dict[str, dict]:
+    """Each node's ceilings measured again on the node (``probes.ceiling.recheck``: stored beside
+    the first as ``after``, with their drift), by node id; nodes that do not answer in time are
+    left out."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from ..probes.ceiling import recheck
+
+    task = ray.remote(num_cpus=0, max_retries=0)(recheck)
+    refs = {task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(c): n
+            for n, c in ceilings.items()}
+    try:
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+        return {refs[r]: ray.get(r, timeout=10) for r in ready}
+    except Exception as e:  # the sweep's results are written; the first ceilings stand alone
+        log.warning("ceilings not re-measured after the sweep: %s", e)
+        return {}
+
+
 def cancel(ref: Any) -> None:
     """Stop a cell's task: force ends its worker process, and the cell's monitor then kills
     the cell."""
