@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Debian packages the CI run needs beyond Python (called by .ci/run, as root):
-#   slurm-wlm   slurmctld + slurmd + sbatch for tests/test_slurm_launcher.py (a one-node
+#   slurm-wlm   slurmctld + slurmd + sbatch for tests/packaging/test_slurm_launcher.py (a one-node
 #               SLURM the test configures itself, auth/none: no munge daemon needed)
 #   chromium    headless rendering checks of the HTML report
 #   linux-perf  the `perf` tool, to cross-check hardware counters

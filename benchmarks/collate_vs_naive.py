@@ -1,22 +1,29 @@
 """Preallocated in-place collate vs the naive pad-each-image-then-stack, side by side in
 one run (the machine is shared and noisy: compare ratios, not absolute times).
 
-    .venv/bin/python benchmarks/collate_vs_naive.py [--scale 0.25] [--repeats 5]
+    python -m benchmarks.collate_vs_naive [--scale 0.25] [--repeats 5] [--quick]
 
 Batches are drawn from the real MAMe shapes (MR&VS: shorter side 500 * scale, batch 32;
-HR&VS: original * scale, batch 4). Prints time and peak extra memory of each method.
+HR&VS: original * scale, batch 4). Every repeat measures each method once per input set,
+interleaved, each in a fresh process (so the allocator's earlier frees cannot hide a
+peak): time and peak extra memory, and naive ÷ in-place for both.
 """
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import time
+from typing import Any
 
 import numpy as np
 import torch
 
+from benchmarks.harness import REPO, Benchmark, main
 from hrvs_ray.config import InputSetSpec
 from hrvs_ray.data.shapes import shipped_shape_table, transformed_shape
-from hrvs_ray.plan.batching import batch_order, geometry
+from hrvs_ray.plan.padding import geometry
+from hrvs_ray.plan.seeded_order import batch_order
 from hrvs_ray.train.collate import MEAN, STD, collate
 
 
@@ -75,32 +82,43 @@ def child(method: str, set_name: str, run: int, scale: float) -> None:
     print(f"{dt} {mem}")
 
 
-def main() -> None:
-    import subprocess
-    import sys
-
-    ap = argparse.ArgumentParser()
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--scale", type=float, default=0.25)
-    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--child", nargs=3, metavar=("METHOD", "SET", "RUN"), help=argparse.SUPPRESS)
-    a = ap.parse_args()
-    if a.child:
-        child(a.child[0], a.child[1], int(a.child[2]), a.scale)
-        return
-    for name in SETS:
-        g, imgs = batch(SETS[name](a.scale), 0, a.scale)
-        assert torch.allclose(collate(g, imgs)[0], naive(g, imgs), atol=1e-5)   # same batch either way
-        rows = {"inplace": [], "naive": []}
-        for run in range(a.repeats):
-            for method in ("inplace", "naive"):  # interleaved: both see the same machine noise
-                out = subprocess.run([sys.executable, __file__, "--scale", str(a.scale), "--child", method, name,
-                                      str(run)], capture_output=True, text=True, check=True).stdout.split()
-                rows[method].append((float(out[0]), int(out[1])))
-        ti, tn = (np.median([r[0] for r in rows[m]]) for m in ("inplace", "naive"))
-        mi, mn = (np.median([r[1] for r in rows[m]]) / 1e6 for m in ("inplace", "naive"))
-        print(f"{name}: in-place {ti*1e3:.1f} ms, +{mi:.0f} MB peak | naive {tn*1e3:.1f} ms, +{mn:.0f} MB peak "
-              f"| naive/in-place: time {tn/ti:.2f}x, memory {mn/max(mi, 1e-9):.2f}x")
 
+
+def setup(args: argparse.Namespace, _stack: Any) -> dict[str, int]:
+    for name in SETS:
+        g, imgs = batch(SETS[name](args.scale), 0, args.scale)
+        assert torch.allclose(collate(g, imgs)[0], naive(g, imgs), atol=1e-5)   # same batch either way
+    return {"run": 0}
+
+
+def once(args: argparse.Namespace, ctx: dict[str, int]) -> dict[str, float]:
+    run, ctx["run"] = ctx["run"], ctx["run"] + 1   # each repeat draws the next seeded batch
+    got: dict[str, float] = {}
+    for name in SETS:
+        row = {}
+        for method in ("inplace", "naive"):  # interleaved: both see the same machine noise
+            out = subprocess.run([sys.executable, "-m", "benchmarks.collate_vs_naive", "--scale", str(args.scale),
+                                  "--child", method, name, str(run)], capture_output=True, text=True, check=True,
+                                 cwd=REPO).stdout.split()
+            row[method] = (float(out[0]), int(out[1]))
+            got[f"{name} {method}_s"], got[f"{name} {method}_peak_bytes"] = row[method]
+        got[f"{name} naive/inplace time"] = row["naive"][0] / row["inplace"][0]
+        got[f"{name} naive/inplace memory"] = row["naive"][1] / max(row["inplace"][1], 1)
+    return got
+
+
+UNITS = {f"{s} naive/inplace {k}": "x" for s in SETS for k in ("time", "memory")}
+BENCH = Benchmark("collate_vs_naive", __doc__.splitlines()[0], once, setup=setup, add_arguments=add_arguments,
+                  quick={"scale": 0.05}, units=UNITS, default_repeats=5)
 
 if __name__ == "__main__":
-    main()
+    if "--child" in sys.argv:   # one measurement, in the fresh process the parent started
+        a = argparse.ArgumentParser()
+        add_arguments(a)
+        c = a.parse_args()
+        child(c.child[0], c.child[1], int(c.child[2]), c.scale)
+    else:
+        sys.exit(main(BENCH))

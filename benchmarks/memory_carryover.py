@@ -1,13 +1,16 @@
 """Does a step's memory depend on what an earlier, larger step left behind?
 
-    python benchmarks/memory_carryover.py [--small 4,3,160,200] [--large 4,3,480,600] [--pairs 3]
+    python -m benchmarks.memory_carryover [--small 4,3,160,200] [--large 4,3,480,600] [--pairs 3]
+                                          [--repeats 3] [--quick]
 
 Two fresh processes train the same ResNet18 + Adam with the harness's own probes (VmHWM
 reset before each step): one on the small batch only, one alternating large and small
 batches. For the small steps of each, prints peak RSS and the step's own growth
 (peak − RSS at its start). The difference is what an earlier large step leaves behind:
 allocator heap kept (raises the small step's start and peak RSS) and reused (lowers its
-growth). The report states this next to Table 2.
+growth). The report states this next to Table 2. Both ways: with the heap kept between
+steps (glibc's default) and with ``malloc_trim(0)`` before each step (``execution.release_heap``).
+Each repeat starts the four processes anew.
 """
 from __future__ import annotations
 
@@ -16,6 +19,9 @@ import json
 import statistics
 import subprocess
 import sys
+from typing import Any
+
+from benchmarks.harness import REPO, Benchmark, main
 
 CHILD = r"""
 import json, sys, torch
@@ -49,36 +55,40 @@ print(json.dumps({"baseline": base, "rows": rows}))
 
 def run(order: list[str], trim: bool) -> dict:
     out = subprocess.run([sys.executable, "-c", CHILD, ";".join(order), "trim" if trim else "keep"],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True, cwd=REPO)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--small", default="4,3,160,200")
     ap.add_argument("--large", default="4,3,480,600")
     ap.add_argument("--pairs", type=int, default=3)
-    a = ap.parse_args()
-    for trim in (False, True):
-        print(f"== {'malloc_trim(0) before each step' if trim else 'heap kept between steps (default glibc)'}")
-        report(a, run([a.small] * (2 * a.pairs + 1), trim), run([a.small] + [a.large, a.small] * a.pairs, trim))
 
 
-def report(a: argparse.Namespace, alone: dict, mixed: dict) -> None:
-    gb = 1e9
+def once(a: argparse.Namespace, _ctx: Any) -> dict[str, float]:
     med = statistics.median
-    for name, got in (("small only", alone), ("large/small alternating", mixed)):
-        small = [r for r in got["rows"][1:] if r["shape"] == a.small]
-        large = [r for r in got["rows"] if r["shape"] == a.large]
-        print(f"{name:<24} baseline {got['baseline'] / gb:.2f} GB; small steps: start "
-              f"{med(r['start'] for r in small) / gb:.2f} GB, peak {med(r['peak'] for r in small) / gb:.2f} GB, "
-              f"growth {med(r['growth'] for r in small) / gb:.3f} GB, {med(r['seconds'] for r in small) * 1e3:.0f} ms"
-              + (f"; large steps: peak {med(r['peak'] for r in large) / gb:.2f} GB, growth "
-                 f"{med(r['growth'] for r in large) / gb:.3f} GB" if large else ""))
-    small_alone = alone["rows"][1:]
-    small_mixed = [r for r in mixed["rows"][1:] if r["shape"] == a.small]
-    print(f"small step after a large one vs small steps alone: peak "
-          f"x{med(r['peak'] for r in small_mixed) / med(r['peak'] for r in small_alone):.2f}")
+    got = {}
+    for trim in (False, True):
+        way = "trim" if trim else "kept"
+        alone = run([a.small] * (2 * a.pairs + 1), trim)
+        mixed = run([a.small] + [a.large, a.small] * a.pairs, trim)
+        # the first step of each process sets up Adam's state: not a step like the others
+        small_alone = alone["rows"][1:]
+        small_mixed = [r for r in mixed["rows"][1:] if r["shape"] == a.small]
+        got[f"{way}: small alone peak_bytes"] = med(r["peak"] for r in small_alone)
+        got[f"{way}: small after large peak_bytes"] = med(r["peak"] for r in small_mixed)
+        got[f"{way}: small after large growth_bytes"] = med(r["growth"] for r in small_mixed)
+        got[f"{way}: small alone step_s"] = med(r["seconds"] for r in small_alone)
+        got[f"{way}: peak after large / alone"] = (got[f"{way}: small after large peak_bytes"]
+                                                   / got[f"{way}: small alone peak_bytes"])
+    got["trim / kept step time"] = got["trim: small alone step_s"] / got["kept: small alone step_s"]
+    return got
+
+
+BENCH = Benchmark("memory_carryover", __doc__.splitlines()[0], once, add_arguments=add_arguments,
+                  quick={"small": "2,3,64,80", "large": "2,3,192,240", "pairs": 1},
+                  units={"kept: peak after large / alone": "x", "trim: peak after large / alone": "x",
+                         "trim / kept step time": "x"})
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(BENCH))

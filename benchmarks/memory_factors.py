@@ -1,6 +1,6 @@
 """Per-pixel memory factors of the remedies, measured: the constants of hrvs_ray.plan.memory_model.
 
-    python benchmarks/memory_factors.py [--shape 4,3,512,640] [--steps 3]
+    python -m benchmarks.memory_factors [--shape 8,3,512,640] [--steps 2] [--repeats 3] [--quick]
 
 Each setting (precision × memory format × checkpointing) runs in a fresh process: ResNet18 +
 Adam, the same random batch, ``--steps`` training steps; the peak RSS over the steps minus
@@ -10,6 +10,7 @@ step's own growth is no good here: the heap kept from the step before hides most
 Prints, per setting, growth in bytes per pixel and the factor against fp32 + contiguous +
 no checkpointing (the ratio the memory model multiplies the paper's 430 B/px by), and
 growth per pixel of the ``accumulate`` policy's largest pass is that of a batch of its size.
+Each repeat runs all eight settings anew.
 """
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ import itertools
 import json
 import subprocess
 import sys
+from typing import Any
+
+from benchmarks.harness import REPO, Benchmark, main
 
 CHILD = r"""
 import json, sys, torch
@@ -47,26 +51,40 @@ print(json.dumps({"growth": peak - baseline - state}))
 
 def measure(prec: str, fmt: str, ckpt: str, shape: str, steps: int) -> int:
     out = subprocess.run([sys.executable, "-c", CHILD, prec, fmt, ckpt, shape, str(steps)],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True, cwd=REPO)
     return json.loads(out.stdout.strip().splitlines()[-1])["growth"]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+SETTINGS = list(itertools.product(("float32", "bfloat16"), ("contiguous", "channels_last"), ("none", "stages")))
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--shape", default="8,3,512,640")
     ap.add_argument("--steps", type=int, default=2)
-    args = ap.parse_args()
+
+
+def once(args: argparse.Namespace, _ctx: Any) -> dict[str, float]:
     n, _, h, w = map(int, args.shape.split(","))
     px = n * h * w
+    got: dict[str, float] = {}
     base = None
-    print(f"batch {args.shape} = {px / 1e6:.2f} MP; "
-          f"peak over {args.steps} steps above the pre-step RSS, fresh process each")
-    for prec, fmt, ckpt in itertools.product(("float32", "bfloat16"), ("contiguous", "channels_last"),
-                                             ("none", "stages")):
+    for prec, fmt, ckpt in SETTINGS:
         g = measure(prec, fmt, ckpt, args.shape, args.steps)
         base = base or g
-        print(f"{prec:<9} {fmt:<13} {ckpt:<6} {g / 1e6:8.1f} MB  {g / px:6.1f} B/px  factor {g / base:5.2f}")
+        got[f"{prec} {fmt} {ckpt} B/px"] = g / px
+        got[f"{prec} {fmt} {ckpt} factor"] = g / base if base else float("nan")
+    return got
 
+
+def info(args: argparse.Namespace, _ctx: Any) -> dict[str, Any]:
+    n, _, h, w = map(int, args.shape.split(","))
+    return {"batch": args.shape, "megapixels": n * h * w / 1e6,
+            "what": f"peak over {args.steps} steps above the pre-step RSS, less 3x the weights; fresh process each"}
+
+
+BENCH = Benchmark("memory_factors", __doc__.splitlines()[0], once, add_arguments=add_arguments,
+                  quick={"shape": "2,3,128,160", "steps": 1}, info=info,
+                  units={f"{p} {f} {c} {k}": u for p, f, c in SETTINGS for k, u in (("B/px", "B/px"), ("factor", "x"))})
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(BENCH))

@@ -1,4 +1,4 @@
-"""Shared fixtures: paths, and tiny sweeps written into tmp folders."""
+"""Fixtures only (what tests share that is not a fixture is in tests/helpers.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,28 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-MAME_CSV = SHARED / "data" / "mame" / "MAMe_dataset.csv"
-
-
-def tiny_sweep_dict(tmp: Path, name: str = "tiny", **over) -> dict:
-    """A sweep small enough for a unit test to train for real in seconds."""
-    d = {
-        "name": name,
-        "dataset": {"kind": "synthetic", "path": str(tmp / "ds"), "subset": "train",
-                    "synthetic": {"count": 24, "scale": 0.02, "seed": 1, "quality": 85},
-                    "cache": str(tmp / "cache")},
-        "input_sets": {"LR&FS": {"resize": "fixed", "size": [32, 32], "batch_size": 4},
-                       "MR&VS": {"resize": "shorter_side", "size": 32, "batch_size": 2},
-                       "HR&VS": {"resize": "none", "batch_size": 2}},
-        "training": {"warmup_steps": 1, "steps": 2, "runs": 1, "seed": 7},
-        "scopes": ["node"],
-        "execution": {"cell_timeout_s": 300, "retries": 1},
-    }
-    for k, v in over.items():
-        d[k] = v
-    return d
+from tests.helpers import unpack_machine
 
 
 @pytest.fixture
@@ -37,6 +16,19 @@ def write_sweep(tmp_path: Path):
         p.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
         return p
     return _write
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory):
+    """machine(name) -> root folder of tests/fixtures/topologies/NAME.tar.gz, a recorded machine
+    (unpacked once per module: read it, or copy it to edit)."""
+    roots: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in roots:
+            roots[name] = unpack_machine(name, tmp_path_factory.mktemp(name.replace("+", "_")))
+        return roots[name]
+    return get
 
 
 @pytest.fixture(autouse=True)

@@ -95,11 +95,17 @@ def _data_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..config import SweepError
+    """Run one command. The one place that maps exceptions to exit codes: a
+    :class:`~hrvs_ray.errors.UserError` (bad input, nothing ran) prints its message and exits 2;
+    an interrupt exits 130; anything else is a bug and keeps its traceback."""
+    from ..errors import UserError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except SweepError as e:
+    except UserError as e:
         _err(str(e))
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_INTERRUPTED

@@ -11,7 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, _err
+from ..errors import UserError
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, _err
 from .summary import _print_plan, print_summary
 
 
@@ -21,19 +22,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     sweep = load_sweep(args.sweep)
     if args.batches <= 0:
-        _err("--batches must be > 0")
-        return EXIT_BAD_INPUT
+        raise UserError("--batches must be > 0")
     shapes, source = planning_shapes(sweep)
     check_plan(sweep, shapes, source)
     estimate, memory_source = _plan_estimator(args.memory_from)
-    if estimate is None:
-        return EXIT_BAD_INPUT
     from ..plan.memory_model import FitError
     try:
         table = batch_table(sweep, args.batches, shapes, estimate)
     except FitError as e:
-        _err(f"{args.memory_from}: {e}; delete its memory_fit.json to refit, or plan without --memory-from")
-        return EXIT_BAD_INPUT
+        raise UserError(f"{args.memory_from}: {e}; delete its memory_fit.json to refit, or plan without "
+                        "--memory-from") from e
     from ..plan.memory_calibration import fallback_note
     fallback = fallback_note(estimate) if hasattr(estimate, "fallbacks") else None
     if fallback:
@@ -51,20 +49,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def _plan_estimator(memory_from: str | None) -> tuple[Any, str]:
     """The built-in memory model, or the one calibrated on a results folder for a machine like
-    this one (None on error)."""
+    this one (an unusable folder raises ResultsError, a UserError)."""
     from ..plan.memory_model import estimate_step_bytes
 
     builtin = "built-in model (the paper's 430 B/px, remedy factors measured)"
     if not memory_from:
         return estimate_step_bytes, builtin
     from ..plan.memory_calibration import plan_estimator
-    from ..store import ResultsError
 
-    try:
-        est, text = plan_estimator(memory_from)
-    except ResultsError as e:
-        _err(str(e))
-        return None, ""
+    est, text = plan_estimator(memory_from)
     if est is None:
         print(f"warning: {text}", file=sys.stderr)
         return estimate_step_bytes, text
@@ -73,36 +66,30 @@ def _plan_estimator(memory_from: str | None) -> tuple[Any, str]:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from ..config import load_sweep
-    from ..data.mame import DatasetError
-    from ..store import ResultsError
 
     sweep = load_sweep(args.sweep)
     if args.data:
         sweep = replace(sweep, dataset=replace(sweep.dataset, path=args.data))
     out = Path(args.out) if args.out else Path("results") / sweep.name
-    from ..cluster.driver import NoUsableNodes, run_sweep
+    from ..cluster.driver import run_sweep
     from ..cluster.progress import cell_progress
-    from ..cluster.ray_job import JobPathError, VersionSkew, check_outside_job_package, choose_address
+    from ..cluster.ray_job import check_outside_job_package, choose_address
 
-    try:  # before anything runs or is written
-        check_outside_job_package(out, given=bool(args.out))
+    check_outside_job_package(out, given=bool(args.out))   # before anything runs or is written
+    try:
         where = choose_address(args.address)
-    except (JobPathError, ConnectionError) as e:
-        _err(str(e))
-        return EXIT_BAD_INPUT
+    except ConnectionError as e:
+        if isinstance(e, UserError):
+            raise
+        raise UserError(str(e)) from e
     try:
         summary = run_sweep(sweep, out, cell_progress(not args.no_progress), address=where.target,
                             fresh=args.fresh, why=where.why, say=lambda line: print(line, flush=True))
-    except (DatasetError, ResultsError, NoUsableNodes, VersionSkew) as e:
-        _err(str(e))
-        return EXIT_BAD_INPUT
-    except ConnectionError as e:
-        from ..cluster.auth import ClusterAuthError
-
-        # a token problem is not "cannot reach": its text names the cause and the variables
+    except ConnectionError as e:  # an address that does not answer is bad input too
+        if isinstance(e, UserError):  # a token problem: its text names the cause and the variables
+            raise
         shown = args.address or os.environ.get("RAY_ADDRESS")
-        _err(str(e) if isinstance(e, ClusterAuthError) else f"cannot reach the Ray cluster at {shown!r}: {e}")
-        return EXIT_BAD_INPUT
+        raise UserError(f"cannot reach the Ray cluster at {shown!r}: {e}") from e
     except KeyboardInterrupt:
         _err(f"interrupted; every finished cell is saved in {out}; run the same command again to resume")
         return EXIT_INTERRUPTED
@@ -134,13 +121,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from ..report import build_report
-    from ..store import ResultsError
 
-    try:
-        path = build_report([Path(d) for d in args.dirs], Path(args.output))
-    except ResultsError as e:
-        _err(str(e))
-        return EXIT_BAD_INPUT
+    path = build_report([Path(d) for d in args.dirs], Path(args.output))
     print(f"report: {path}")
     return EXIT_OK
 
@@ -149,16 +131,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Exit 1 when a group is slower by more than --threshold with its interval excluding 1,
     0 otherwise, 2 on bad input (unreadable folder, nothing matches, different images)."""
     from ..report.compare import compare, to_json, to_text
-    from ..store import ResultsError
 
     if not 0 <= args.threshold < 1000:
-        _err("--threshold must be a percentage in [0, 1000)")
-        return EXIT_BAD_INPUT
-    try:
-        c = compare(Path(args.base), Path(args.new), args.threshold)
-    except ResultsError as e:
-        _err(str(e))
-        return EXIT_BAD_INPUT
+        raise UserError("--threshold must be a percentage in [0, 1000)")
+    c = compare(Path(args.base), Path(args.new), args.threshold)
     print(json.dumps(to_json(c), indent=2) if args.format == "json" else to_text(c))
     return c.exit_code
 
@@ -168,8 +144,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from ..data.synthetic import ensure_synthetic
 
     if not 0 < args.scale <= 1 or args.count <= 0 or not 1 <= args.quality <= 100:
-        _err("--scale must be in (0, 1], --count > 0, --quality in 1..100")
-        return EXIT_BAD_INPUT
+        raise UserError("--scale must be in (0, 1], --count > 0, --quality in 1..100")
     spec = SyntheticSpec(count=args.count, scale=args.scale, seed=args.seed, quality=args.quality)
     made = ensure_synthetic(Path(args.out), spec)
     print(f"{'wrote' if made else 'already present:'} {args.count} synthetic MAMe-like images in {args.out}")
@@ -186,13 +161,11 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     if args.data:
         sweep = replace(sweep, dataset=replace(sweep.dataset, path=args.data))
     if args.workers is not None and args.workers <= 0:
-        _err("--workers must be > 0")
-        return EXIT_BAD_INPUT
+        raise UserError("--workers must be > 0")
     unknown = sorted(set(args.input_sets or ()) - {i.name for i in sweep.input_sets})
     if unknown:
-        _err(f"--input-sets: {', '.join(unknown)} not in {args.sweep} "
-             f"(it has: {', '.join(i.name for i in sweep.input_sets)})")
-        return EXIT_BAD_INPUT
+        raise UserError(f"--input-sets: {', '.join(unknown)} not in {args.sweep} "
+                        f"(it has: {', '.join(i.name for i in sweep.input_sets)})")
     res = data_check(sweep, args.input_sets, every_image=args.all, workers=args.workers,
                      progress=not args.no_progress)
     summary = (f"checked {res.checked} images of subset {sweep.dataset.subset!r} in {res.seconds:.1f} s: "
@@ -208,15 +181,13 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_node_info(args: argparse.Namespace) -> int:
-    from ..node.nodedoc import describe_node, format_node_info
-    from ..node.sysfs import TopologyError
+    from ..node.node_info import describe_node, format_node_info
 
     scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
     try:
-        doc = describe_node(args.sysroot, scopes)
-    except (TopologyError, ValueError) as e:    # unreadable snapshot, malformed scope
-        _err(str(e))
-        return EXIT_BAD_INPUT
+        doc = describe_node(args.sysroot, scopes)   # an unreadable snapshot raises TopologyError
+    except ValueError as e:    # a malformed scope (the scope parser's own ValueError)
+        raise UserError(str(e)) from e
     if Path(args.sysroot) == Path("/"):         # a snapshot has no CPUs to run kernels on
         from ..probes.ceiling import measure_scope
         doc["ceilings"] = {s: measure_scope(p["cpus"], p["threads"]) for s, p in doc["scopes"].items()

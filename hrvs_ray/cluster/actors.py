@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 def probe_node(scopes: list[str]) -> dict[str, Any]:
     """Describe this node and map each scope to CPUs (or say why it cannot be provided)."""
-    from ..node.nodeinfo import collect_node_info
+    from ..node.description import collect_node_info
     from ..node.sysfs import TopologyError
     from .provenance import code_identity
 

@@ -22,13 +22,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import UserError
+
 REACH_WAIT_S = 5.0  # a head that is still starting gets this long to accept connections
 
 FIX = ("set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH=FILE, the cluster's token file "
        "(or RAY_AUTH_TOKEN=TOKEN, which takes precedence over the file)")
 
 
-class ClusterAuthError(ConnectionError):
+class ClusterAuthError(UserError, ConnectionError):
     """The cluster demands a token this client does not send, or rejected the one it sent.
     A ConnectionError, so callers that only know 'could not join' still catch it; its text is
     complete and meant to be shown as is."""

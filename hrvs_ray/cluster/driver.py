@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..config import Sweep
-from ..data.mame import Dataset
+from ..errors import UserError
 from ..metrics import cell_s_per_mp
-from ..plan.cells import CellSpec, cell_largest_pass, plan_cells
+from ..plan.cells import CellSpec, plan_cells
+from ..plan.epoch import plan_record
 from ..plan.memory_calibration import node_estimators, stored_calibration, write_calibration
 from ..plan.memory_model import FitError, estimate_step_bytes
-from ..plan.preflight import preflight
+from ..plan.preflight import preflight_plans
+from ..plan.step_plans import StepPlans
 from ..store import ResultStore
 from . import ray_io
 from .failures import Failure, FailureKind
@@ -34,7 +36,7 @@ POLL_S = 2.0
 NODE_CHECK_S = 5.0
 
 
-class NoUsableNodes(RuntimeError):
+class NoUsableNodes(UserError, RuntimeError):
     """The Ray cluster has no node this sweep may use (none alive, or none matches its clusters)."""
 
 
@@ -70,9 +72,11 @@ def run_sweep(sweep: Sweep, out: Path, progress_factory: Any, address: str | Non
                                            cache=str(Path(sweep.dataset.cache).resolve())))
     # validates against the dataset, generates a synthetic one once, checks every needed
     # image's header: every bad image listed at once, before Ray starts or a folder is written
-    dataset = preflight(sweep)
+    _, plans = preflight_plans(sweep)
     store = ResultStore.open(out, sweep.name, sweep.fingerprint(), sweep.to_dict(), fresh=fresh,
                              plan_version=sweep.plan_version)
+    # what the sweep's steps stand for, from the same plans: the report reads it, never the dataset
+    store.write_plan(plan_record(sweep, plans))
 
     gcs = ray_io.connect(address)
     try:
@@ -80,7 +84,7 @@ def run_sweep(sweep: Sweep, out: Path, progress_factory: Any, address: str | Non
                   f"joined the Ray cluster at {gcs}, {ray_io.nodes_alive()} node(s) alive")
         say(f"Ray: {joined} [{why or ('--address ' + address if address else 'private')}]")
         nodes = usable_nodes(sweep, store, summary)
-        pending = pending_cells(sweep, store, nodes, dataset, summary)
+        pending = pending_cells(sweep, store, nodes, plans, summary)
         bar = progress_factory(summary.total, summary.already_done + len(summary.skipped))
         CellLoop(sweep, store, nodes, Scheduler(pending, sweep.execution.retries), summary, bar).run()
         if summary.ok or summary.failed:   # cells ran: each node's ceilings again, after its last cell
@@ -129,12 +133,12 @@ def recheck_ceilings(nodes: list[NodeView], store: ResultStore) -> None:
                               "ray_node_id": n.ray_node_id, "collected_at": datetime.now(timezone.utc)})
 
 
-def pending_cells(sweep: Sweep, store: ResultStore, nodes: list[NodeView], dataset: Dataset,
+def pending_cells(sweep: Sweep, store: ResultStore, nodes: list[NodeView], plans: StepPlans,
                   summary: SweepSummary) -> list[Pending]:
-    """Cells still to run. Finished ones are left alone; ones no node can run (scope or
+    """Cells still to run, each carrying its step plan (from ``plans``, the pre-flight's: the
+    node trains exactly it). Finished ones are left alone; ones no node can run (scope or
     memory) are recorded as skipped, with the reason, before anything starts."""
     cells = plan_cells(sweep, sorted({n.cluster for n in nodes}))
-    table = dataset.table.sorted()
     # a resumed folder that already holds a fit of its own steps plans each node with the fits
     # of recorded nodes whose identity matches it, the built-in model elsewhere
     cal = stored_calibration(store.root)
@@ -150,7 +154,7 @@ def pending_cells(sweep: Sweep, store: ResultStore, nodes: list[NodeView], datas
             return estimate_step_bytes(px, cell.remedy)
 
     def peak_of(cell: CellSpec) -> Any:
-        px = cell_largest_pass(cell, table.heights, table.widths)
+        px = plans.largest_pass(cell)
         if not ests:
             return estimate_step_bytes(px, cell.remedy)
         return lambda node: on(node, px, cell)
@@ -160,7 +164,7 @@ def pending_cells(sweep: Sweep, store: ResultStore, nodes: list[NodeView], datas
     for cell, why in t.skipped:
         store.write_cell(cell_row(cell, None, 0, CellOutcome.not_run("skipped", why)), None)
         summary.skipped.append((cell.cell_id, why))
-    return t.pending
+    return [replace(p, cell=p.cell.planned(plans.batches(p.cell))) for p in t.pending]
 
 
 @dataclass

@@ -17,15 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
+
 JOB_CONFIG_VAR = "RAY_JOB_CONFIG_JSON_ENV_VAR"   # Ray's name for the job's injected config
 PKG_PREFIX = "_ray_pkg_"
 
 
-class JobPathError(ValueError):
+class JobPathError(UserError, ValueError):
     """A path the sweep would write sits inside a Ray job's temporary package directory."""
 
 
-class VersionSkew(RuntimeError):
+class VersionSkew(UserError, RuntimeError):
     """The cluster's workers would import another hrvs-ray than the driver runs."""
 
 

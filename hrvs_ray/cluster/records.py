@@ -76,7 +76,7 @@ def cell_row(cell: CellSpec, node: NodeRef | None, attempts: int, outcome: CellO
     """The ``cells`` row of one cell: its identity, the remedy it ran, the outcome."""
     row: dict[str, Any] = {
         "sweep": cell.sweep, "cell_id": cell.cell_id, "cluster": cell.cluster, "scope": cell.scope,
-        "input_set": cell.input_set.name, "run": cell.run, "spec_json": cell.to_json(),
+        "input_set": cell.input_set.name, "run": cell.run, "spec_json": cell.to_json(batches=False),
         "node": node.name if node else None, "ray_node_id": node.ray_node_id if node else None,
         "hostname": node.hostname if node else None, "attempts": attempts, **cell.remedy.to_row(),
         # the driver's code beside the cell process's (hrvs_ray_version, git_revision below)

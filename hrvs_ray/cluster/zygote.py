@@ -36,19 +36,20 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from ..errors import InternalError
 from ..fsutil import atomic_write_text, private_dir
-from ..node.model import ScopePlacement
+from ..node.topology_types import ScopePlacement
 
 IDLE_EXIT_S = 600.0          # a zygote nobody asked for this long exits (its driver died)
 START_TIMEOUT_S = 180.0      # importing torch on a loaded node can take a minute
 POLL_S = 0.2
 
 
-class ZygoteError(RuntimeError):
+class ZygoteError(InternalError):
     """The zygote could not be started or reached."""
 
 
-class CellProcessDied(RuntimeError):
+class CellProcessDied(InternalError):
     """The cell's forked process ended without a result: the monitor's words say how."""
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..remedies import RemediesSpec
+from ..remedy_axes import RemediesSpec
 from ..scopes import SCOPE_RE
 from .check import SweepError, Validator
-from .remedies import parse_remedies
+from .remedies_section import parse_remedies
 from .safe_yaml import load_yaml
 from .sections import (
     NAME_MAX,

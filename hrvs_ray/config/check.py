@@ -11,6 +11,8 @@ import reprlib
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import UserError
+
 Check = Callable[[Any], "str | None"]
 PREVIEW_CHARS = 60
 
@@ -21,7 +23,7 @@ _REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict = 2, 4, 4, 4
 _REPR.maxstring, _REPR.maxother, _REPR.maxlong = PREVIEW_CHARS, PREVIEW_CHARS, 24
 
 
-class SweepError(ValueError):
+class SweepError(UserError, ValueError):
     """A sweep file that cannot be run. ``str()`` names file, key path and problem."""
 
     def __init__(self, source: str, key: str, problem: str) -> None:

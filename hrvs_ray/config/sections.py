@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from ..probes.events import EventSpecError, parse_llc_event  # the counters' grammar, pure
-from ..remedies import MEMORY_FORMAT, PRECISION
+from ..remedy_axes import MEMORY_FORMAT, PRECISION
 from ..scopes import scope_problem
 from .check import Validator, default_of, fraction, in_range, kind, non_negative, not_blank, one_of, positive, preview
 from .specs import (

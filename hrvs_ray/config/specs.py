@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..names import input_set_key
-from ..remedies import RemediesSpec, plan_version
+from ..remedy_axes import RemediesSpec, plan_version
 
 RESIZE_KINDS = ("fixed", "shorter_side", "none")
 

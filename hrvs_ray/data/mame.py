@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from ..config import DatasetSpec, SyntheticSpec
+from ..errors import UserError
 from .shapes import LABELS_CSV, METADATA_CSV, ShapeTable, label_index, read_metadata_csv
 
 MAME_URL = "https://hpai.bsc.es/MAMe-dataset/"
@@ -29,7 +30,7 @@ PIXEL_LIMIT_MARGIN = 0.01  # 1 % above the largest listed image
 _PILLOW_DEFAULT_LIMIT = Image.MAX_IMAGE_PIXELS or int(1024 * 1024 * 1024 // 4 // 3)
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserError, RuntimeError):
     """A dataset or image that cannot be used; the message says which file and what to do."""
 
 

@@ -20,15 +20,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import InternalError
 from ..probes.syscalls import errno_text, libc, syscall_number
-from .model import ScopePlacement
+from .topology_types import ScopePlacement
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 MPOL_DEFAULT, MPOL_BIND = 0, 2
 
 
-class PlacementError(RuntimeError):
+class PlacementError(InternalError):
     """The OS refused the CPU set (e.g. CPUs outside this container's cpuset)."""
 
 

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from statistics import mean
 
-from .model import CoreKind
 from .sysfs import cpulist_at, optional_int
+from .topology_types import CoreKind
 
 CLUSTER_GAP = 0.10      # values closer than this (relative) are one kind
 

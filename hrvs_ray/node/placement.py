@@ -24,8 +24,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import replace
 
 from ..scopes import parse_scope
-from .model import Core, ScopePlacement, ScopeUnavailable, Topology
 from .sysfs import format_cpulist
+from .topology_types import Core, ScopePlacement, ScopeUnavailable, Topology
 
 _Key = Callable[[Topology, Core], Hashable]
 LEVELS: tuple[tuple[str, _Key], ...] = (

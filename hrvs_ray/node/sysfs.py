@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import UserError
+
 _JUNK = " \t\r\n\v\f\x00"
 
 
-class TopologyError(RuntimeError):
+class TopologyError(UserError, RuntimeError):
     """The topology cannot be read; the message names the file and the problem."""
 
     def __init__(self, path: str | Path, problem: str) -> None:

@@ -30,7 +30,6 @@ from pathlib import Path
 
 from .cpusets import read_allowed
 from .kinds import detect_kinds
-from .model import Cache, Core, CoreKind, ScopePlacement, ScopeUnavailable, Topology
 from .placement import resolve_scope, restrict
 from .sysfs import (
     TopologyError,
@@ -45,6 +44,7 @@ from .sysfs import (
     read_optional,
     read_text,
 )
+from .topology_types import Cache, Core, CoreKind, ScopePlacement, ScopeUnavailable, Topology
 
 __all__ = ["Cache", "Core", "CoreKind", "ScopePlacement", "ScopeUnavailable", "Topology", "TopologyError",
            "format_cpulist", "parse_cpulist", "parse_cpumask", "read_topology", "resolve_scope", "restrict"]

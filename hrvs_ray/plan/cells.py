@@ -8,15 +8,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from ..config import CounterSpec, InputSetSpec, NetworkSpec, OptimizerSpec, Sweep
 from ..data.shapes import transformed_arrays
 from ..names import id_part
-from ..remedies import PAPER, Remedy
-from .policies import step_indices, step_pixel_stats
+from ..remedy_axes import PAPER, Remedy
+from .policies import step_indices
 
 
 @dataclass(frozen=True)
@@ -36,13 +36,27 @@ class CellSpec:
     cell_id: str
     remedy: Remedy = PAPER
     release_heap: bool = False  # execution.release_heap: free heap handed back before each step
+    # The image ids of each optimizer step, planned once by the driver (``StepPlans.batches``)
+    # and carried to the node, which trains exactly these; empty until planned.
+    batches: tuple[tuple[str, ...], ...] = ()
 
     @property
     def n_batches(self) -> int:
         return self.warmup_steps + self.steps
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+    def to_json(self, batches: bool = True) -> str:
+        """The spec as JSON; ``batches=False`` leaves the step plan out (the cells table
+        records the spec, while each step row records its own images)."""
+        d = asdict(self)
+        if not batches:
+            del d["batches"]
+        return json.dumps(d, sort_keys=True)
+
+    def planned(self, batches: tuple[tuple[str, ...], ...]) -> CellSpec:
+        """This spec carrying its step plan."""
+        if len(batches) != self.n_batches:
+            raise ValueError(f"{self.cell_id}: a plan of {len(batches)} steps for a cell of {self.n_batches}")
+        return replace(self, batches=batches)
 
     @staticmethod
     def from_json(text: str) -> CellSpec:
@@ -54,6 +68,7 @@ class CellSpec:
         d["optimizer"] = OptimizerSpec(**d["optimizer"])
         d["counters"] = CounterSpec(**d["counters"])
         d["remedy"] = Remedy(**d["remedy"])
+        d["batches"] = tuple(tuple(b) for b in d.get("batches", ()))
         return CellSpec(**d)
 
 
@@ -122,11 +137,3 @@ def step_plan(cell: CellSpec, heights: np.ndarray, widths: np.ndarray) -> np.nda
     h, w = transformed_arrays(cell.input_set, heights, widths)
     return step_indices(cell.remedy, h, w, cell.seed, cell.run, cell.input_set.batch_size, cell.n_batches,
                         cell.warmup_steps)
-
-
-def cell_largest_pass(cell: CellSpec, heights: np.ndarray, widths: np.ndarray) -> int:
-    """Total pixels of the largest forward/backward pass of any of the cell's steps."""
-    h, w = transformed_arrays(cell.input_set, heights, widths)
-    return int(step_pixel_stats(h, w, step_plan(cell, heights, widths), cell.remedy)["largest_pass"].max())
-
-

@@ -20,8 +20,9 @@ import numpy as np
 
 from ..config import InputSetSpec, Sweep
 from ..data.shapes import ShapeTable, label_index, transformed_arrays
-from ..remedies import Remedy
-from .policies import epoch_indices, step_indices, step_pixel_stats
+from ..remedy_axes import Remedy
+from .policies import epoch_indices, step_pixel_stats
+from .step_plans import StepPlans
 
 # "markedly less diverse than pad": mean distinct classes per batch this much below pad's,
 # or some batch of a single class where pad has none
@@ -57,11 +58,12 @@ def _summary(idx: np.ndarray, h: np.ndarray, w: np.ndarray, labels: np.ndarray, 
 
 
 def sampled_view(iset: InputSetSpec, policy: Remedy, shapes: ShapeTable, seed: int, runs: int,
-                 warmup_steps: int, steps: int) -> dict:
+                 warmup_steps: int, steps: int, plans: StepPlans | None = None) -> dict:
     """Padding and label diversity over the timed steps of every run, exactly the steps the
-    sweep's cells time (``step_indices`` with the cells' warm-up split)."""
-    h, w = transformed_arrays(iset, shapes.heights, shapes.widths)
-    rows = [step_indices(policy, h, w, seed, run, iset.batch_size, warmup_steps + steps, warmup_steps)[warmup_steps:]
+    sweep's cells time (the cells' own plans, from ``plans`` when given: the driver's copy)."""
+    plans = plans or StepPlans(shapes)
+    h, w = plans.shapes(iset)
+    rows = [plans.rows(iset, policy, seed, run, warmup_steps + steps, warmup_steps)[warmup_steps:]
             for run in range(runs)]
     idx = np.concatenate(rows) if rows else np.zeros((0, iset.batch_size), dtype=np.int64)
     return _summary(idx, h, w, label_codes(shapes), policy) | {"runs": runs}
@@ -76,20 +78,37 @@ def epoch_view(iset: InputSetSpec, policy: Remedy, shapes: ShapeTable, seed: int
                                                                else None}
 
 
-def policy_views(sweep: Sweep, shapes: ShapeTable,
-                 batching: Sequence[str] | None = None) -> dict[tuple[str, str], dict]:
+def policy_views(sweep: Sweep, shapes: ShapeTable, batching: Sequence[str] | None = None,
+                 plans: StepPlans | None = None) -> dict[tuple[str, str], dict]:
     """(input set, batching policy) -> {"sampled": ..., "epoch": ...} for every input set and
-    batching policy of the sweep (its window and micro_batch)."""
+    batching policy of the sweep (its window and micro_batch). ``plans``: the sweep's step
+    plans over ``shapes`` (the driver passes its own, so no cell's plan is made twice)."""
     base = sweep.remedies.combinations()[0]
     t = sweep.training
+    plans = plans or StepPlans(shapes)
     out = {}
     for iset in sweep.input_sets:
         for b in batching or sweep.remedies.batching:
             policy = replace(base, batching=b)
             out[(iset.name, b)] = {"sampled": sampled_view(iset, policy, shapes, t.seed, t.runs, t.warmup_steps,
-                                                           t.steps),
+                                                           t.steps, plans),
                                    "epoch": epoch_view(iset, policy, shapes, t.seed)}
     return out
+
+
+def plan_record(sweep: Sweep, plans: StepPlans) -> dict:
+    """What a results folder keeps of the plan (``store.PLAN_FILE``): every input set x
+    batching policy's sampled and epoch views, with its batch size, as plain JSON values."""
+    views = policy_views(sweep, plans.table, plans=plans)
+    return {"plan_version": sweep.plan_version,
+            "views": [{"input_set": name, "batching": b, "batch_size": sweep.input_set(name).batch_size, **v}
+                      for (name, b), v in views.items()]}
+
+
+def views_from_record(record: dict) -> dict[tuple[str, str], dict]:
+    """``plan_record``'s views keyed again by (input set, batching), each with its batch size."""
+    return {(v["input_set"], v["batching"]): {k: x for k, x in v.items() if k not in ("input_set", "batching")}
+            for v in record["views"]}
 
 
 def less_diverse(policy: dict[str, float], pad: dict[str, float]) -> bool:

@@ -22,12 +22,11 @@ import pandas as pd
 
 from ..fsutil import atomic_write_text
 from ..metrics import timed
-from ..remedies import Remedy
-from ..store import ResultsError, read_results
+from ..remedy_axes import Remedy
+from ..store import FIT_FILE, ResultsError, read_results
 from .memory_identity import local_identity, node_identity, results_identities
 from .memory_model import MEMORY_BASES, Calibration, Estimator, FitError, fit_line, memory_basis
 
-FIT_FILE = "memory_fit.json"
 FIT_KEYS = ["node", "precision", "memory_format", "checkpointing", "kernel_cache"]
 
 

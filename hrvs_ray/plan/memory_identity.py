@@ -65,7 +65,7 @@ def _value(v: Any) -> Any:
 
 
 def node_identity(info: dict[str, Any], torch: str | None = None) -> dict[str, Any]:
-    """A node description's identity (``probes.nodeinfo``; a nodes.parquet row): torch from
+    """A node description's identity (``node.description``; a nodes.parquet row): torch from
     ``torch`` (the cells that ran there) or the description's ``info`` part."""
     detail = info.get("info") or {}
     cores, mem = _value(info.get("logical_cpus")), _value(info.get("memory_bytes"))

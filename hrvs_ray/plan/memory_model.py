@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..remedies import PAPER, Remedy
+from ..errors import UserError
+from ..remedy_axes import PAPER, Remedy
 
 # The base is what a step holds at zero pixels, as a fresh process reads it (probes.memory): the
 # node's libraries (file-backed, 0.43 GB) + the anonymous memory of the interpreter, torch, the
@@ -104,7 +105,7 @@ def memory_basis(library_known: np.ndarray) -> str:
     return "library+anonymous" if known.all() and known.size else "unknown" if not known.any() else "mixed"
 
 
-class FitError(ValueError):
+class FitError(UserError, ValueError):
     """A calibrated fit that predicts no memory at all: an error in the fit, not a missing one."""
 
 

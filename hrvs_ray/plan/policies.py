@@ -1,7 +1,7 @@
 """Batching policies: which images form each optimizer step, and how they are padded.
 
 Pure: numpy only, no torch, no ray. Every policy trains on the images of ``pad``'s steps
-(the paper's seeded permutation, ``batching.batch_indices``): a cell's warm-up steps on
+(the paper's seeded permutation, ``seeded_order.batch_indices``): a cell's warm-up steps on
 ``pad``'s warm-up images and its timed steps on ``pad``'s timed images, so cells that differ
 only in their remedy are measured on the same images (plan version 2). The policies differ
 only in how they group those images:
@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..remedies import Remedy
-from .batching import batch_indices, epoch_permutation, pixel_stats
+from ..remedy_axes import Remedy
+from .padding import pixel_stats
+from .seeded_order import batch_indices, epoch_permutation
 
 BUCKET_SHUFFLE = 2_000_003   # purpose tag: the bucket policy's batch-order shuffle
 PAIRED_PARTS = (2_000_011, 2_000_029)   # purpose tags: shuffles of the warm-up / the timed steps

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Sweep, SweepError, SyntheticSpec
 from ..data.mame import Dataset, DatasetError, metadata_path, open_dataset, read_metadata
 from ..data.shapes import METADATA_CSV, ShapeTable, shipped_shape_table
 from ..data.synthetic import draw_rows, is_complete
-from ..remedies import PAPER
-from .cells import plan_cells, step_plan
+from .cells import plan_cells
+from .step_plans import StepPlans
 from .table import check_plan
 
 DATA_CHECK_HINT = "run 'hrvs-ray data check {sweep}' to list every problem, truncated files included"
@@ -76,28 +76,30 @@ def check_dataset(sweep: Sweep) -> ShapeTable:
     return table
 
 
-def needed_image_ids(sweep: Sweep, table: ShapeTable, input_sets: Collection[str] | None = None) -> list[str]:
+def needed_image_ids(sweep: Sweep, table: ShapeTable, input_sets: Collection[str] | None = None,
+                     plans: StepPlans | None = None) -> list[str]:
     """Sorted ids of every image some cell of ``sweep`` reads (of ``input_sets`` only, when
-    given): the union of the cells' step plans. ``table`` is the subset in sorted-id order.
-    Scope, cluster, precision and the like do not change which images a cell reads, so
-    each (input set, run, batching policy) is planned once."""
-    seen: set[tuple] = set()
+    given): the union of the cells' step plans. ``table`` is the subset in sorted-id order;
+    ``plans`` (over that table) keeps the plans for the rest of the sweep. Cells that share
+    a plan (``StepPlans``' key) are planned once."""
+    plans = plans or StepPlans(table)
     used: set[int] = set()
     for cell in plan_cells(sweep, ["-"]):
-        key = (cell.input_set, cell.run, replace(cell.remedy, precision=PAPER.precision,
-                                                 memory_format=PAPER.memory_format,
-                                                 checkpointing=PAPER.checkpointing))
-        if key in seen or (input_sets is not None and cell.input_set.name not in input_sets):
-            continue
-        seen.add(key)
-        used.update(step_plan(cell, table.heights, table.widths).ravel().tolist())
+        if input_sets is None or cell.input_set.name in input_sets:
+            used.update(plans.indices(cell).ravel().tolist())
     return [table.ids[i] for i in sorted(used)]
 
 
 def preflight(sweep: Sweep, progress: bool = False) -> Dataset:
+    """``preflight_plans`` without the plans (for callers that only need the checked dataset)."""
+    return preflight_plans(sweep, progress)[0]
+
+
+def preflight_plans(sweep: Sweep, progress: bool = False) -> tuple[Dataset, StepPlans]:
     """Validate ``sweep`` against its dataset, generate a synthetic one if needed, check
-    the headers of every image the cells need; return the opened dataset. Raises
-    SweepError (``DataProblems`` listing every bad image) before anything is started."""
+    the headers of every image the cells need; return the opened dataset and the step
+    plans made for it (the sweep's one copy of them). Raises SweepError (``DataProblems``
+    listing every bad image) before anything is started."""
     from ..data.check import check_images, items_for, pixel_limit
 
     check_dataset(sweep)
@@ -105,12 +107,13 @@ def preflight(sweep: Sweep, progress: bool = False) -> Dataset:
         dataset = open_dataset(sweep.dataset)   # generates a synthetic dataset once
     except DatasetError as e:
         raise _fail(sweep, f"{e}\n" + DATA_CHECK_HINT.format(sweep=sweep.source or "SWEEP.yaml")) from None
-    ids = needed_image_ids(sweep, dataset.table)
+    plans = StepPlans(dataset.table.sorted())
+    ids = needed_image_ids(sweep, plans.table, plans=plans)
     limit = pixel_limit(int((dataset.table.widths * dataset.table.heights).max()))
     problems = check_images(items_for(dataset.root, ids, dataset.shapes), limit, full=False, progress=progress)
     if problems:
         raise DataProblems(sweep.source or "<sweep>", problems, len(ids))
-    return dataset
+    return dataset, plans
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..remedies import Remedy
-from .batching import round_up
+from ..remedy_axes import Remedy
+from .padding import round_up
 from .policies import micro_slices
 
 PassShape = tuple[int, int, int]   # (images, height, width)
@@ -23,7 +23,7 @@ PassShape = tuple[int, int, int]   # (images, height, width)
 def step_pass_shapes(heights: np.ndarray, widths: np.ndarray, idx: np.ndarray,
                      remedy: Remedy) -> list[list[PassShape]]:
     """The pass shapes of each optimizer step of ``idx`` ((steps, batch) indices into
-    heights/widths, the shapes after resize), padded as ``batching.geometry`` pads them."""
+    heights/widths, the shapes after resize), padded as ``padding.geometry`` pads them."""
     parts = []
     for s in micro_slices(idx.shape[1], remedy):
         sub = idx[:, s]

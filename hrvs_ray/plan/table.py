@@ -15,7 +15,7 @@ import numpy as np
 from ..config import InputSetSpec, Sweep, SweepError
 from ..data.shapes import METADATA_CSV, ShapeTable, read_metadata_csv, shipped_shape_table, transformed_arrays
 from ..metrics import ratio_of_sums
-from ..remedies import Remedy
+from ..remedy_axes import Remedy
 from .epoch import policy_views
 from .memory_model import estimate_step_bytes
 from .policies import step_indices, step_pixel_stats
@@ -24,11 +24,12 @@ from .shape_diversity import distinct_counts, step_pass_shapes
 Estimator = Callable[[int, Remedy], int]   # (pixels of a pass, remedy) -> planned bytes
 
 
-def planning_shapes(sweep: Sweep) -> tuple[ShapeTable, str]:
-    """Original image shapes for planning: the dataset's own metadata when it is on disk,
-    else the shipped MAMe table (real shapes; scaled like the synthetic generator would)."""
+def planning_shapes(sweep: Sweep, read_disk: bool = True) -> tuple[ShapeTable, str]:
+    """Original image shapes for planning: the dataset's own metadata when it is on disk
+    (and ``read_disk``), else the shipped MAMe table (real shapes; scaled like the synthetic
+    generator would)."""
     csv_path = Path(sweep.dataset.path) / METADATA_CSV
-    if csv_path.is_file():
+    if read_disk and csv_path.is_file():
         return read_metadata_csv(csv_path).select(sweep.dataset.subset).sorted(), str(csv_path)
     table = shipped_shape_table().select(sweep.dataset.subset).sorted()
     if sweep.dataset.kind == "synthetic" and sweep.dataset.synthetic is not None:

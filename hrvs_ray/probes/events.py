@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..errors import UserError
+
 PERF_TYPE_HARDWARE, PERF_TYPE_SOFTWARE, PERF_TYPE_HW_CACHE, PERF_TYPE_RAW = 0, 1, 3, 4
 HW_CYCLES, HW_INSTRUCTIONS, HW_CACHE_MISSES = 0, 1, 3
 SW_TASK_CLOCK, SW_PAGE_FAULTS, SW_CONTEXT_SWITCHES = 1, 2, 3
@@ -43,7 +45,7 @@ SW_EVENTS = (Event("task_clock_ns", PERF_TYPE_SOFTWARE, SW_TASK_CLOCK),
              Event("context_switches", PERF_TYPE_SOFTWARE, SW_CONTEXT_SWITCHES))
 
 
-class EventSpecError(ValueError):
+class EventSpecError(UserError, ValueError):
     pass
 
 

@@ -10,9 +10,19 @@ from pathlib import Path
 
 from ..fsutil import atomic_write_text
 from ..metrics.flags import ceiling_note, ceiling_notes, other_cpu_note, steal_note
-from ..remedies import PAPER
+from ..remedy_axes import PAPER
 from ..store import ResultsError
-from . import answers, checks, epoch, html, kernel_cache, memory, memory_oos, remedies, tables
+from . import (
+    answers,
+    checks,
+    epoch,
+    html,
+    kernel_cache_section,
+    memory,
+    memory_out_of_sample,
+    remedies_section,
+    tables,
+)
 from .charts import scaling_figure, tradeoff_figures
 from .figures import colours, scope_figures
 from .load import Merged, load, scope_label
@@ -54,14 +64,14 @@ def _per_scope(m: Merged) -> str:
 
 
 def _remedies(m: Merged, views: epoch.Views) -> str:
-    one = remedies.only_one_setup(m)
+    one = remedies_section.only_one_setup(m)
     if one:
         return f'<p class="note">{html.esc(one)}</p>'
-    g = remedies.grid(m)
-    out = [html.table(remedies.answers(g, epoch.diversity_notes(views))),
-           f'<p class="note">{html.esc(remedies.LEGEND)}</p>']
+    g = remedies_section.grid(m)
+    out = [html.table(remedies_section.answers(g, epoch.diversity_notes(views))),
+           f'<p class="note">{html.esc(remedies_section.LEGEND)}</p>']
     out += [html.figure(f) for f in tradeoff_figures(g)]
-    out += [html.table(t) for t in remedies.tables(m, g)]
+    out += [html.table(t) for t in remedies_section.tables(m, g)]
     return "\n".join(out)
 
 
@@ -81,7 +91,7 @@ def _sections(m: Merged) -> list[tuple[str, str]]:
                                                                         *_cache_share(m), tables.table3(m)))),
         *_shape_diversity(m),
         ("Memory model", html.table(memory.predicted_vs_measured(m)) + "\n"
-         + html.table(memory_oos.out_of_sample(m))),
+         + html.table(memory_out_of_sample.out_of_sample(m))),
         ("Determinism check", html.table(det, None)),
         ("Failed and skipped cells", html.table(fails, None)),
         ("Provenance", html.table(src) + "\n" + html.table(prov)),
@@ -90,13 +100,13 @@ def _sections(m: Merged) -> list[tuple[str, str]]:
 
 def _cache_share(m: Merged) -> list:
     """Table 2b next to Table 2, where some setup ran with the kernel caches on and off."""
-    t = kernel_cache.cache_share(m)
+    t = kernel_cache_section.cache_share(m)
     return [t] if t.rows else []
 
 
 def _shape_diversity(m: Merged) -> list[tuple[str, str]]:
     """The RSS-against-distinct-shapes figure, for results that record the shapes seen."""
-    f = kernel_cache.rss_figure(m)
+    f = kernel_cache_section.rss_figure(m)
     return [("Memory and shape diversity", html.figure(f))] if f.svg else []
 
 

@@ -16,7 +16,7 @@ from matplotlib.ticker import FixedLocator, NullLocator
 
 from ..metrics import timed
 from ..metrics.interval import run_spread, value_interval
-from ..remedies import PAPER
+from ..remedy_axes import PAPER
 from .figures import RC, RUN_MARKERS, FigureSVG, colours, log_y, to_svg
 from .load import Merged, scope_key, scope_label
 

@@ -4,18 +4,16 @@ steps and over one full epoch (from metadata, ``plan.epoch``), and a **projected
 per informative megapixel of a full epoch (``projection``): each group's measured cost per
 total pixel applied to the epoch's exact pixel totals.
 
-Pure pandas/numpy; the plan is recomputed from each results folder's ``sweep.json``
-definition (no pixels: the dataset's metadata when on disk, else the shipped MAMe table).
+Pure pandas/numpy; the plan is the one each results folder's driver recorded
+(``plan.json``), or for older folders recomputed from the stored definition over the
+shipped MAMe shape table (no pixels, no dataset on disk).
 """
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 from ..config import Sweep, SweepError
 from ..metrics import GROUP_KEYS, timed
 from ..metrics.projection import fit_cost, project_epoch
-from ..plan.epoch import diversity_sentence, policy_views
+from ..plan.epoch import diversity_sentence, policy_views, views_from_record
 from ..plan.table import planning_shapes
 from .fmt import NA, Cell, Table, sig
 from .load import Merged, scope_label
@@ -25,7 +23,10 @@ Views = dict[tuple[str, str], dict]   # (input set, batching) -> {"sampled", "ep
 
 def plan_views(m: Merged) -> tuple[Views, list[str]]:
     """Every input set × batching policy of the merged folders' sweeps, and a note per
-    folder whose plan could not be recomputed (the section says why instead of guessing)."""
+    folder whose plan is unknown (the section says why instead of guessing). A folder's
+    own ``plan.json`` (what its driver planned) is used as it stands; a folder written
+    before it existed has its plan recomputed from its stored definition over the shipped
+    shape table, never from a dataset on disk."""
     views: Views = {}
     notes = []
     seen = set()
@@ -34,14 +35,18 @@ def plan_views(m: Merged) -> tuple[Views, list[str]]:
             continue
         seen.add(src.fingerprint)
         try:
-            d = json.loads((Path(src.path) / "sweep.json").read_text())["definition"]
-            sweep = Sweep.from_dict(d)
-            shapes, _ = planning_shapes(sweep)
-            for key, v in policy_views(sweep, shapes).items():
-                views.setdefault(key, v | {"batch_size": sweep.input_set(key[0]).batch_size})
-        except (OSError, ValueError, KeyError, TypeError, SweepError) as e:
-            notes.append(f"{src.path}: the plan could not be recomputed from sweep.json ({e}); "
-                         f"its input sets have no epoch view")
+            if src.plan is not None:
+                found = views_from_record(src.plan)
+            else:
+                sweep = Sweep.from_dict(src.definition)
+                shapes, _ = planning_shapes(sweep, read_disk=False)
+                found = {key: v | {"batch_size": sweep.input_set(key[0]).batch_size}
+                         for key, v in policy_views(sweep, shapes).items()}
+            for key, v in found.items():
+                views.setdefault(key, v)
+        except (ValueError, KeyError, TypeError, SweepError) as e:
+            what = "read from plan.json" if src.plan is not None else "recomputed from sweep.json"
+            notes.append(f"{src.path}: the plan could not be {what} ({e}); its input sets have no epoch view")
     return views, notes
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..metrics import derive
-from ..remedies import AXES, BATCHING, CHECKPOINTING, LATER_AXES, MEMORY_FORMAT, PAPER, PRECISION
+from ..remedy_axes import AXES, BATCHING, CHECKPOINTING, MEMORY_FORMAT, OPT_IN_AXES, PAPER, PRECISION
 from ..scopes import scope_key, scope_label
 from ..store import ResultsError, read_results
 
@@ -35,6 +35,8 @@ class Source:
     hrvs_ray_version: str
     cells: int
     step_rows: int
+    definition: dict = field(default_factory=dict)   # sweep.json's definition, as stored
+    plan: dict | None = None                         # plan.json (store.PLAN_FILE), None before it existed
 
 
 @dataclass
@@ -84,7 +86,7 @@ class Merged:
 
 
 # The remedy columns the report reads (the store fills them for every schema version).
-REMEDY_COLS = ("remedy",) + AXES + LATER_AXES
+REMEDY_COLS = ("remedy",) + AXES + OPT_IN_AXES
 _RANK = {a: {v: i for i, v in enumerate(vals)} for a, vals in
          zip(AXES, (BATCHING, PRECISION, MEMORY_FORMAT, CHECKPOINTING), strict=False)}
 
@@ -170,7 +172,7 @@ def load(dirs: list[Path]) -> Merged:
         steps["source"] = cells["source"] = nodes["source"] = str(r.root)
         sources.append(Source(r.root, name, str(r.sweep.get("fingerprint", "")),
                               str(r.sweep.get("schema_version", "")), str(r.sweep.get("hrvs_ray_version", "")),
-                              len(cells), len(steps)))
+                              len(cells), len(steps), r.sweep.get("definition") or {}, r.plan))
         steps_parts.append(steps)
         cells_parts.append(cells)
         nodes_parts.append(nodes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..metrics import timed
 from ..plan.memory_calibration import calibrate
 from ..plan.memory_model import BASE_BYTES, FitError, estimate_step_bytes
-from ..remedies import Remedy
+from ..remedy_axes import Remedy
 from .fmt import Cell, Table, sig
 from .load import Merged, order_input_sets
 

@@ -43,11 +43,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..remedies import PAPER, RemediesSpec, Remedy
+from ..errors import UserError
+from ..remedy_axes import PAPER, RemediesSpec, Remedy
 from .schema import SCHEMA_VERSION, conform
 
 
-class ResultsError(RuntimeError):
+class ResultsError(UserError, RuntimeError):
     """A results folder that cannot be used; the message names the folder and the fix."""
 
 

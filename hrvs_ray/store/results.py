@@ -1,12 +1,23 @@
 """The results folder: layout, atomic writes, resume, reading.
 
-Layout of ``results/<sweep>/``::
+Layout of ``results/<sweep>/`` (every file the tool writes there; the names are the
+constants below, and nothing else writes into the folder)::
 
-    sweep.json                      the sweep definition and its fingerprint (identity check)
+    sweep.json                      SWEEP_FILE: the sweep definition and its fingerprint
+                                    (identity check); written once, when the folder is made
+    plan.json                       PLAN_FILE: what the sweep's steps stand for, from the
+                                    driver's one copy of the step plans (``plan.epoch.plan_record``):
+                                    padding and label diversity of the sampled steps and of a
+                                    full epoch per input set and batching policy; the report
+                                    reads it and never the dataset. Rewritten at each (resumed)
+                                    start; folders from before it have none
     steps/<cluster>/<cell_id>.parquet   one file per finished cell (steps are partitioned by
                                     cluster, then cell; each file lands by atomic rename)
     cells.parquet                   one row per cell that finished (ok | failed | skipped)
     nodes.parquet                   one row per node seen (the node-info description)
+    memory_fit.json                 FIT_FILE: the memory model fitted on this folder's timed
+                                    steps (``plan.memory_calibration``), written at the end of a
+                                    sweep with at least one ok cell; ``plan --memory-from`` reads it
 
 Only the driver writes. A cell counts as finished once its row is in ``cells.parquet``;
 its steps file is renamed into place before that row is written, so a crash between the
@@ -32,6 +43,7 @@ from .migrate import ResultsError, check_version, upgrade
 from .schema import CELLS_SCHEMA, NODES_SCHEMA, SCHEMA_VERSION, STEPS_SCHEMA, conform, node_row, with_version
 
 FINISHED = ("ok", "failed", "skipped")
+SWEEP_FILE, PLAN_FILE, FIT_FILE = "sweep.json", "plan.json", "memory_fit.json"
 
 
 def _atomic_write(table: pa.Table, path: Path) -> None:
@@ -58,7 +70,7 @@ class ResultStore:
         results is refused, never mixed; ``fresh`` moves nothing aside, it deletes our own
         earlier results only after checking they are ours or the folder is ours to reuse."""
         root = Path(root)
-        ident = root / "sweep.json"
+        ident = root / SWEEP_FILE
         if root.exists() and any(root.iterdir()):
             if not ident.is_file():
                 raise ResultsError(f"{root}: exists, is not empty and holds no sweep.json: not an hrvs-ray "
@@ -128,6 +140,10 @@ class ResultStore:
         new = pa.concat_tables([conform(keep, CELLS_SCHEMA), conform([cell], CELLS_SCHEMA)])
         _atomic_write(new.replace_schema_metadata(with_version(CELLS_SCHEMA, extra).metadata), self.cells_path)
 
+    def write_plan(self, plan: dict[str, Any]) -> None:
+        """Record what the sweep's steps stand for (``PLAN_FILE``, plain JSON values)."""
+        atomic_write_text(self.root / PLAN_FILE, json.dumps(plan, indent=1, sort_keys=True) + "\n")
+
     def write_node(self, node: dict[str, Any]) -> None:
         """Add or replace one node's description (keyed by ``node``)."""
         if isinstance(node.get("library_bytes"), int):
@@ -166,6 +182,7 @@ class Results:
     steps: pa.Table
     cells: pa.Table
     nodes: pa.Table
+    plan: dict[str, Any] | None = None   # PLAN_FILE; None in folders written before it existed
 
 
 def _read(path: Path, schema: pa.Schema) -> pa.Table:
@@ -182,7 +199,7 @@ def read_results(root: str | Path) -> Results:
     root = Path(root)
     if not root.is_dir():
         raise ResultsError(f"{root}: no such results folder")
-    ident = root / "sweep.json"
+    ident = root / SWEEP_FILE
     if not ident.is_file():
         raise ResultsError(f"{root}: not an hrvs-ray results folder (no sweep.json)")
     try:
@@ -203,4 +220,11 @@ def read_results(root: str | Path) -> Results:
         if t.num_rows and t.column("cell_id")[0].as_py() in known:
             parts.append(t)
     steps = pa.concat_tables(parts) if parts else conform([], STEPS_SCHEMA)
-    return Results(root, sweep, steps, cells, nodes)
+    plan = None
+    if (root / PLAN_FILE).is_file():
+        try:
+            plan = json.loads((root / PLAN_FILE).read_text())
+        except (OSError, ValueError) as e:
+            raise ResultsError(f"{root / PLAN_FILE}: corrupt ({e}); delete it: the report then recomputes the "
+                               f"plan from sweep.json") from None
+    return Results(root, sweep, steps, cells, nodes, plan)

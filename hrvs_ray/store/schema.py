@@ -103,7 +103,7 @@ NODE_JSON_COLUMNS = {"counters": "counters", "core_kinds": "core_kinds", "info_j
 
 
 def node_row(node: dict[str, Any]) -> dict[str, Any]:
-    """A node description (``probes.nodeinfo.collect_node_info``: plain nested values) as one
+    """A node description (``node.description.collect_node_info``: plain nested values) as one
     nodes.parquet row: nested values become JSON text, so old and new files share one schema."""
     row = dict(node)
     row["library_bytes"] = node.get("library_bytes")     # measured by the node probe, not described

@@ -20,10 +20,12 @@ import torch
 from ..config import DatasetSpec
 from ..data.inputs import PreparedSet
 from ..data.mame import Dataset, open_dataset
-from ..plan.batching import BatchGeometry, derived_seed, geometry
-from ..plan.cells import CellSpec, step_plan
+from ..plan.cells import CellSpec
+from ..plan.padding import BatchGeometry, geometry
 from ..plan.policies import micro_slices
+from ..plan.seeded_order import derived_seed
 from ..plan.shape_diversity import ShapeCounter
+from ..plan.step_plans import StepPlans
 from ..probes import memory
 from ..probes.flops import step_flops
 from ..probes.steal import cpu_use, read_cpu_ticks
@@ -68,10 +70,13 @@ def _sync(device: str) -> None:
 
 
 def cell_batches(spec: CellSpec, dataset: Dataset) -> list[tuple[str, ...]]:
-    """The image ids of each optimizer step, from the same pure plan ``hrvs-ray plan`` uses."""
+    """The image ids of each optimizer step: the plan the driver made once and sent with the
+    spec (``CellSpec.batches``). A cell run outside a sweep (a test, a benchmark) arrives
+    unplanned and is planned here, from the same pure plan ``hrvs-ray plan`` uses."""
+    if spec.batches:
+        return list(spec.batches)
     table = dataset.table.sorted()
-    idx = step_plan(spec, table.heights, table.widths)
-    return [tuple(table.ids[i] for i in row) for row in idx]
+    return list(StepPlans(table).batches(spec))
 
 
 def step_input(spec: CellSpec, ids: Sequence[str], dataset: Dataset, prepared: PreparedSet,

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..plan.batching import BatchGeometry
+from ..plan.padding import BatchGeometry
 
 # ImageNet statistics, as torchvision's references normalise; padding stays exactly 0.
 MEAN = (0.485, 0.456, 0.406)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import sys
 
+from ..errors import InternalError
+
 CACHE_VARIABLES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
 SETTINGS = {"off": {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "0", "LRU_CACHE_CAPACITY": "1"}}
 
 
-class KernelCacheError(RuntimeError):
+class KernelCacheError(InternalError):
     """The setting cannot take effect in this process."""
 
 

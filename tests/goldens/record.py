@@ -23,7 +23,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path.insert(0, str(REPO / "tests")) if str(REPO / "tests") not in sys.path else None
 
 
 def _plan_json(sweep: Path) -> str:
@@ -64,9 +63,8 @@ class _Tables(HTMLParser):
 
 
 def _fixture_folders(tmp: Path) -> list[Path]:
-    from fixtures.report_results import make_results
-
-    from hrvs_ray.remedies import PAPER, Remedy
+    from hrvs_ray.remedy_axes import PAPER, Remedy
+    from tests.fixtures.report_results import make_results
     remedies = (PAPER, Remedy(batching="bucket"), Remedy(precision="bfloat16"))
     a = make_results(tmp / "a", clusters=("gen-a",), scopes=("cores:4", "node"), runs=2, steps=4, seed=3,
                      remedies=remedies, record_shapes=True)

@@ -1,0 +1,167 @@
+"""The remedies axes (beyond the paper): what a user can change to pay less for padding.
+
+Pure: no torch, no ray. A sweep lists one or more values per axis; every cell runs one
+``Remedy`` (one value per axis). The paper's setup is ``pad`` + ``float32`` +
+``contiguous`` + ``none``; it is the default, and cells that run it keep the ids and
+fingerprints they had before the axes existed.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+BATCHING = ("pad", "bucket", "accumulate")
+PRECISION = ("float32", "bfloat16")
+MEMORY_FORMAT = ("contiguous", "channels_last")
+CHECKPOINTING = ("none", "stages")
+KERNEL_CACHE = ("default", "off")   # off: oneDNN primitive cache 0, ideep LRU cache 1 (see train.kernel_cache)
+AXES = ("batching", "precision", "memory_format", "checkpointing")   # product order, outermost first
+# Opt-in axes (added after the first four): they enter a cell's id and label only when not at
+# their default, so every cell that does not use them keeps the id and label it had before
+# they existed.
+OPT_IN_AXES = ("kernel_cache", "shape_round")
+OPT_IN_DEFAULTS = {"kernel_cache": "default", "shape_round": 0}
+NO_ROUND = 0              # shape_round: 0 = passes padded only to their largest image
+DEFAULT_WINDOW = 64       # bucket: batches per shape-sorting window
+DEFAULT_MICRO_BATCH = 1   # accumulate: images per micro-batch
+# The one rule for batching parameters: each belongs to exactly one policy and means nothing
+# under another (it is then absent from ids, labels, rows and fingerprints, and refused in
+# a sweep file). Every reader and writer asks ``uses`` / ``Remedy.policy_params``.
+POLICY_PARAMS = {"window": "bucket", "micro_batch": "accumulate"}
+PARAM_DEFAULTS = {"window": DEFAULT_WINDOW, "micro_batch": DEFAULT_MICRO_BATCH}
+# the columns a remedy occupies in steps and cells rows (``Remedy.to_row``)
+ROW_COLUMNS = (*AXES, "remedy", *POLICY_PARAMS, *OPT_IN_AXES)
+
+
+def uses(batching: str, param: str) -> bool:
+    """Whether batching policy ``batching`` uses parameter ``param`` (window, micro_batch)."""
+    return POLICY_PARAMS[param] == batching
+
+_SHORT = {"pad": "pad", "bucket": "bucket", "accumulate": "accum", "float32": "fp32", "bfloat16": "bf16",
+          "contiguous": "nchw", "channels_last": "nhwc", "none": "", "stages": "ckpt"}
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """One value per axis, plus the parameters of the batching policy it uses."""
+    batching: str = "pad"
+    precision: str = "float32"
+    memory_format: str = "contiguous"
+    checkpointing: str = "none"
+    window: int = DEFAULT_WINDOW            # used by bucket only
+    micro_batch: int = DEFAULT_MICRO_BATCH  # used by accumulate only
+    kernel_cache: str = "default"           # default | off (PyTorch's CPU kernel caches)
+    shape_round: int = NO_ROUND             # pad each pass up to a multiple of this many px (0: none)
+
+    @property
+    def axes(self) -> tuple:
+        """The values that tell setups apart (the later axes only where not default)."""
+        return (self.batching, self.precision, self.memory_format, self.checkpointing) + tuple(
+            v for a, v in self.later_axes().items())
+
+    def later_axes(self) -> dict[str, Any]:
+        """The later axes whose value is not their default."""
+        return {a: getattr(self, a) for a in OPT_IN_AXES if getattr(self, a) != OPT_IN_DEFAULTS[a]}
+
+    @property
+    def is_paper(self) -> bool:
+        return self.axes == PAPER.axes
+
+    def policy_params(self) -> dict[str, int]:
+        """The batching parameters this remedy's policy uses, with their values."""
+        return {p: getattr(self, p) for p in POLICY_PARAMS if uses(self.batching, p)}
+
+    @property
+    def label(self) -> str:
+        """Short human name, e.g. 'bucket+bf16+nhwc+ckpt' ('pad+fp32+nchw' is the paper's)."""
+        parts = [_SHORT[self.batching], _SHORT[self.precision], _SHORT[self.memory_format],
+                 _SHORT[self.checkpointing]]
+        short = {"window": "w", "micro_batch": "mb"}
+        parts[0] += "".join(f"({short[p]}{v})" for p, v in self.policy_params().items() if v != PARAM_DEFAULTS[p])
+        if self.shape_round:
+            parts[0] += f"(r{self.shape_round})"
+        if self.kernel_cache != "default":
+            parts.append(f"kc-{self.kernel_cache}")
+        return "+".join(p for p in parts if p)
+
+    def to_row(self) -> dict[str, Any]:
+        """The remedy's columns of a steps or cells row (``ROW_COLUMNS``): a parameter its
+        policy does not use is null."""
+        return {**{a: getattr(self, a) for a in AXES}, "remedy": self.label,
+                **{p: self.policy_params().get(p) for p in POLICY_PARAMS},
+                **{a: getattr(self, a) for a in OPT_IN_AXES}}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any] | Any) -> Remedy:
+        """The remedy a row (a mapping, or a pandas row / namedtuple with those attributes)
+        records; null or absent parameters take their defaults."""
+        get = row.get if isinstance(row, Mapping) else (lambda k, d=None: getattr(row, k, d))
+        values: dict[str, Any] = {a: get(a) for a in AXES if _present(get(a))}
+        values.update({p: int(get(p)) for p in POLICY_PARAMS if _present(get(p))})
+        if _present(get("kernel_cache")):
+            values["kernel_cache"] = get("kernel_cache")
+        if _present(get("shape_round")):
+            values["shape_round"] = int(get("shape_round"))
+        return cls(**values)
+
+    def id_params(self, base: Remedy | None = None) -> dict:
+        """What enters a cell id: empty for the sweep's base setup (``base``, default the
+        paper's), so ids written before the axes existed stay valid; otherwise every axis
+        plus the parameters of the batching policy actually used."""
+        if self.axes == (base or PAPER).axes:
+            return {}
+        return {**{a: getattr(self, a) for a in AXES}, **self.policy_params(), **self.later_axes()}
+
+
+PAPER = Remedy()
+
+
+def _present(v: Any) -> bool:
+    return v is not None and v == v   # NaN (a missing value in pandas) is not equal to itself
+
+
+@dataclass(frozen=True)
+class RemediesSpec:
+    """The sweep's ``remedies:`` section: values per axis (each a non-empty tuple)."""
+    batching: tuple[str, ...] = ("pad",)
+    precision: tuple[str, ...] = ("float32",)
+    memory_format: tuple[str, ...] = ("contiguous",)
+    checkpointing: tuple[str, ...] = ("none",)
+    window: int = DEFAULT_WINDOW
+    micro_batch: int = DEFAULT_MICRO_BATCH
+    kernel_cache: tuple[str, ...] = ("default",)
+    shape_round: tuple[int, ...] = (NO_ROUND,)
+
+    def combinations(self) -> list[Remedy]:
+        """The cartesian product in a fixed order: batching outermost, then precision,
+        memory format, checkpointing, kernel cache, shape rounding (each in the order the
+        sweep lists them)."""
+        return [Remedy(b, p, m, c, self.window, self.micro_batch, k, r)
+                for b, p, m, c, k, r in itertools.product(self.batching, self.precision, self.memory_format,
+                                                          self.checkpointing, self.kernel_cache, self.shape_round)]
+
+    def without_unused_params(self) -> RemediesSpec:
+        """This spec with each batching parameter at its default unless a listed policy uses it."""
+        return replace(self, **{p: getattr(self, p) if any(uses(b, p) for b in self.batching) else PARAM_DEFAULTS[p]
+                                for p in POLICY_PARAMS})
+
+    @property
+    def is_default(self) -> bool:
+        combos = self.combinations()
+        return len(combos) == 1 and combos[0].is_paper
+
+
+# The plan's version: which images each step of each policy trains on. A results folder
+# is only resumed under the plan that wrote it. Version 2 (issue 16): every policy trains
+# on the images of ``pad``'s steps (bucket regroups them instead of drawing its own from
+# the whole epoch). Only the policies whose batches changed carry the new version, so a
+# sweep of ``pad``/``accumulate`` alone keeps its fingerprint (its batches are unchanged).
+PLAN_VERSION = 2
+POLICY_PLAN_VERSION = {"pad": 1, "accumulate": 1, "bucket": 2}   # version that last changed it
+
+
+def plan_version(batching: tuple[str, ...] | list[str]) -> int:
+    """The plan version a sweep of these batching policies is planned (and fingerprinted) by."""
+    return max(POLICY_PLAN_VERSION[b] for b in batching)
