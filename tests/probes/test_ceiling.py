@@ -160,3 +160,8 @@ def test_after_its_cells_each_nodes_ceilings_are_measured_again_and_stored_with_
     assert got["fp32_gflops"] == 168.0 and got["after"]["fp32_gflops"] == 86.0       # both stored
     assert got["drift"] == {"fp32": 0.5119, "bf16": 1.0, "flagged": True}
     assert "fp32 ×0.5119" in ceiling_notes(read_results(tmp_path / "r").nodes.to_pandas())[0]
+    steps = pd.DataFrame({"cluster": ["c"], "node": ["vm"], "scope": ["node"], "precision": ["float32"]})
+    assert step_ceilings(steps, read_results(tmp_path / "r").nodes.to_pandas()).iloc[0] == 168.0   # the higher
+    slow_first = {**got, "fp32_gflops": 86.0, "after": {**got["after"], "fp32_gflops": 168.0}}
+    nodes = pd.DataFrame({"cluster": ["c"], "node": ["vm"], "ceilings": [json.dumps({"node": slow_first})]})
+    assert step_ceilings(steps, nodes).iloc[0] == 168.0
