@@ -28,7 +28,7 @@ def test_ceiling_runs_the_networks_kernels_pinned_in_its_own_process():
         assert all(d["runs"] >= 1 and d["stable"] == (d["runs"] >= 3 and d["spread"] <= AGREE)
                    for d in c[f"{p}_detail"].values())
     assert any(k.startswith("conv3x3") for k in c["fp32_all"])           # the network's own kernels
-    assert c["other_cpu_seconds"] >= 0 and 0 <= c["other_cpu_share"] and c["seconds"] > 0
+    assert c["other_cpu_seconds"] >= 0 and 0 <= c["other_cpu_share"] and c["seconds"] > 0 and c["cap_scale"] == 0.25
     assert ceiling_text(c).startswith("fp32 ")
 
 
