@@ -6,8 +6,9 @@
 Runs the same group of cells again and again: the sweep's paper setup at its first scope,
 one cell per run as the sweep has them (same images as the sweep's, run by run), the
 sweep's own warm-up and timed step counts. ``--groups`` independent groups per input set,
-each cell a fresh fork of the node's zygote (hrvs_ray.cluster.zygote), placed and counted
-exactly as a sweep's task has it run, without Ray. Then every pair of groups is compared
+each cell a fresh fork of the node's zygote, run by the very cell host a sweep's actor is
+(hrvs_ray.cluster.zygote_client.CellHost), placed and counted as in a sweep, without Ray.
+Then every pair of groups is compared
 with the interval the report and ``compare`` state (hrvs_ray.metrics.interval), and the
 share of pairs whose interval excludes 1 is printed: the false-positive rate, which must
 be at most about 5 %. With several runs per group the interval rests on the run-to-run
@@ -25,7 +26,6 @@ import json
 import os
 import sys
 import time
-import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,7 +34,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hrvs_ray.cluster import zygote  # noqa: E402
+from hrvs_ray.cluster.zygote_client import CellHost  # noqa: E402
 from hrvs_ray.config import DatasetSpec, load_sweep  # noqa: E402
 from hrvs_ray.data.inputs import PreparedSet  # noqa: E402
 from hrvs_ray.data.mame import open_dataset  # noqa: E402
@@ -63,14 +63,14 @@ def prepare(cells: list[CellSpec], dataset: DatasetSpec) -> None:
         PreparedSet(data, c.input_set, Path(dataset.cache)).prepare(ids, workers=1)
 
 
-def run_cell(cell: CellSpec, dataset: DatasetSpec, token: str) -> pd.DataFrame:
-    """The cell in a fresh fork of this machine's zygote, as a sweep's actor has it run."""
+def run_cell(cell: CellSpec, dataset: DatasetSpec, hosts: dict[tuple, CellHost]) -> pd.DataFrame:
+    """The cell in a fresh fork of this machine's zygote, run as a sweep's cell host runs it
+    (one host per scope and kernel-cache setting, kept in ``hosts``)."""
     placement = resolve_scope(read_topology("/"), cell.scope, allowed=os.sched_getaffinity(0))
-    conn = zygote.connect(token, "local", placement, cell.remedy.kernel_cache)
-    try:
-        outcome = zygote.run_forked(conn, (cell, dataset, "local"))
-    finally:
-        conn.close()
+    key = (cell.scope, cell.remedy.kernel_cache)
+    if key not in hosts:
+        hosts[key] = CellHost(placement, cell.remedy.kernel_cache)
+    outcome = hosts[key].run(cell, dataset, "local", placement)
     if outcome.status != "ok":
         raise SystemExit(f"cell {cell.cell_id} failed: {outcome.error}")
     cols = ["run", "step", "warmup", "seconds", "total_px", "informative_px", "padding_px", "batch_fingerprint"]
@@ -92,13 +92,14 @@ def main() -> None:
     prepare(cells, dataset)
     t0 = time.perf_counter()
     got: dict[str, list[pd.DataFrame]] = {}
-    token = uuid.uuid4().hex[:12]
+    hosts: dict[tuple, CellHost] = {}
     try:
         for g in range(a.groups):   # interleaved, so a slow drift of the machine hits every set alike
             for c in cells:
-                got.setdefault(c.input_set.name, []).append(run_cell(c, dataset, token).assign(group=g))
+                got.setdefault(c.input_set.name, []).append(run_cell(c, dataset, hosts).assign(group=g))
     finally:
-        zygote.stop_all(token)
+        for host in hosts.values():
+            host.close()
     runs = max(c.run for c in cells) + 1
     print(f"{a.sweep}: {cells[0].warmup_steps} warm-up + {cells[0].steps} timed steps per cell, {runs} run(s) per "
           f"group as the sweep has them, {a.groups} independent groups per input set, "

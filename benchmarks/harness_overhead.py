@@ -10,9 +10,9 @@ optimizer and thread count (all CPUs of this process):
   random batch, forward + backward + step timed with perf_counter, in a fresh process;
 - ``forked``: hrvs-ray's cell (placement, counters, determinism, memory and CPU probes, FLOPs)
   of that shape (an LR&FS-like fixed-size input set), forked from a zygote that imported torch,
-  as a sweep runs it (``execution.process: fork``);
-- ``fresh``: the same cell in a fresh interpreter that imported nothing before it
-  (``execution.process: fresh``).
+  through a ``CellHost`` as a sweep runs it (``execution.process: fork``);
+- ``fresh``: the same cell in a fresh interpreter that imported nothing before it, through a
+  ``CellHost`` (``execution.process: fresh``).
 
 It prints each round's median step time per variant, then each cell's ratio to ``bare``: the
 geometric mean of the per-round ratios with its 95 % interval (Student t on the log ratios,
@@ -33,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 BARE = r"""
@@ -81,21 +80,6 @@ for _ in range(steps + 1):
 print(json.dumps({"seconds": times[1:]}))
 """
 
-FRESH = r"""
-import json, os, sys
-from hrvs_ray.config import load_sweep
-from hrvs_ray.cluster.actors import CellRunner
-from hrvs_ray.plan.cells import plan_cells
-from hrvs_ray.node.topology import read_topology, resolve_scope
-sweep = load_sweep(sys.argv[1])
-cell = plan_cells(sweep, ["local"])[0]
-placement = resolve_scope(read_topology("/"), "node", allowed=os.sched_getaffinity(0))
-out = CellRunner(placement, "generic").run(cell, sweep.dataset, "local")
-assert out.status == "ok", out.error
-t = out.steps.to_pandas()
-print(json.dumps({"seconds": t.loc[~t["warmup"], "seconds"].tolist()}))
-"""
-
 # Student t, 97.5 % quantile, by degrees of freedom (no scipy in the image)
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
         12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
@@ -118,42 +102,35 @@ scopes: [node]
     return p
 
 
-class Forked:
-    """Cells forked from one zygote for the whole benchmark, as a sweep forks them."""
+class Cells:
+    """The cell through a CellHost, as a sweep runs it: ``fork`` (from the host's zygote, kept for
+    the whole benchmark) or ``fresh`` (a new interpreter per cell)."""
 
-    def __init__(self, sweep_path: Path) -> None:
-        from hrvs_ray.cluster import zygote
+    def __init__(self, sweep_path: Path, process: str) -> None:
+        from hrvs_ray.cluster.zygote_client import CellHost
         from hrvs_ray.config import load_sweep
         from hrvs_ray.node.topology import read_topology, resolve_scope
         from hrvs_ray.plan.cells import plan_cells
 
-        self.zygote = zygote
         self.sweep = load_sweep(sweep_path)
         self.cell = plan_cells(self.sweep, ["local"])[0]
-        self.placement = resolve_scope(read_topology("/"), "node", allowed=os.sched_getaffinity(0))
-        self.token = uuid.uuid4().hex[:12]
+        placement = resolve_scope(read_topology("/"), "node", allowed=os.sched_getaffinity(0))
+        self.host = CellHost(placement, self.cell.remedy.kernel_cache, process)
 
     def run(self) -> list[float]:
-        conn = self.zygote.connect(self.token, "local", self.placement, self.cell.remedy.kernel_cache)
-        try:
-            out = self.zygote.run_forked(conn, (self.cell, self.sweep.dataset, "local"))
-        finally:
-            conn.close()
+        out = self.host.run(self.cell, self.sweep.dataset, "local")
         assert out.status == "ok", out.error
         t = out.steps.to_pandas()
         return t.loc[~t["warmup"], "seconds"].tolist()
 
     def close(self) -> None:
-        self.zygote.stop_all(self.token)
+        self.host.close()
 
 
-def run(variant: str, shape: tuple[int, ...], steps: int, sweep: Path, forked: Forked) -> float:
-    if variant == "forked":
-        return statistics.median(forked.run())
-    if variant == "fresh":
-        args = [sys.executable, "-c", FRESH, str(sweep)]
-    else:
-        args = [sys.executable, "-c", BARE, variant, ",".join(map(str, shape)), str(steps)]
+def run(variant: str, shape: tuple[int, ...], steps: int, cells: dict[str, Cells]) -> float:
+    if variant in cells:
+        return statistics.median(cells[variant].run())
+    args = [sys.executable, "-c", BARE, variant, ",".join(map(str, shape)), str(steps)]
     out = subprocess.run(args, capture_output=True, text=True, check=True)
     return statistics.median(json.loads(out.stdout.strip().splitlines()[-1])["seconds"])
 
@@ -182,18 +159,19 @@ def main() -> None:
                                                "bare+trim"] if args.detail else [])
     with tempfile.TemporaryDirectory() as tmp:
         sweep = sweep_file(Path(tmp), shape, args.steps)
-        forked = Forked(sweep)
+        cells = {"forked": Cells(sweep, "fork"), "fresh": Cells(sweep, "fresh")}
         try:
-            forked.run()                           # dataset generated and cached, zygote started, once
+            cells["forked"].run()                  # dataset generated and cached, zygote warm, once
             ratios: dict[str, list[float]] = {v: [] for v in variants}
             for r in range(args.rounds):
                 order = variants[r % len(variants):] + variants[:r % len(variants)]   # rotate
-                got = {v: run(v, shape, args.steps, sweep, forked) for v in order}
+                got = {v: run(v, shape, args.steps, cells) for v in order}
                 print(f"round {r}: " + "  ".join(f"{v} {got[v] * 1e3:.1f} ms" for v in variants), flush=True)
                 for v in variants:
                     ratios[v].append(got[v] / got["bare"])
         finally:
-            forked.close()
+            for c in cells.values():
+                c.close()
     print(f"step time ÷ bare, geometric mean of {args.rounds} interleaved rounds [95 % interval] "
           f"(shape {args.shape}, {len(os.sched_getaffinity(0))} threads):")
     for v in variants[1:]:

@@ -15,6 +15,7 @@ applies the process umask (and any default ACL of the folder) exactly as for a p
 from __future__ import annotations
 
 import os
+import stat
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -53,15 +54,15 @@ def atomic_write_text(path: str | os.PathLike, text: str, fsync: bool = False) -
 
 
 def private_dir(base: str | os.PathLike, name: str) -> Path | None:
-    """``base/name-UID``, created mode 700, or None when it cannot be made or is not ours
-    alone: in a world-writable /tmp someone else could pre-create it and plant files (a
+    """``base/name-UID``, created mode 700, or None when it cannot be made, is a symlink, or
+    is not ours alone: in a world-writable /tmp someone else could pre-create it and plant files (a
     false digest, a socket that takes our pickles)."""
     d = Path(base) / f"{name}-{os.getuid()}"
     try:
         d.mkdir(mode=0o700, exist_ok=True)
-        st = d.stat()
+        st = d.lstat()      # not stat(): a planted symlink must not lend us someone's folder
     except OSError:
         return None
-    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
         return None
     return d

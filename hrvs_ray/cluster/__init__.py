@@ -1,1 +1,1 @@
-"""The only place that talks to Ray (``ray_io``): node probes, node-scope cell actors, the sweep driver."""
+"""The only place that talks to Ray (``ray_io``): node probes, the cells' processes, the sweep driver."""

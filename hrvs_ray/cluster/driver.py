@@ -1,13 +1,15 @@
-"""The sweep driver: plan the cells, dispatch them to node-scope actors, write every
-finished cell to disk at once, survive dead actors and lost nodes.
+"""The sweep driver: plan the cells, dispatch each to its node's cell host (a Ray actor
+pinned to the node, owning the node's zygote), write every finished cell to disk at once,
+survive dead cell processes, dead hosts and lost nodes.
 
 Ray I/O lives in ``ray_io``, pure decisions (feasibility, retries) in ``scheduler``, the
 records in ``records``. Every wait has a timeout: a node that vanishes never hangs the driver.
 """
 from __future__ import annotations
 
+import pickle
+import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -31,9 +33,11 @@ from .provenance import code_identity
 from .ray_job import check_same_code
 from .records import CellOutcome, CellSummary, NodeRef, cell_row, where
 from .scheduler import Pending, Scheduler, triage
+from .zygote_client import RESIDENT_BYTES, CellProcessDied, host_key
 
 POLL_S = 2.0
 NODE_CHECK_S = 5.0
+STOP_GRACE_S = 60.0     # a host asked to stop its cell that has not answered by then is killed
 
 
 class NoUsableNodes(UserError, RuntimeError):
@@ -57,6 +61,7 @@ class SweepSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0
+    unwritten: int = 0          # cells that ran but whose result could not be written
 
 
 def run_sweep(sweep: Sweep, out: Path, progress_factory: Any, address: str | None = None,
@@ -66,7 +71,7 @@ def run_sweep(sweep: Sweep, out: Path, progress_factory: Any, address: str | Non
     (None: a private Ray) is joined, and ``say`` is told which Ray that was and ``why``."""
     t_start = time.perf_counter()
     summary = SweepSummary()
-    # Actors on other nodes resolve paths against their own working directory: send absolute
+    # Cells on other nodes resolve paths against their own working directory: send absolute
     # ones (the dataset and cache must be visible at the same path on every node).
     sweep = replace(sweep, dataset=replace(sweep.dataset, path=str(Path(sweep.dataset.path).resolve()),
                                            cache=str(Path(sweep.dataset.cache).resolve())))
@@ -159,7 +164,9 @@ def pending_cells(sweep: Sweep, store: ResultStore, nodes: list[NodeView], plans
             return estimate_step_bytes(px, cell.remedy)
         return lambda node: on(node, px, cell)
 
-    t = triage(cells, store.finished(), nodes, peak_of, sweep.execution.memory_headroom)
+    # the cell's zygote stays resident beside it: the pre-flight counts it
+    t = triage(cells, store.finished(), nodes, peak_of, sweep.execution.memory_headroom,
+               RESIDENT_BYTES[sweep.execution.process])
     summary.total, summary.already_done = len(cells), t.already_done
     for cell, why in t.skipped:
         store.write_cell(cell_row(cell, None, 0, CellOutcome.not_run("skipped", why)), None)
@@ -172,6 +179,15 @@ class Running:
     pending: Pending
     node: NodeView
     started: float
+    host: Host
+    stopping: float | None = None     # when the driver asked its host to stop it (a timeout)
+
+
+@dataclass
+class Host:
+    """A node's cell host (a Ray actor owning one zygote) and what it was started for."""
+    key: tuple
+    handle: Any
 
 
 def _ref(node: NodeView | None) -> NodeRef | None:
@@ -180,18 +196,21 @@ def _ref(node: NodeView | None) -> NodeRef | None:
 
 class CellLoop:
     """Dispatch cells to idle nodes (one at a time per node), collect them, react to
-    crashes, timeouts and lost nodes. Each finished cell is written before the next wait."""
+    crashes, timeouts and lost nodes. Each finished cell is written before the next wait.
+
+    Each node has at most one host at a time: a cell that needs another placement, kernel
+    cache or process kind closes the node's host, and with it its zygote, before a new one
+    starts; no idle zygote stays resident beside a timed cell. A node is idle again only
+    once its last cell's ``run`` has returned, which its host answers after the cell's
+    process is gone (a stopped cell included)."""
 
     def __init__(self, sweep: Sweep, store: ResultStore, nodes: list[NodeView], sched: Scheduler,
                  summary: SweepSummary, bar: Progress) -> None:
-        from .actors import run_forked_cell
-
         self.sweep, self.store, self.sched, self.summary, self.bar = sweep, store, sched, summary, bar
         self.by_id = {n.ray_node_id: n for n in nodes}
         self.idle = set(self.by_id)
         self.inflight: dict[Any, Running] = {}
-        self.runner = ray_io.task_function(run_forked_cell)
-        self.token = uuid.uuid4().hex[:12]     # names this sweep's zygotes on every node
+        self.hosts: dict[str, Host] = {}
         self.last_node_check = 0.0
 
     def run(self) -> None:
@@ -207,25 +226,45 @@ class CellLoop:
                 self.check_timeouts()
                 self.check_nodes()
         finally:
-            for ref in self.inflight:
-                ray_io.cancel(ref)
-            ray_io.stop_zygotes(sorted(set(self.by_id) - self.sched.dead), self.token)
+            # every host closes its zygote and waits for it; a running cell dies with its host
+            ray_io.close_hosts([h.handle for nid, h in sorted(self.hosts.items()) if nid not in self.sched.dead])
+            for nid in self.sched.dead & set(self.hosts):
+                ray_io.kill_host(self.hosts[nid].handle)
+            self.hosts.clear()
             self.bar.close()
+
+    def host_key(self, node: NodeView, cell: CellSpec) -> tuple:
+        return host_key(node.placements[cell.scope], cell.remedy.kernel_cache, self.sweep.execution.process,
+                        1 if cell.model.device == "cuda" else 0)
+
+    def runs_on(self, node: NodeView, host: Host | None) -> Callable[[CellSpec], bool] | None:
+        """Whether ``host`` can run a cell on ``node`` (None: the node has no host)."""
+        if host is None:
+            return None
+        return lambda cell: self.host_key(node, cell) == host.key
 
     def launch(self) -> None:
         for nid in sorted(self.idle):
-            p = self.sched.next_for(nid)
+            node = self.by_id[nid]
+            current = self.hosts.get(nid)
+            p = self.sched.next_for(nid, prefer=self.runs_on(node, current))
             if p is None:
                 continue
-            node = self.by_id[nid]
             placement = node.placements[p.cell.scope]
-            # exclusive: the task books every CPU of the node, so Ray places nothing beside it
-            cpus = node.cpus if self.sweep.execution.exclusive else placement.threads
-            # Ray hides every GPU from a task that books none (CUDA_VISIBLE_DEVICES="")
-            ref = ray_io.start_cell_task(
-                self.runner, nid, cpus, 1 if p.cell.model.device == "cuda" else 0,
-                (placement, p.cell.remedy.kernel_cache, self.token, nid, p.cell, self.sweep.dataset, node.name))
-            self.inflight[ref] = Running(p, node, time.monotonic())
+            key = self.host_key(node, p.cell)
+            if current is None or current.key != key:
+                if current is not None:      # its zygote ends before another starts beside it
+                    ray_io.close_hosts([current.handle])
+                # exclusive: the host books every CPU of the node, so Ray places nothing beside it
+                cpus = node.cpus if self.sweep.execution.exclusive else placement.threads
+                # Ray hides every GPU from an actor that books none (CUDA_VISIBLE_DEVICES="")
+                current = Host(key, ray_io.start_host(nid, cpus, 1 if p.cell.model.device == "cuda" else 0,
+                                                      placement, p.cell.remedy.kernel_cache,
+                                                      self.sweep.execution.process))
+                self.hosts[nid] = current
+            # the cell runs with its own scope's placement record (scopes with the same CPUs share a host)
+            ref = ray_io.run_cell(current.handle, (p.cell, self.sweep.dataset, node.name, placement))
+            self.inflight[ref] = Running(p, node, time.monotonic(), current)
             self.idle.discard(nid)
 
     def collect(self) -> None:
@@ -233,28 +272,42 @@ class CellLoop:
             r = self.inflight.pop(ref)
             nid = r.node.ray_node_id
             try:
-                self.record(r.pending, r.node, ray_io.fetch(ref))
-            except Exception as e:  # process death, OOM kill, node loss
+                outcome = ray_io.fetch(ref)
+            except Exception as e:  # process death, OOM kill, node loss, a host that died
                 failure = ray_io.classify(e)
+                if r.stopping is not None:
+                    failure = Failure(FailureKind.TIMEOUT, f"cell ran over {self.sweep.execution.cell_timeout_s:.0f} s")
                 if not ray_io.node_alive(nid):
                     failure = failure.on_lost_node(r.node.name)
                     self.lose_node(nid)     # before the retry, so it cannot land there again
+                elif not isinstance(getattr(e, "cause", None), CellProcessDied):
+                    self.drop_host(nid, r.host)    # the host itself failed: the next cell gets a new one
                 self.crashed(r.pending, r.node, failure)
+            else:
+                # apart from the fetch: a result that cannot be written is the driver's failure,
+                # never a reason to train the cell again
+                self.finish(r.pending, r.node, outcome)
             if nid not in self.sched.dead:
                 self.idle.add(nid)
+
+    def drop_host(self, nid: str, host: Host) -> None:
+        if self.hosts.get(nid) is host:
+            del self.hosts[nid]
+        ray_io.kill_host(host.handle)
 
     def check_timeouts(self) -> None:
         limit = self.sweep.execution.cell_timeout_s
         now = time.monotonic()
-        for ref, r in list(self.inflight.items()):
-            if now - r.started > limit:
-                # counted from its launch: waiting for the node's CPUs or its zygote counts too
-                failure = Failure(FailureKind.TIMEOUT, f"cell ran over {limit:.0f} s")
-                self.inflight.pop(ref)
-                ray_io.cancel(ref)
-                self.crashed(r.pending, r.node, failure)
-                if r.node.ray_node_id not in self.sched.dead:
-                    self.idle.add(r.node.ray_node_id)
+        for r in list(self.inflight.values()):
+            # counted from its launch: waiting for the node's CPUs or its zygote counts too
+            if r.stopping is None and now - r.started > limit:
+                r.stopping = now
+                ray_io.stop_cell(r.host.handle)      # its run ends once the cell's process is gone
+            elif r.stopping is not None and now - r.stopping > STOP_GRACE_S:
+                # the host does not answer: end it (its zygote and cell end with it); its run
+                # then fails, and only then is the node idle
+                self.drop_host(r.node.ray_node_id, r.host)
+                r.stopping = now
 
     def check_nodes(self) -> None:
         now = time.monotonic()
@@ -279,9 +332,21 @@ class CellLoop:
         for p in self.sched.node_lost(nid):
             self.crashed(p, self.by_id[nid], Failure(FailureKind.NODE_LOST, "no live node of its cluster is left"))
 
-    def record(self, p: Pending, node: NodeView | None, outcome: CellOutcome) -> None:
-        self.store.write_cell(cell_row(p.cell, _ref(node), len(p.tried), outcome), outcome.steps)
-        self.bar.write(self.summarise(p.cell, node, outcome).line())
+    def finish(self, p: Pending, node: NodeView | None, outcome: CellOutcome) -> None:
+        """Write the cell's row and steps. A write that fails (a full disk) fails the sweep,
+        not the cell: the result is kept in a file of its own and the cell is not run again."""
+        row = cell_row(p.cell, _ref(node), len(p.tried), outcome)
+        try:
+            self.store.write_cell(row, outcome.steps)
+        except Exception as e:  # the cell ran; only its writing failed
+            kept = keep_unwritten(p.cell.cell_id, row, outcome.steps)
+            why = f"{FailureKind.DRIVER_ERROR.value}: its result could not be written: {type(e).__name__}: {e}"
+            where_ = f"kept in {kept}" if kept else "and could not be kept elsewhere either"
+            self.summary.failed.append((p.cell.cell_id, f"{why} ({where_})"))
+            self.summary.unwritten += 1
+            self.bar.write(f"{where(p.cell, node.name if node else None)}: {why} ({where_})")
+        else:
+            self.bar.write(self.summarise(p.cell, node, outcome).line())
         self.bar.update(1)
         self.bar.set_postfix(failed=len(self.summary.failed))
 
@@ -301,7 +366,19 @@ class CellLoop:
             failure = failure.with_note(f"(the plan estimated {p.peak_bytes / 1e9:.1f} GB of the node's "
                                         f"{node.memory_bytes / 1e9:.1f} GB: likely killed for out of memory)")
         if failure.kind.retryable and self.sched.after_crash(p):
-            self.bar.write(f"{p.cell.cell_id}: {failure} on {node.name if node else '-'}; "
-                           f"retrying on another node of {p.cell.cluster}")
+            elsewhere = (f"on another node of {p.cell.cluster}" if self.sched.untried_left(p)
+                         else f"on the same node (no other node of {p.cell.cluster} is left)")
+            self.bar.write(f"{p.cell.cell_id}: {failure} on {node.name if node else '-'}; retrying {elsewhere}")
             return
-        self.record(p, node, CellOutcome.not_run("failed", str(failure)))
+        self.finish(p, node, CellOutcome.not_run("failed", str(failure)))
+
+
+def keep_unwritten(cell_id: str, row: dict[str, Any], steps: Any) -> Path | None:
+    """A cell's row and steps that the results folder did not take, pickled into a new
+    private folder (``mkdtemp``: mode 700, a name nobody can guess); None if that fails too."""
+    try:
+        d = Path(tempfile.mkdtemp(prefix=f"hrvs-unwritten-{cell_id[:60]}-"))
+        (d / "cell.pickle").write_bytes(pickle.dumps({"row": row, "steps": steps}))
+        return d
+    except Exception:  # nowhere to keep it: the message says so
+        return None

@@ -81,7 +81,7 @@ def container_digest(image: str | None, env: Mapping[str, str] | None = None) ->
     The SLURM launcher hashes the SIF once per node on the host and passes the result as
     ``HRVS_CONTAINER_DIGEST``; that value wins. Otherwise the file is hashed here, at most
     once per node: an in-process cache plus a per-user cache file keyed by path, size,
-    mtime and inode (a SIF is gigabytes; every cell of every actor asks)."""
+    mtime and inode (a SIF is gigabytes; every cell asks)."""
     env = os.environ if env is None else env
     if not image:
         return None
@@ -115,7 +115,7 @@ def _digest_cached(path: str, size: int, mtime_ns: int, inode: int) -> str | Non
         return None
     if cached is not None:
         try:
-            atomic_write_text(cached, digest)  # concurrent actors on one node never see half a file
+            atomic_write_text(cached, digest)  # concurrent cells on one node never see half a file
         except OSError:
             pass
     return digest

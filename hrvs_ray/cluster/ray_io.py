@@ -1,7 +1,8 @@
-"""The one module that talks to Ray: connect, discover and probe nodes, start cell actors,
-wait for and fetch their results, liveness, kill, and what a Ray exception means. Every other
-module is plain Python: ``actors.py`` holds plain classes and functions that run on the
-nodes, and this module turns them into Ray actors and tasks. Only this module and the token
+"""The one module that talks to Ray: connect, discover and probe nodes, start the cell
+hosts (actors), wait for and fetch their results, liveness, kill, and what a Ray exception
+means. Every other module is plain Python: ``node_probe.probe_node`` and
+``zygote_client.CellHost`` run on the nodes, and this module turns them into a Ray task and
+Ray actors. Only this module and the token
 probe (``auth.py``, for Ray's public exception type) import ``ray``; a test checks it.
 
 Ray-private names: Ray has no public form for three things this tool needs. Each is used
@@ -13,13 +14,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from .auth import auth_error, is_auth_failure, precheck
 from .failures import Failure, FailureKind, shorten
 from .nodes import NodeView, name_nodes
-from .zygote import CellProcessDied
+from .zygote_client import CellProcessDied, ZygoteError
 
 log = logging.getLogger("hrvs_ray")
 
@@ -148,7 +149,7 @@ def discover_nodes(scopes: set[str], failed: list[str] | None = None) -> list[No
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from .actors import probe_node
+    from .node_probe import probe_node
 
     alive = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
     probe = ray.remote(num_cpus=0, max_retries=0)(probe_node)
@@ -198,21 +199,58 @@ def node_alive(node_id: str) -> bool:
     return alive is None or node_id in alive
 
 
-def task_function(fn: Callable[..., Any]) -> Any:
-    """A plain function (``actors.run_forked_cell``) as a Ray remote function."""
+def start_host(node_id: str, num_cpus: int, num_gpus: int, placement: Any, kernel_cache: str,
+               process: str) -> Any:
+    """A cell host (``zygote_client.CellHost``) as a Ray actor pinned to ``node_id`` (hard
+    affinity: Ray's ``num_cpus`` is bookkeeping, the pin is what keeps cells on their node).
+    It books the CPUs its cells run on for its lifetime, so Ray places nothing beside them.
+    Never restarted by Ray: the driver decides. Two calls may run at once: ``stop_cell``
+    must reach it while ``run`` waits for a cell."""
     import ray
-
-    return ray.remote(fn)
-
-
-def start_cell_task(task: Any, node_id: str, num_cpus: int, num_gpus: int, args: Sequence[Any]) -> Any:
-    """Start one cell's task pinned to ``node_id`` (hard affinity: Ray's ``num_cpus`` is
-    bookkeeping, the pin is what keeps a cell on its node). Never retried by Ray: the
-    driver decides, on another node. Returns its ref."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return task.options(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=0,
-                        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote(*args)
+    from .zygote_client import CellHost
+
+    return (ray.remote(CellHost)
+            .options(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0, max_task_retries=0, max_concurrency=2,
+                     scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False))
+            .remote(placement, kernel_cache, process))
+
+
+def run_cell(host: Any, args: Sequence[Any]) -> Any:
+    """Ask a host for one cell (``CellHost.run``); returns its ref."""
+    return host.run.remote(*args)
+
+
+def stop_cell(host: Any) -> None:
+    """Ask a host to stop its running cell (a timeout); its ``run`` then ends once the
+    cell's process is gone. Not waited for here: the driver waits for that ``run``."""
+    host.stop_cell.remote()
+
+
+def close_hosts(hosts: Sequence[Any], timeout_s: float = 60.0) -> None:
+    """End hosts and wait for their zygotes to exit, then end the actors themselves (a host
+    that does not answer in time is killed: Ray ends its worker's children with it)."""
+    import ray
+
+    refs = [h.close.remote() for h in hosts]
+    if refs:
+        try:
+            ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+        except Exception:  # a dead or lost host: killing it below is all that is left to do
+            pass
+    for h in hosts:
+        kill_host(h)
+
+
+def kill_host(host: Any) -> None:
+    """End a host's actor now (its zygote and cells end with it)."""
+    import ray
+
+    try:
+        ray.kill(host, no_restart=True)
+    except Exception:  # already dead
+        pass
 
 
 def wait_one(refs: Sequence[Any], timeout_s: float) -> list[Any]:
@@ -224,27 +262,10 @@ def wait_one(refs: Sequence[Any], timeout_s: float) -> list[Any]:
 
 
 def fetch(ref: Any, timeout_s: float = 60.0) -> Any:
-    """The result of a finished task (raises what the task or Ray raised)."""
+    """The result of a finished call (raises what the call or Ray raised)."""
     import ray
 
     return ray.get(ref, timeout=timeout_s)
-
-
-def stop_zygotes(node_ids: Sequence[str], token: str, timeout_s: float = 30.0) -> None:
-    """Stop the sweep's zygotes on each node (a node that does not answer in time keeps them
-    until their idle timeout)."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    from .actors import stop_zygotes as stop_here
-
-    task = ray.remote(num_cpus=0, max_retries=0)(stop_here)
-    refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(token)
-            for n in node_ids]
-    try:
-        ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
-    except Exception:  # the sweep's results are written; a lost node keeps its zygote till idle
-        pass
 
 
 def recheck_ceilings(ceilings: dict[str, dict], timeout_s: float = 180.0) -> dict[str, dict]:
@@ -267,17 +288,6 @@ def recheck_ceilings(ceilings: dict[str, dict], timeout_s: float = 180.0) -> dic
         return {}
 
 
-def cancel(ref: Any) -> None:
-    """Stop a cell's task: force ends its worker process, and the cell's monitor then kills
-    the cell."""
-    import ray
-
-    try:
-        ray.cancel(ref, force=True)
-    except Exception:  # already finished: nothing to stop
-        pass
-
-
 def classify(exc: BaseException) -> Failure:
     """A failure cause in words a user can act on. Ray's generic actor-death text lists OOM
     among possible reasons, so only Ray's own OOM error (its memory monitor) counts as
@@ -287,10 +297,12 @@ def classify(exc: BaseException) -> Failure:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     detail = next((ln for ln in lines if any(w in ln for w in ("exit", "SIG", "kill", "Kill", "crash"))),
                   lines[0] if lines else type(exc).__name__)
-    # Ray re-raises a task's exception as RayTaskError(<its class>): the words are in .cause
+    # Ray re-raises a call's exception as RayTaskError(<its class>): the words are in .cause
     cause = getattr(exc, "cause", None) or (exc if isinstance(exc, CellProcessDied) else None)
     if isinstance(cause, CellProcessDied):     # the forked cell died; its monitor said how
         return Failure(FailureKind.PROCESS_DIED, shorten(str(cause)))
+    if isinstance(cause, ZygoteError):         # the host's zygote refused or could not start
+        return Failure(FailureKind.PROCESS_DIED, shorten(f"the cell's zygote: {cause}"))
     if isinstance(exc, rex.OutOfMemoryError) or "memory monitor" in str(exc):
         return Failure(FailureKind.OUT_OF_MEMORY, detail)
     detail = shorten(detail)
@@ -298,6 +310,6 @@ def classify(exc: BaseException) -> Failure:
         return Failure(FailureKind.NODE_LOST, detail)
     if isinstance(exc, (rex.ActorDiedError, rex.RayActorError, rex.WorkerCrashedError)):
         return Failure(FailureKind.PROCESS_DIED, detail)
-    if cause is not None:     # an exception in the task itself: its own words, not Ray's header
-        return Failure(FailureKind.DRIVER_ERROR, shorten(f"{type(cause).__name__} in the cell's task: {cause}"))
+    if cause is not None:     # an exception in the host's own code: its own words, not Ray's header
+        return Failure(FailureKind.DRIVER_ERROR, shorten(f"{type(cause).__name__} in the cell's host: {cause}"))
     return Failure(FailureKind.DRIVER_ERROR, f"{type(exc).__name__}: {detail}")

@@ -36,6 +36,7 @@ class ProcessFacts:
     scheduler_job_id: str | None = None
     scheduler_nodelist: str | None = None
     allocator: str | None = None    # glibc | jemalloc | tcmalloc | mimalloc (probes.allocator)
+    process: str | None = None      # fork (of the node's zygote) | fresh (execution.process)
 
     @classmethod
     def known(cls, values: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """Which cell runs next on which node, and what happens after a failure. Pure: no ray.
 
 One cell at a time per node; cells of a cluster go to whichever of its nodes is idle first,
-so k nodes finish a cluster's cells in about 1/k of the time. A cell whose process died is
-retried on another node of its cluster that it has not tried yet, up to ``retries`` times.
+so k nodes finish a cluster's cells in about 1/k of the time. A node prefers cells its
+current host can run (same placement, kernel-cache setting, process kind), so it switches
+hosts, and starts a zygote, as rarely as the queue allows. A cell whose process died is
+retried, up to ``retries`` times, on another node of its cluster it has not tried yet, or on
+the same node where no other is left (a one-node cluster retries too).
 """
 from __future__ import annotations
 
@@ -31,31 +34,42 @@ class Scheduler:
     def __len__(self) -> int:
         return len(self.queue)
 
-    def next_for(self, node_id: str) -> Pending | None:
-        """The first queued cell this node may run (untried here, unless it is the only option)."""
+    def may_run(self, p: Pending, node_id: str) -> bool:
+        """Untried on this node, or tried here and no untried live node of its cluster is left."""
+        if node_id not in p.feasible:
+            return False
+        return node_id not in p.tried or not (p.feasible - set(p.tried) - self.dead)
+
+    def next_for(self, node_id: str, prefer: Callable[[CellSpec], bool] | None = None) -> Pending | None:
+        """The first queued cell this node may run (untried here, unless it is the only option);
+        among those, the first that ``prefer`` likes (the node's current host can run it)."""
         if node_id in self.dead:
             return None
-        for p in list(self.queue):
-            if node_id in p.feasible and node_id not in p.tried:
-                self.queue.remove(p)
-                p.tried.append(node_id)
-                return p
-        return None
+        runnable = [p for p in self.queue if self.may_run(p, node_id)]
+        if not runnable:
+            return None
+        p = next((q for q in runnable if prefer(q.cell)), runnable[0]) if prefer else runnable[0]
+        self.queue.remove(p)
+        p.tried.append(node_id)
+        return p
 
     def after_crash(self, p: Pending) -> bool:
-        """The cell's process died. Requeue it if a retry is left and an untried live node of
-        its cluster can take it; return True if requeued."""
+        """The cell's process died. Requeue it if a retry is left and a live node of its
+        cluster can take it (an untried one first: ``next_for``); return True if requeued."""
         retries_used = len(p.tried) - 1
-        others = p.feasible - set(p.tried) - self.dead
-        if retries_used < self.retries and others:
+        if retries_used < self.retries and p.feasible - self.dead:
             self.queue.appendleft(p)
             return True
         return False
 
+    def untried_left(self, p: Pending) -> bool:
+        """Whether a live node of the cell's cluster has not tried it yet."""
+        return bool(p.feasible - set(p.tried) - self.dead)
+
     def node_lost(self, node_id: str) -> list[Pending]:
         """Forget a dead node; return queued cells no live node can run any more."""
         self.dead.add(node_id)
-        stranded = [p for p in self.queue if not (p.feasible - self.dead - set(p.tried))]
+        stranded = [p for p in self.queue if not (p.feasible - self.dead)]
         for p in stranded:
             self.queue.remove(p)
         return stranded
@@ -65,9 +79,10 @@ Peak = Callable[[NodeView], int]   # a cell's planned peak bytes on one node (pe
 
 
 def feasibility(cell: CellSpec, nodes: Sequence[NodeView], peak: int | Peak,
-                headroom: float) -> tuple[set[str], str]:
+                headroom: float, resident: int = 0) -> tuple[set[str], str]:
     """Node ids of the cell's cluster that can run it, or the reason none can: the scope must
-    map onto the node, and on CPUs the planned peak must fit in ``headroom`` of its memory."""
+    map onto the node, and on CPUs the planned peak plus ``resident`` (what the cell's host
+    and zygote keep resident beside it) must fit in ``headroom`` of its memory."""
     reasons = []
     ok = set()
     for n in nodes:
@@ -82,8 +97,9 @@ def feasibility(cell: CellSpec, nodes: Sequence[NodeView], peak: int | Peak,
             continue
         limit = int(n.memory_bytes * headroom)
         need = peak(n) if callable(peak) else peak
-        if cell.model.device == "cpu" and n.memory_bytes and need > limit:
-            reasons.append(f"{n.name}: estimated peak memory {need / 1e9:.1f} GB exceeds "
+        if cell.model.device == "cpu" and n.memory_bytes and need + resident > limit:
+            beside = f" plus {resident / 1e9:.1f} GB for its zygote" if resident else ""
+            reasons.append(f"{n.name}: estimated peak memory {need / 1e9:.1f} GB{beside} exceeds "
                            f"{headroom:.0%} of the node's {n.memory_bytes / 1e9:.1f} GB")
             continue
         ok.add(n.ray_node_id)
@@ -98,7 +114,7 @@ class Triage:
 
 
 def triage(cells: Sequence[CellSpec], done: dict[str, str], nodes: Sequence[NodeView],
-           peak_of: Callable[[CellSpec], int | Peak], headroom: float) -> Triage:
+           peak_of: Callable[[CellSpec], int | Peak], headroom: float, resident: int = 0) -> Triage:
     """Split planned cells into finished (left alone), runnable and skipped-with-reason."""
     out = Triage()
     for cell in cells:
@@ -106,7 +122,7 @@ def triage(cells: Sequence[CellSpec], done: dict[str, str], nodes: Sequence[Node
             out.already_done += 1
             continue
         peak = peak_of(cell)
-        feasible, why = feasibility(cell, nodes, peak, headroom)
+        feasible, why = feasibility(cell, nodes, peak, headroom, resident)
         if feasible:
             worst = max(peak(n) for n in nodes if n.ray_node_id in feasible) if callable(peak) else peak
             out.pending.append(Pending(cell, feasible, peak_bytes=worst))

@@ -17,6 +17,7 @@ from .specs import (
     DATASET_KINDS,
     DEVICES,
     OPTIMIZERS,
+    PROCESS_KINDS,
     RESIZE_KINDS,
     SUBSETS,
     ClusterSpec,
@@ -198,8 +199,10 @@ def parse_clusters(v: Validator, value: Any) -> tuple[ClusterSpec, ...]:
 
 def parse_execution(v: Validator, value: Any) -> ExecutionSpec:
     k = "execution"
-    em = v.mapping(value, k, {"exclusive", "cell_timeout_s", "retries", "memory_headroom", "release_heap"})
+    em = v.mapping(value, k, {"exclusive", "cell_timeout_s", "retries", "memory_headroom", "release_heap",
+                              "process"})
     return ExecutionSpec(exclusive=v.field(em, k, ExecutionSpec, "exclusive", bool),
+                         process=v.field(em, k, ExecutionSpec, "process", str, one_of(*PROCESS_KINDS)),
                          release_heap=v.field(em, k, ExecutionSpec, "release_heap", bool),
                          cell_timeout_s=v.field(em, k, ExecutionSpec, "cell_timeout_s", float, positive),
                          retries=v.field(em, k, ExecutionSpec, "retries", int, non_negative),

@@ -109,6 +109,9 @@ class ClusterSpec:
     counters: CounterSpec | None = None
 
 
+PROCESS_KINDS = ("fork", "fresh")
+
+
 @dataclass(frozen=True)
 class ExecutionSpec:
     exclusive: bool = True
@@ -119,6 +122,10 @@ class ExecutionSpec:
     # then its own, but the step re-faults its pages and runs ~9 % slower (measured), so off
     # by default: a timing sweep and a memory sweep want different settings
     release_heap: bool = False
+    # how each cell's process starts: ``fork`` of the node's zygote that imported torch once
+    # (0.15 s between cells), or ``fresh``: a new interpreter started with exec, the
+    # reference a forked cell is checked against (~7 s of imports per cell)
+    process: str = "fork"
 
 
 def implied_remedies(model: ModelSpec) -> RemediesSpec:

@@ -1,6 +1,6 @@
 """Apply a scope's placement to this process: thread count, CPU affinity, NUMA memory binding.
 
-Call :func:`apply_placement` BEFORE ``import torch`` in the process (the Ray actor):
+Call :func:`apply_placement` BEFORE ``import torch`` in the cell's process:
 torch reads ``OMP_NUM_THREADS`` when it starts, and its OpenMP workers inherit the CPU mask
 of the thread that creates them. Ray and containers pass the host's ``OMP_NUM_THREADS``
 through, so we overwrite it rather than trusting what is inherited. This module must not
@@ -88,10 +88,10 @@ def apply_placement(p: ScopePlacement) -> AppliedPlacement:
     """Set thread env vars, pin every thread of this process to ``p.cpus``, bind memory.
 
     All existing threads are pinned (not just the caller) because Ray starts its own threads
-    before the actor's code runs, and whichever thread later starts torch's pool passes its
+    before the cell's code runs, and whichever thread later starts torch's pool passes its
     mask on to the workers.
     """
-    warnings = []           # the placement's numa_warning stays in the placement (the actor records it)
+    warnings = []           # the placement's numa_warning stays in the placement (the cell's process records it)
     if "torch" in sys.modules:
         warnings.append("torch was imported before apply_placement: a thread pool created earlier keeps "
                         "its old thread count and CPU mask")

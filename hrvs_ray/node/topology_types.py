@@ -1,6 +1,6 @@
 """The node's topology as data, and a scope's placement on it. Pure dataclasses, no I/O.
 
-``ScopePlacement`` crosses the Ray boundary (driver -> cell actor) and is recorded with the
+``ScopePlacement`` crosses the Ray boundary (driver -> the cell's process) and is recorded with the
 results, so it holds only plain values: it pickles, and :meth:`ScopePlacement.to_dict` is
 JSON as it stands.
 """

@@ -159,7 +159,10 @@ def _library_child() -> dict[str, Any]:
     import torch
 
     from ..config.specs import NetworkSpec, OptimizerSpec
-    from ..train import cell  # noqa: F401 - the cell's imports (pyarrow, PIL, data code) are mapped too
+
+    # what a cell imports beside the model (mapped too): parquet rows, image decoding, the data code
+    from ..data import inputs  # noqa: F401
+    from ..store import schema  # noqa: F401
     from ..train.model import build_model, build_optimizer, train_step
 
     torch.set_num_threads(1)

@@ -2,16 +2,18 @@
 
 Format history (like pyperf's JSON format history), newest first:
 
-- **4** (issue 25): memory that does not depend on how a cell's process started. Steps gain
-  ``peak_anon_bytes``, ``anon_start_bytes``, ``file_start_bytes``, ``file_growth_bytes``,
-  ``vmhwm_bytes``, ``library_bytes``, ``baseline_anon_bytes`` and ``other_cpu_seconds``; cells
-  gain ``baseline_anon_bytes`` and ``library_bytes``; nodes gain ``library_bytes``. From schema 4
-  on, ``peak_rss_bytes`` = the node's ``library_bytes`` + the step's ``peak_anon_bytes`` (what a
-  fresh process reads), ``rss_start_bytes`` and ``growth_bytes`` likewise. Older rows keep the
-  process's own VmHWM in ``peak_rss_bytes`` and null in the new columns: from a cell forked from a
-  zygote (the default since the zygote came) it leaves out the library pages the fork did not
-  touch (~0.3 GB), from a fresh process it does not, and nothing recorded which (the cells'
-  ``process`` column reads "unknown" there).
+- **4** (issue 25): cells gain ``process``, how the cell's process started: ``fork`` (a fork
+  of the node's zygote) or ``fresh`` (a new interpreter, ``execution.process: fresh``);
+  ``unknown`` in older folders (they forked from a zygote since the zygote existed, and ran
+  fresh processes before: the folder does not say which). Memory that does not depend on how it started:
+  steps gain ``peak_anon_bytes``, ``anon_start_bytes``, ``file_start_bytes``,
+  ``file_growth_bytes``, ``vmhwm_bytes``, ``library_bytes``, ``baseline_anon_bytes`` and
+  ``other_cpu_seconds``; cells gain ``baseline_anon_bytes`` and ``library_bytes``; nodes gain
+  ``library_bytes``. From schema 4 on, ``peak_rss_bytes`` = the node's ``library_bytes`` + the
+  step's ``peak_anon_bytes`` (what a fresh process reads), ``rss_start_bytes`` and
+  ``growth_bytes`` likewise. Older rows keep the process's own VmHWM in ``peak_rss_bytes`` and
+  null in the new columns: from a forked cell it leaves out the library pages the fork did not
+  touch (~0.3 GB), from a fresh process it does not (``process`` says which, "unknown" before).
 - **3** (issues 16, 17, 19): steps gain ``image_ids`` (the step's images, literal ids in pass
   order; null in older folders: they were not recorded), ``uncounted_threads`` (threads without
   a counter group during the step; null when counters are off) and ``steal_seconds``
@@ -80,8 +82,14 @@ def upgrade_definition(d: dict[str, Any]) -> dict[str, Any]:
 def upgrade(path: Path, t: pa.Table, schema: pa.Schema) -> pa.Table:
     """A table as stored (any readable version) -> the current ``schema``, old gaps filled."""
     md = t.schema.metadata or {}
-    check_version(path, md.get(b"schema_version"))
-    return fill_defaults(conform(t, schema))
+    version = check_version(path, md.get(b"schema_version"))
+    t = fill_defaults(conform(t, schema))
+    if version < 4 and "process" in t.column_names:
+        # schema < 4 did not record how the cell's process started; a newer row's null
+        # means the cell never ran (skipped, or failed by the driver)
+        t = t.set_column(t.column_names.index("process"), "process",
+                         pa.array(["unknown"] * t.num_rows, pa.string()))
+    return t
 
 
 _FILLED = ("batching", "precision", "memory_format", "checkpointing", "remedy", "micro_batches", "growth_bytes",

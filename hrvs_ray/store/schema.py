@@ -75,9 +75,10 @@ CELLS_SCHEMA = pa.schema([
     ("baseline_rss_bytes", pa.int64()), ("core_kinds", pa.string()), ("placement_warning", pa.string()),
     # schema 3 (issue 17)
     ("kernel_cache", pa.string()), ("shape_round", pa.int32()), ("allocator", pa.string()),
-    # schema 4 (issue 25): baseline_rss_bytes = library_bytes + baseline_anon_bytes when the
-    # node's library baseline is known (else the process's own RSS, as before)
-    ("baseline_anon_bytes", pa.int64()), ("library_bytes", pa.int64()),
+    # schema 4 (issue 25): how the cell's process started, fork (of the node's zygote) | fresh;
+    # baseline_rss_bytes = library_bytes + baseline_anon_bytes when the node's library baseline
+    # is known (else the process's own RSS, as before)
+    ("process", pa.string()), ("baseline_anon_bytes", pa.int64()), ("library_bytes", pa.int64()),
 ])
 
 NODES_SCHEMA = pa.schema([

@@ -2,7 +2,7 @@
 steps, each probed for time, memory, counters and FLOPs. Returns the steps as Arrow rows.
 
 The process must already be placed (CPU set, thread count, memory binding) and its
-counters opened before torch starts its thread pool: that is ``cluster.actors``' job.
+counters opened before torch starts its thread pool: that is ``cluster.cell_process``' job.
 """
 from __future__ import annotations
 

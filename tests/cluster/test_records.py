@@ -102,3 +102,47 @@ def test_where_and_core_kinds():
     assert where(cell, None).startswith("c1 - node ")
     assert core_kinds_json({"performance": 4, "efficiency": 8}) == '{"efficiency": 8, "performance": 4}'
     assert core_kinds_json({}) is None and core_kinds_json(None) is None
+
+
+class _Lines:
+    """A progress sink that keeps what the driver says (the CLI's bar, minus the bar)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix(self, **kw) -> None:
+        pass
+
+    def write(self, line: str) -> None:
+        self.lines.append(line)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_result_that_cannot_be_written_fails_the_sweep_keeps_the_result_and_is_not_rerun(tmp_path):
+    """A full disk after a cell ran: the driver's failure, not the cell's; nothing requeued."""
+    import pickle
+    import re
+    from pathlib import Path
+
+    from hrvs_ray.cluster.driver import CellLoop, SweepSummary
+    from hrvs_ray.cluster.scheduler import Pending, Scheduler
+
+    sweep = parse_sweep(SWEEP)
+    cell = plan_cells(sweep, ["c1"])[0]
+    store = ResultStore.open(tmp_path / "r", sweep.name, sweep.fingerprint(), sweep.to_dict())
+    (tmp_path / "r" / "cells.parquet").mkdir()        # a real write failure: the file cannot be replaced
+    summary, bar, sched = SweepSummary(), _Lines(), Scheduler([], retries=3)
+    loop = CellLoop(sweep, store, [], sched, summary, bar)
+    loop.finish(Pending(cell, {"n1"}, tried=["n1"]), None, CellOutcome("ok", None, T0, T0, 1.0, facts=FACTS))
+    assert summary.ok == 0 and summary.unwritten == 1 and len(sched) == 0
+    (cid, why), = summary.failed
+    assert cid == cell.cell_id and why.startswith("driver error: its result could not be written")
+    kept = Path(re.search(r"kept in (\S+)\)", why).group(1))
+    assert pickle.loads((kept / "cell.pickle").read_bytes())["row"]["cell_id"] == cell.cell_id
+    assert oct(kept.stat().st_mode & 0o777) == "0o700"
+    assert any("could not be written" in line for line in bar.lines)

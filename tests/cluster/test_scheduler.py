@@ -28,12 +28,24 @@ def test_crash_is_retried_once_on_another_node(tmp_path):
     assert not s.after_crash(p)               # second crash: final
 
 
-def test_single_node_cluster_does_not_retry_and_lost_node_strands(tmp_path):
+def test_single_node_cluster_retries_on_its_one_node_and_lost_node_strands(tmp_path):
+    """next_for's promise: a cell goes back to a node it crashed on when it is the only option."""
     cells = _cells(tmp_path)
     s = Scheduler([Pending(c, {"n1"}) for c in cells], retries=1)
-    assert not s.after_crash(s.next_for("n1"))
+    p = s.next_for("n1")
+    assert s.after_crash(p)                       # requeued: n1 is its only node
+    assert s.next_for("n1") is p and p.tried == ["n1", "n1"]
+    assert not s.after_crash(p)                   # its one retry is spent
     stranded = s.node_lost("n1")
     assert len(stranded) == len(cells) - 1 and len(s) == 0
+
+
+def test_a_node_prefers_cells_its_current_host_can_run(tmp_path):
+    cells = _cells(tmp_path)
+    s = Scheduler([Pending(c, {"n1"}) for c in cells], retries=1)
+    last = cells[-1]
+    assert s.next_for("n1", prefer=lambda c: c == last).cell == last
+    assert s.next_for("n1", prefer=lambda c: False).cell == cells[0]     # none preferred: queue order
 
 
 def test_cluster_assignment_by_label_then_cpu_model(tmp_path):
@@ -65,6 +77,10 @@ def test_cell_too_big_for_node_memory_is_skipped_with_estimate(tmp_path):
     assert ok == {"id2"}
     ok, why = feasibility(cell, [small], 10_000_000_000, sweep.execution.memory_headroom)
     assert not ok and "estimated peak memory 10.0 GB exceeds 90% of the node's 4.0 GB" in why
+    # the cell's zygote stays resident beside it: 3.0 GB fits 90 % of 4 GB alone, not with 0.8 GB more
+    assert feasibility(cell, [small], 3_000_000_000, 0.9)[0] == {"id1"}
+    ok, why = feasibility(cell, [small], 3_000_000_000, 0.9, resident=800_000_000)
+    assert not ok and "3.0 GB plus 0.8 GB for its zygote exceeds 90% of the node's 4.0 GB" in why
 
 
 def test_failure_causes_are_classified_from_rays_exceptions():
@@ -81,20 +97,20 @@ def test_failure_causes_are_classified_from_rays_exceptions():
     assert other.kind is FailureKind.DRIVER_ERROR and str(other) == "driver error: ValueError: bad"
 
 
-def test_a_cell_tasks_own_exception_and_its_forked_cells_death_keep_their_words():
-    """Ray's header line ("ray::run_forked_cell() (pid=…)") says nothing: the cause does."""
+def test_a_cell_hosts_own_exception_and_its_cells_death_keep_their_words():
+    """Ray's header line ("ray::CellHost.run() (pid=…)") says nothing: the cause does."""
     import ray.exceptions as rex
 
     from hrvs_ray.cluster.failures import FailureKind
     from hrvs_ray.cluster.ray_io import classify
-    from hrvs_ray.cluster.zygote import CellProcessDied
+    from hrvs_ray.cluster.zygote_client import CellProcessDied
 
     def raised(cause: Exception) -> Exception:
-        return rex.RayTaskError("run_forked_cell", "Traceback ...", cause).as_instanceof_cause()
+        return rex.RayTaskError("CellHost.run", "Traceback ...", cause).as_instanceof_cause()
 
     own = classify(raised(ValueError("invalid literal for int()")))
     assert own.kind is FailureKind.DRIVER_ERROR
-    assert str(own) == "driver error: ValueError in the cell's task: invalid literal for int()"
+    assert str(own) == "driver error: ValueError in the cell's host: invalid literal for int()"
     died = classify(raised(CellProcessDied("the cell's process (pid 7) was killed by SIGKILL")))
     assert died.kind is FailureKind.PROCESS_DIED and "killed by SIGKILL" in str(died)
 

@@ -1,25 +1,97 @@
 """Real end-to-end runs: local Ray, real training on tiny synthetic data, real parquet."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
 from hrvs_ray.store import read_results
-from tests.helpers import hrvs, tiny_sweep_dict
+from tests.helpers import cli_env, hrvs, tiny_sweep_dict
 
 pytestmark = pytest.mark.slow
 
 
+def hrvs_watched(*args: str, cwd: Path, env: dict[str, str], timeout: float = 420
+                 ) -> tuple[subprocess.CompletedProcess, set[tuple[int, float]]]:
+    """``hrvs`` while every process below it is noted (pid, start time), as often as the
+    machine allows: Ray's, the cell hosts', zygotes, monitors, cells."""
+    import psutil
+
+    p = subprocess.Popen([sys.executable, "-m", "hrvs_ray.cli", *args], cwd=cwd, env=cli_env(env), text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen: set[tuple[int, float]] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            try:
+                for c in psutil.Process(p.pid).children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        seen.add((c.pid, c.create_time()))
+            except psutil.Error:
+                return
+            time.sleep(0.1)
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    try:
+        out, err = p.communicate(timeout=timeout)
+    finally:
+        stop.set()
+        t.join()
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err), seen
+
+
+def _still_running(seen: set[tuple[int, float]]) -> list[str]:
+    import psutil
+
+    left = []
+    for pid, started in seen:
+        with contextlib.suppress(psutil.Error):
+            q = psutil.Process(pid)
+            if q.create_time() == started and q.status() != psutil.STATUS_ZOMBIE:
+                left.append(f"{pid} {q.name()} {' '.join(q.cmdline())[:120]}")
+    return left
+
+
 def test_sweep_runs_every_cell_writes_parquet_and_resumes(tmp_path, write_sweep):
+    """Also: a symlink planted where a zygote folder used to live leads nowhere (the cell
+    hosts use none), and no process the sweep started outlives it."""
     # cores:4096 exists on no machine: its cells must be skipped with the reason, not failed
     sweep = write_sweep(tiny_sweep_dict(tmp_path, name="e2e", scopes=["cores:4096", "node"]))
     out = tmp_path / "results"
-    r = hrvs("sweep", str(sweep), "--out", str(out), "--no-progress", cwd=tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
+    # a short TMPDIR (Ray puts its sockets there) holding the link, to a private folder of
+    # this user with an old file in a subfolder: what the old pruning deleted
+    tmp = Path(tempfile.mkdtemp(prefix="hz", dir="/tmp"))
+    victim = tmp_path / "victim"
+    (victim / "sub").mkdir(parents=True)
+    victim.chmod(0o700)
+    old = victim / "sub" / "old.txt"
+    old.write_text("keep me")
+    os.utime(old, (time.time() - 86400, time.time() - 86400))
+    os.utime(victim / "sub", (time.time() - 86400, time.time() - 86400))
+    for name in ("hrvs-zygotes", "hrvs-ray-flops", "hrvs-ray-digests"):
+        (tmp / f"{name}-{os.getuid()}").symlink_to(victim)
+    env = {**os.environ, "TMPDIR": str(tmp), "XDG_RUNTIME_DIR": str(tmp)}
+    try:
+        r, seen = hrvs_watched("sweep", str(sweep), "--out", str(out), "--no-progress", cwd=tmp_path, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert old.read_text() == "keep me" and sorted(p.name for p in victim.rglob("*")) == ["old.txt", "sub"]
+        assert any(True for _ in seen), "no process below the sweep was seen"
+        deadline = time.monotonic() + 60           # Ray's own processes take a moment to go
+        while _still_running(seen) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _still_running(seen)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     assert "s/MP" in r.stdout and "s/inf-MP" in r.stdout
     res = read_results(out)
     # the driver's one plan, kept for the report: one view per input set (one batching policy)
@@ -29,6 +101,7 @@ def test_sweep_runs_every_cell_writes_parquet_and_resumes(tmp_path, write_sweep)
     assert len(skipped) == 3 and skipped["error"].str.contains("cores:4096 needs 4096 physical cores").all()
     cells = cells[cells["status"] == "ok"]
     assert len(cells) == 3
+    assert (cells["process"] == "fork").all()
     steps = res.steps.to_pandas()
     assert len(steps) == 3 * 3
     assert steps.groupby("cell_id")["warmup"].sum().eq(1).all()
@@ -57,6 +130,19 @@ def test_sweep_runs_every_cell_writes_parquet_and_resumes(tmp_path, write_sweep)
     assert read_results(out).steps.num_rows == 9      # no duplicates
 
 
+def test_execution_process_fresh_runs_each_cell_in_a_new_interpreter(tmp_path, write_sweep):
+    d = tiny_sweep_dict(tmp_path, name="fresh", input_sets={"LR&FS": {"resize": "fixed", "size": [32, 32],
+                                                                      "batch_size": 4}},
+                        execution={"cell_timeout_s": 300, "retries": 0, "process": "fresh"})
+    r = hrvs("sweep", str(write_sweep(d)), "--out", str(tmp_path / "r"), "--no-progress", "--no-report",
+             cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    cells = read_results(tmp_path / "r").cells.to_pandas()
+    assert list(cells["status"]) == ["ok"] and list(cells["process"]) == ["fresh"]
+    # torch came after the placement: nothing was imported before the cell's own set-up
+    assert cells["placement_warning"].isna().all(), cells["placement_warning"].tolist()
+
+
 def test_missing_mame_dataset_says_how_to_get_it(tmp_path, write_sweep):
     d = tiny_sweep_dict(tmp_path)
     d["dataset"] = {"kind": "mame", "path": str(tmp_path / "nowhere")}
@@ -74,10 +160,8 @@ def test_missing_mame_dataset_says_how_to_get_it(tmp_path, write_sweep):
 def test_same_cell_twice_gives_identical_batches_and_bitwise_losses(tmp_path, write_sweep, input_set, remedies,
                                                                      monkeypatch):
     """Twice, each time in a fresh fork of the zygote as a sweep runs it (a fork trains
-    bitwise like a fresh process: tests/cluster/test_zygote.py)."""
-    import uuid
-
-    from hrvs_ray.cluster import zygote
+    bitwise like a fresh process: test_zygote.py)."""
+    from hrvs_ray.cluster.zygote_client import CellHost
     from hrvs_ray.config import load_sweep
     from hrvs_ray.node.topology import read_topology, resolve_scope
     from hrvs_ray.plan.cells import plan_cells
@@ -91,19 +175,15 @@ def test_same_cell_twice_gives_identical_batches_and_bitwise_losses(tmp_path, wr
     sweep = load_sweep(write_sweep(d))
     cell = [c for c in plan_cells(sweep, ["local"]) if c.input_set.name == input_set][0]
     placement = resolve_scope(read_topology("/"), "node", allowed=os.sched_getaffinity(0))
-    token, runs = uuid.uuid4().hex[:12], []
-    try:
+    runs = []
+    with CellHost(placement, cell.remedy.kernel_cache) as host:
         for _ in range(2):
-            conn = zygote.connect(token, "local", placement, cell.remedy.kernel_cache)
-            out = zygote.run_forked(conn, (cell, sweep.dataset, "local"))
-            conn.close()
+            out = host.run(cell, sweep.dataset, "local")
             assert out.status == "ok", out.error
             t = out.steps
             runs.append({"pid": out.facts.pid, "threads": out.facts.threads, "remedy": t.column("remedy")[0].as_py(),
                          "fp": t.column("batch_fingerprint").to_pylist(),
                          "loss": [float(x).hex() for x in t.column("loss").to_pylist()]})
-    finally:
-        zygote.stop_all(token)
     a, b = runs
     assert a["pid"] != b["pid"]
     assert len(a["fp"]) == 4 and len(set(a["fp"])) == 4
@@ -134,19 +214,19 @@ def test_corrupt_image_fails_its_cells_naming_the_file_and_the_sweep_goes_on(tmp
 
 
 def test_a_cell_over_its_timeout_is_recorded_failed_and_its_process_is_gone(tmp_path, write_sweep):
-    """The driver cancels the cell's task; the task's end makes the monitor kill the cell."""
+    """The driver asks the cell's host to stop it; the monitor kills the cell."""
     import psutil
 
     d = tiny_sweep_dict(tmp_path, name="slow", input_sets={"HR&VS": {"resize": "none", "batch_size": 2}},
                         training={"warmup_steps": 1, "steps": 5000, "runs": 1, "seed": 7},
-                        execution={"cell_timeout_s": 30, "retries": 1})
+                        execution={"cell_timeout_s": 30, "retries": 0})
     r = hrvs("sweep", str(write_sweep(d)), "--out", str(tmp_path / "r"), "--no-progress", "--no-report",
              cwd=tmp_path)
     assert r.returncode == 1, r.stdout + r.stderr
     cells = read_results(tmp_path / "r").cells.to_pandas()
     assert len(cells) == 1 and cells["status"].iloc[0] == "failed"
     assert cells["error"].iloc[0].startswith("timeout: cell ran over 30 s"), cells["error"].iloc[0]
-    # no cell process outlives its sweep (the zygote's monitor killed it when the task ended)
+    # no cell process outlives its sweep (its monitor killed it when the host asked)
     left = [p for p in psutil.process_iter(["name", "cwd"]) if p.info["name"] == "hrvs-cell"
             and p.info["cwd"] == str(tmp_path)]
     assert not left

@@ -258,12 +258,12 @@ def test_unreadable_topology_names_the_file(tmp_path):
 
 
 def test_probe_node_reports_an_unreadable_node_as_unusable(monkeypatch):
-    from hrvs_ray.cluster import actors
+    from hrvs_ray.cluster import node_probe
 
     def broken(*_a, **_k):
         raise TopologyError("/sys/devices/system/cpu/online", "not a CPU list: '0-x'")
-    monkeypatch.setattr(actors, "read_topology", broken)
-    got = actors.probe_node(["cores:2", "node"])
+    monkeypatch.setattr(node_probe, "read_topology", broken)
+    got = node_probe.probe_node(["cores:2", "node"])
     reason = "node unusable: cannot read topology: /sys/devices/system/cpu/online: not a CPU list: '0-x'"
     assert got["unusable"] == reason and got["placements"] == {"cores:2": reason, "node": reason}
 

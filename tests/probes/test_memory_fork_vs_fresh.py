@@ -1,19 +1,16 @@
 """Memory that does not depend on how the cell's process started (issue 25): the same small cell
 forked from a zygote that imported torch, and in a fresh interpreter that imported nothing
-before the cell, read the same baseline and per-step peak within max(5 %, 40 MB), while the
-processes' own RSS differs by the library pages the fork never mapped."""
+before the cell (``execution.process: fork | fresh``, both through a CellHost as a sweep runs
+them), read the same baseline and per-step peak within max(5 %, 40 MB), while the processes'
+own RSS differs by the library pages the fork never mapped."""
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import uuid
 
-import pyarrow as pa
 import pytest
 
-from hrvs_ray.cluster import zygote
+from hrvs_ray.cluster.zygote_client import CellHost
 from hrvs_ray.config import load_sweep
 from hrvs_ray.node.topology import read_topology, resolve_scope
 from hrvs_ray.plan.cells import plan_cells
@@ -24,25 +21,6 @@ from tests.helpers import tiny_sweep_dict
 pytestmark = pytest.mark.slow
 
 MB = 1_000_000
-# the fresh cell: nothing imported before the cell's own code (CellRunner imports torch itself)
-FRESH = r"""
-import io, sys
-from hrvs_ray.config import load_sweep
-from hrvs_ray.cluster.actors import CellRunner
-from hrvs_ray.plan.cells import plan_cells
-from hrvs_ray.node.topology import read_topology, resolve_scope
-import os
-sweep = load_sweep(sys.argv[1])
-cell = [c for c in plan_cells(sweep, ["local"]) if c.cell_id == sys.argv[2]][0]
-out = CellRunner(resolve_scope(read_topology("/"), "node", allowed=os.sched_getaffinity(0)), "generic").run(
-    cell, sweep.dataset, "local")
-assert out.status == "ok", out.error
-import pyarrow as pa
-sink = io.BytesIO()
-with pa.ipc.new_stream(sink, out.steps.schema) as w:
-    w.write_table(out.steps)
-sys.stdout.buffer.write(sink.getvalue())
-"""
 
 
 def _close(a: int, b: int) -> bool:
@@ -59,24 +37,19 @@ def test_forked_and_fresh_cells_read_the_same_memory(tmp_path, write_sweep, monk
     cell = plan_cells(sweep, ["local"])[0]
     placement = resolve_scope(read_topology("/"), "node", allowed=os.sched_getaffinity(0))
 
-    token = uuid.uuid4().hex[:12]
-    try:
-        conn = zygote.connect(token, "local", placement, cell.remedy.kernel_cache)
-        forked = zygote.run_forked(conn, (cell, sweep.dataset, "local"))
-        conn.close()
-    finally:
-        zygote.stop_all(token)
-    assert forked.status == "ok", forked.error
-    r = subprocess.run([sys.executable, "-c", FRESH, str(path), cell.cell_id], capture_output=True, cwd=tmp_path,
-                       timeout=300)
-    assert r.returncode == 0, r.stderr.decode()[-2000:]
-    fresh = pa.ipc.open_stream(r.stdout).read_all()
+    outcomes = {}
+    for how, process in (("forked", "fork"), ("fresh", "fresh")):   # the sweep's two ways (execution.process)
+        with CellHost(placement, cell.remedy.kernel_cache, process) as host:
+            out = host.run(cell, sweep.dataset, "local")
+        assert out.status == "ok", out.error
+        assert out.facts.process == process
+        outcomes[how] = out.steps
 
     library = measure_library()
     assert "error" not in library, library
     lib = library["library_bytes"]
     steps, cells = {}, {}
-    for how, t in (("forked", forked.steps), ("fresh", fresh)):
+    for how, t in outcomes.items():
         steps[how], cells[how] = with_library(t, {"node": "local"}, lib)
     for how in steps:
         s = steps[how].to_pandas()

@@ -79,3 +79,7 @@ def test_private_dir_is_made_700_and_refused_when_others_may_write(tmp_path):
     d.chmod(0o775)
     assert private_dir(tmp_path, "x") is None
     assert private_dir(tmp_path / "missing" / "deeper", "x") is None   # cannot be made
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o700)
+    (tmp_path / f"y-{os.getuid()}").symlink_to(mine)     # ours and private, but a link: refused
+    assert private_dir(tmp_path, "y") is None

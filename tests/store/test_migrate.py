@@ -106,6 +106,8 @@ def test_a_schema_1_folder_reads_in_the_current_schema(tmp_path):
     assert res.cells.schema.names == CELLS_SCHEMA.names and res.steps.schema.names == STEPS_SCHEMA.names
     assert res.cells.column("remedy").to_pylist()[0] == "pad+bf16+nhwc"
     assert res.steps.column("growth_bytes").to_pylist() == [5, 40, None]
+    # schema < 4 did not record how the cell's process started
+    assert set(res.cells.column("process").to_pylist()) == {"unknown"}
 
 
 def test_a_resumed_schema_1_folder_is_rewritten_whole_in_the_current_schema(tmp_path):

@@ -1,58 +1,34 @@
-"""Work that runs on cluster nodes. Plain classes and functions: the driver has them wrapped
-through ``ray_io`` at launch, so they stay importable and testable without Ray.
+"""One cell's process: placement, thread count and the kernel-cache environment set up
+before torch is imported, then the cell run by :class:`CellRunner`. No Ray import.
 
-Each cell gets a fresh process: placement, thread count and the kernel-cache environment are
-set up before torch is imported, and the process's memory peak and counters are the cell's
-own. In a sweep that process is a fork of the node's zygote (``run_forked_cell``, ``zygote``);
-the tests also run ``CellRunner`` in a process of its own.
+Each cell gets a process of its own, so its memory peak and counters are the cell's own.
+That process is either a fork of the node's zygote (``zygote``: set up once, torch
+imported, nothing run) or, with ``execution.process: fresh``, a new interpreter started
+with exec that imports torch only after the set-up (:func:`main`, the reference a fork is
+checked against). :func:`serve_cell` runs the cell in either and answers the asker.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 import socket
 import sys
 import time
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..config import DatasetSpec
 from ..node.affinity import AppliedPlacement
-from ..node.topology import ScopePlacement, ScopeUnavailable, read_topology, resolve_scope
+from ..node.topology import ScopePlacement
+from .wire import die_with_parent, name_process, send
 
 if TYPE_CHECKING:
     from ..plan.cells import CellSpec
     from .records import CellOutcome, ProcessFacts
-
-
-def probe_node(scopes: list[str]) -> dict[str, Any]:
-    """Describe this node and map each scope to CPUs (or say why it cannot be provided)."""
-    from ..node.description import collect_node_info
-    from ..node.sysfs import TopologyError
-    from .provenance import code_identity
-
-    try:
-        topo = read_topology("/")
-        info = collect_node_info("/", topo=topo)
-    except TopologyError as e:
-        # The node is unusable, and every scope says why (the driver skips cells with the reason).
-        reason = f"node unusable: {e}"
-        return {"info": {"unusable": reason}, "placements": {s: reason for s in scopes},
-                "hostname": socket.gethostname(), "pid": os.getpid(), "unusable": reason, "code": code_identity()}
-    # Ray workers inherit the raylet's CPU mask: the node's cgroup cpuset or SLURM allocation.
-    allowed = os.sched_getaffinity(0)
-    placements: dict[str, Any] = {}
-    for scope in scopes:
-        try:
-            placements[scope] = resolve_scope(topo, scope, allowed=allowed)
-        except ScopeUnavailable as e:
-            placements[scope] = str(e)
-    # the library baseline and each CPU set's ceiling, each in a short-lived process of its own
-    from ..probes.ceiling import measure_node
-    info.update(measure_node(placements))
-    return {"info": info, "placements": placements, "hostname": socket.gethostname(), "pid": os.getpid(),
-            "code": code_identity()}
 
 
 @dataclass(frozen=True)
@@ -70,6 +46,15 @@ def prepare_process(placement: ScopePlacement, kernel_cache: str) -> ProcessSetu
     from ..train.kernel_cache import KernelCacheError, apply_kernel_cache
 
     preloaded = "torch" in sys.modules
+    # numpy's OpenBLAS starts its worker threads when numpy is loaded (torch and pyarrow load
+    # it), and a zygote must hold no thread when it forks. The cells never compute with
+    # numpy's BLAS (torch has its own), so numpy gets one thread, in forked and fresh cells alike.
+    if "numpy" not in sys.modules:
+        blas = os.environ.get("OPENBLAS_NUM_THREADS")
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
+        import numpy  # noqa: F401 - loaded now, with one BLAS thread
+        if blas is not None:
+            os.environ["OPENBLAS_NUM_THREADS"] = blas
     error = None
     try:
         apply_kernel_cache(kernel_cache)
@@ -91,6 +76,7 @@ class CellRunner:
         # ``forked``: this process is a fork of a zygote that already did the setup below and
         # imported torch, and ran nothing since (cluster/zygote.py)
         setup = forked or prepare_process(placement, kernel_cache)
+        self.process = "fork" if forked is not None else "fresh"
         self.torch_preloaded = setup.torch_preloaded
         self.kernel_cache, self.setup_error = kernel_cache, setup.setup_error
         if forked is not None and self.setup_error is None:
@@ -162,32 +148,48 @@ class CellRunner:
                   "core_kinds": core_kinds_json(getattr(self.placement, "core_kinds", None)),
                   "hostname": socket.gethostname(), "pid": os.getpid(), "torch_version": torch.__version__,
                   "ray_version": version("ray"), "hrvs_ray_version": __version__,
-                  "python_version": sys.version.split()[0], "allocator": self.allocator}
+                  "python_version": sys.version.split()[0], "allocator": self.allocator,
+                  "process": self.process}
         return ProcessFacts(**{**ProcessFacts.known(collect_provenance()), **values})
 
     def close(self) -> None:
         self.counters.close()
 
 
-def run_forked_cell(placement: ScopePlacement, kernel_cache: str, token: str, node_id: str, spec: CellSpec,
-                    dataset: DatasetSpec, node: str) -> CellOutcome:
-    """A cell's Ray task. It books the CPUs the cell runs on, so Ray places nothing beside
-    it, and has the cell run in a fresh fork of the node's zygote for the cell's placement
-    and kernel-cache setting (``zygote``): the ~7 s of importing torch are paid once per
-    node and setting, not per cell, and a task reuses Ray's worker process where an actor
-    would start a new one (~1 s, and work beside the next cell). Cancelling the task (a
-    force-cancel ends its worker) kills the cell."""
-    from .zygote import connect, run_forked
-
-    conn = connect(token, node_id, placement, kernel_cache)
+def serve_cell(conn: Connection, placement: ScopePlacement, kernel_cache: str, request: tuple,
+               setup: ProcessSetup | None = None) -> NoReturn:
+    """In the cell's own process (a fork with the zygote's ``setup``, or a fresh one): run
+    the cell, send ``("ok", outcome)`` or ``("died", words)`` on ``conn``, exit."""
+    name_process("hrvs-cell")
+    code = 1
     try:
-        return run_forked(conn, (spec, dataset, node))
+        spec, dataset, node = request
+        runner = CellRunner(placement, spec.counters.llc, kernel_cache, forked=setup)
+        outcome = runner.run(spec, dataset, node)
+        runner.close()
+        send(conn, ("ok", outcome))
+        code = 0
+    except BaseException as e:  # noqa: BLE001 - whatever it was, the asker gets the words
+        with contextlib.suppress(Exception):
+            send(conn, ("died", f"the cell's process failed: {type(e).__name__}: {e}\n"
+                                f"{traceback.format_exc(limit=6)}"))
     finally:
-        conn.close()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
 
 
-def stop_zygotes(token: str) -> int:
-    """Stop this node's zygotes of the sweep ``token`` (the driver calls it on every node)."""
-    from .zygote import stop_all
+def main(argv: list[str]) -> NoReturn:
+    """A fresh cell process (``execution.process: fresh``), exec'd by its monitor:
+    ``python -m hrvs_ray.cluster.cell_process CONN_FD REQUEST_FD MONITOR_PID``. Nothing but
+    this module and its pure imports is loaded before the set-up: torch comes after it."""
+    conn_fd, request_fd, monitor = (int(a) for a in argv)
+    die_with_parent(monitor)
+    with os.fdopen(request_fd, "rb") as f:
+        placement, kernel_cache, request = pickle.load(f)
+    serve_cell(Connection(conn_fd), placement, kernel_cache, request)
 
-    return stop_all(token)
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
