@@ -1,28 +1,34 @@
 """Does the harness perturb what it measures? A cell's timed step against a bare PyTorch loop.
 
-    python benchmarks/harness_overhead.py [--rounds 5] [--steps 8] [--shape 16,3,96,128]
+    python benchmarks/harness_overhead.py [--rounds 5] [--steps 6] [--shape 8,3,224,224] [--detail]
 
-Every round runs each variant once, interleaved, each in a fresh process, on the same batch
-shape, model, optimizer and thread count (all CPUs of this process):
+Every round runs three things once each, interleaved (their order rotates from round to round,
+so a slow drift of the machine lands on each in turn), on the same batch shape, model,
+optimizer and thread count (all CPUs of this process):
 
-- ``bare``: torchvision ResNet18 + torch.optim.Adam (PyTorch's default implementation
-  choice), a random batch, forward + backward + step timed with perf_counter;
-- ``bare+foreach0``: the same with ``Adam(foreach=False)``, as the harness builds it;
-- ``bare+affinity``: the same, pinned with ``sched_setaffinity`` + thread env vars first;
-- ``bare+counters``: the same, with hrvs-ray's perf_event counters opened before torch
-  (``inherit``) and read around each step;
-- ``bare+trim``: the same, with glibc's ``malloc_trim(0)`` before each step (untimed), as
-  the harness does so that a step's peak RSS is its own;
-- ``harness``: hrvs-ray's own ``CellRunner`` (placement, counters, determinism settings,
-  probes, FLOPs) running a cell of that shape (an LR&FS-like fixed-size input set).
+- ``bare``: torchvision ResNet18 + torch.optim.Adam (PyTorch's default implementation), a
+  random batch, forward + backward + step timed with perf_counter, in a fresh process;
+- ``forked``: hrvs-ray's cell (placement, counters, determinism, memory and CPU probes, FLOPs)
+  of that shape (an LR&FS-like fixed-size input set), forked from a zygote that imported torch,
+  through a ``CellHost`` as a sweep runs it (``execution.process: fork``);
+- ``fresh``: the same cell in a fresh interpreter that imported nothing before it, through a
+  ``CellHost`` (``execution.process: fresh``).
 
-Prints the median step time of each variant per round, and each variant's ratio to
-``bare`` (median over rounds of the per-round ratio): the figure issue 11 asks for.
+It prints each round's median step time per variant, then each cell's ratio to ``bare``: the
+geometric mean of the per-round ratios with its 95 % interval (Student t on the log ratios,
+rounds as the unit of noise). ``--detail`` adds the bare loop's variants that isolate what the
+harness does differently, each a named cost: ``bare+foreach0`` (Adam ``foreach=False``, as the
+harness builds it), ``bare+affinity`` (pinned with ``sched_setaffinity`` + thread variables
+first), ``bare+counters`` (hrvs-ray's perf_event counters opened before torch and read around
+each step), ``bare+probes`` (the memory and /proc/stat reads around each step) and ``bare+trim``
+(glibc's ``malloc_trim(0)`` before each step, untimed: ``execution.release_heap``).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import statistics
 import subprocess
 import sys
@@ -48,13 +54,20 @@ model = torchvision.models.resnet18(num_classes=29).train()
 opt = torch.optim.Adam(model.parameters(), lr=1e-4, **({"foreach": False} if variant == "bare+foreach0" else {}))
 x = torch.randn(*shape)
 y = torch.randint(0, 29, (shape[0],))
-times = []
+probes = variant == "bare+probes"
+if probes:
+    from hrvs_ray.probes import memory
+    from hrvs_ray.probes.steal import read_cpu_ticks
+    cpus = sorted(os.sched_getaffinity(0))
 trim = None
 if variant == "bare+trim":
     import ctypes
     trim = ctypes.CDLL(None).malloc_trim
+times = []
 for _ in range(steps + 1):
     if trim: trim(0)
+    if probes:
+        memory.reset_peak_rss(); m = memory.StepMemory.begin(); c0 = read_cpu_ticks(cpus)
     if counters: counters.begin()
     t0 = time.perf_counter()
     opt.zero_grad(set_to_none=True)
@@ -62,24 +75,18 @@ for _ in range(steps + 1):
     opt.step()
     times.append(time.perf_counter() - t0)
     if counters: counters.end()
+    if probes:
+        m.end(); read_cpu_ticks(cpus)
 print(json.dumps({"seconds": times[1:]}))
 """
 
-HARNESS = r"""
-import json, sys
-from hrvs_ray.config import load_sweep
-from hrvs_ray.cluster.cell_process import CellRunner
-from hrvs_ray.plan.cells import plan_cells
-from hrvs_ray.node.topology import read_topology, resolve_scope
-sweep = load_sweep(sys.argv[1])
-cell = plan_cells(sweep, ["local"])[0]
-out = CellRunner(resolve_scope(read_topology("/"), "node"), "generic").run(cell, sweep.dataset, "local")
-assert out.status == "ok", out.error
-t = out.steps.to_pandas()
-print(json.dumps({"seconds": t.loc[~t["warmup"], "seconds"].tolist()}))
-"""
+# Student t, 97.5 % quantile, by degrees of freedom (no scipy in the image)
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
 
-VARIANTS = ("bare", "bare+foreach0", "bare+affinity", "bare+counters", "bare+trim", "harness")
+
+def t975(df: int) -> float:
+    return T975[max(k for k in T975 if k <= df)] if df < 30 else 1.96
 
 
 def sweep_file(tmp: Path, shape: tuple[int, ...], steps: int) -> Path:
@@ -95,34 +102,81 @@ scopes: [node]
     return p
 
 
-def run(variant: str, shape: tuple[int, ...], steps: int, sweep: Path) -> float:
-    if variant == "harness":
-        args = [sys.executable, "-c", HARNESS, str(sweep)]
-    else:
-        args = [sys.executable, "-c", BARE, variant, ",".join(map(str, shape)), str(steps)]
+class Cells:
+    """The cell through a CellHost, as a sweep runs it: ``fork`` (from the host's zygote, kept for
+    the whole benchmark) or ``fresh`` (a new interpreter per cell)."""
+
+    def __init__(self, sweep_path: Path, process: str) -> None:
+        from hrvs_ray.cluster.zygote_client import CellHost
+        from hrvs_ray.config import load_sweep
+        from hrvs_ray.node.topology import read_topology, resolve_scope
+        from hrvs_ray.plan.cells import plan_cells
+
+        self.sweep = load_sweep(sweep_path)
+        self.cell = plan_cells(self.sweep, ["local"])[0]
+        placement = resolve_scope(read_topology("/"), "node", allowed=os.sched_getaffinity(0))
+        self.host = CellHost(placement, self.cell.remedy.kernel_cache, process)
+
+    def run(self) -> list[float]:
+        out = self.host.run(self.cell, self.sweep.dataset, "local")
+        assert out.status == "ok", out.error
+        t = out.steps.to_pandas()
+        return t.loc[~t["warmup"], "seconds"].tolist()
+
+    def close(self) -> None:
+        self.host.close()
+
+
+def run(variant: str, shape: tuple[int, ...], steps: int, cells: dict[str, Cells]) -> float:
+    if variant in cells:
+        return statistics.median(cells[variant].run())
+    args = [sys.executable, "-c", BARE, variant, ",".join(map(str, shape)), str(steps)]
     out = subprocess.run(args, capture_output=True, text=True, check=True)
     return statistics.median(json.loads(out.stdout.strip().splitlines()[-1])["seconds"])
+
+
+def ratio_interval(ratios: list[float]) -> tuple[float, float, float]:
+    """Geometric mean of per-round ratios and its 95 % interval (t on the logs)."""
+    logs = [math.log(r) for r in ratios]
+    m = statistics.fmean(logs)
+    if len(logs) < 2:
+        return math.exp(m), float("nan"), float("nan")
+    half = t975(len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
+    return math.exp(m), math.exp(m - half), math.exp(m + half)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--shape", default="16,3,96,128")
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--shape", default="8,3,224,224")
+    ap.add_argument("--detail", action="store_true", help="also the bare loop's variants that isolate each cost")
     args = ap.parse_args()
+    if args.rounds < 5:
+        ap.error("at least 5 interleaved rounds: fewer give no usable interval")
     shape = tuple(map(int, args.shape.split(",")))
+    variants = ["bare", "forked", "fresh"] + (["bare+foreach0", "bare+affinity", "bare+counters", "bare+probes",
+                                               "bare+trim"] if args.detail else [])
     with tempfile.TemporaryDirectory() as tmp:
         sweep = sweep_file(Path(tmp), shape, args.steps)
-        run("harness", shape, 1, sweep)                  # dataset generated and cached once
-        ratios: dict[str, list[float]] = {v: [] for v in VARIANTS}
-        for r in range(args.rounds):
-            got = {v: run(v, shape, args.steps, sweep) for v in VARIANTS}
-            print(f"round {r}: " + "  ".join(f"{v} {got[v] * 1e3:.1f} ms" for v in VARIANTS), flush=True)
-            for v in VARIANTS:
-                ratios[v].append(got[v] / got["bare"])
-    print(f"median step time ratio to bare over {args.rounds} rounds (shape {args.shape}):")
-    for v in VARIANTS[1:]:
-        print(f"  {v:<14} {statistics.median(ratios[v]):.3f}  (rounds: {', '.join(f'{x:.3f}' for x in ratios[v])})")
+        cells = {"forked": Cells(sweep, "fork"), "fresh": Cells(sweep, "fresh")}
+        try:
+            cells["forked"].run()                  # dataset generated and cached, zygote warm, once
+            ratios: dict[str, list[float]] = {v: [] for v in variants}
+            for r in range(args.rounds):
+                order = variants[r % len(variants):] + variants[:r % len(variants)]   # rotate
+                got = {v: run(v, shape, args.steps, cells) for v in order}
+                print(f"round {r}: " + "  ".join(f"{v} {got[v] * 1e3:.1f} ms" for v in variants), flush=True)
+                for v in variants:
+                    ratios[v].append(got[v] / got["bare"])
+        finally:
+            for c in cells.values():
+                c.close()
+    print(f"step time ÷ bare, geometric mean of {args.rounds} interleaved rounds [95 % interval] "
+          f"(shape {args.shape}, {len(os.sched_getaffinity(0))} threads):")
+    for v in variants[1:]:
+        g, lo, hi = ratio_interval(ratios[v])
+        print(f"  {v:<14} {g:.3f} [{lo:.3f}, {hi:.3f}]  (rounds: {', '.join(f'{x:.3f}' for x in ratios[v])})")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,14 @@ def machine(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def _short_ceiling_caps(monkeypatch):
+    # every sweep a test runs measures each node's ceiling twice (before and after its cells):
+    # a quarter of the caps keeps that to a few seconds; a test of the ceiling passes its own
+    monkeypatch.setenv("HRVS_CEILING_CAP_SCALE", "0.25")
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _no_inherited_threads(monkeypatch):
     # A developer's shell may carry OMP_NUM_THREADS; the tool must set its own.
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -53,8 +53,8 @@ def print_summary(out: Path) -> None:
     """s/MP and s/informative-MP per cluster, scope, input set and remedy: Σ seconds ÷ Σ
     megapixels over the timed steps (hrvs_ray.metrics.group_figures), as the report shows, and
     the counted GFLOP/s as a share of the scope's measured ceiling."""
-    from ..metrics import GROUP_KEYS, derive, group_figures, timed
-    from ..metrics.flags import ceiling_note, steal_note, step_ceilings
+    from ..metrics import GROUP_KEYS, derive, gflops, group_figures, timed
+    from ..metrics.flags import ceiling_note, ceiling_notes, other_cpu_note, steal_note, step_ceilings
     from ..scopes import scope_key
     from ..store import read_results
 
@@ -63,29 +63,35 @@ def print_summary(out: Path) -> None:
     if d.empty:
         print("no timed steps recorded")
         return
-    d["ceiling"] = step_ceilings(d, res.nodes.to_pandas())
+    nodes = res.nodes.to_pandas()
+    d["ceiling"] = step_ceilings(d, nodes)
     d["pct_ceiling"] = 100 * d["gflops"] / d["ceiling"]
     keys = GROUP_KEYS
     f = group_figures(d, keys)
     pct = _pct_of_ceiling(d, keys)
+    rates = {tuple(k): gflops(g) for k, g in d.groupby(keys)}
     rows = [[*(str(r[k]) for k in keys), str(int(r["steps"])), f"{r['s_per_mp']:.3f}",
              f"{r['s_per_informative_mp']:.3f}", f"{r['peak_rss_bytes'] / 1e9:.2f}",
-             pct.get(tuple(r[k] for k in keys), "n/a")]
+             _gflops_text(rates.get(tuple(r[k] for k in keys))), pct.get(tuple(r[k] for k in keys), "n/a")]
             for _, r in sorted(f.iterrows(), key=lambda ir: (ir[1][keys[0]], scope_key(ir[1][keys[1]]),
                                                             *(ir[1][k] for k in keys[2:])))]
     head = ["cluster", "scope", "input set", "remedy"][:len(keys)] + ["steps", "s/MP", "s/inf-MP", "peak GB",
-                                                                      "% ceiling"]
+                                                                      "GFLOP/s", "% ceiling"]
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     print()
     for r in [head] + rows:
         print("  ".join(v.ljust(w) if i < len(keys) else v.rjust(w)
                         for i, (v, w) in enumerate(zip(r, widths, strict=True))))
     print("(Σ seconds ÷ Σ megapixels over the timed steps of all runs, warm-up excluded, as in the report; "
-          "peak GB = largest per-step peak RSS; % ceiling = Σ counted FLOPs ÷ Σ seconds over the scope's "
-          "measured ceiling)")
-    for note in (ceiling_note(d["pct_ceiling"]), steal_note(d)):
+          "peak GB = largest per-step peak RSS; GFLOP/s = Σ counted FLOPs ÷ Σ seconds; % ceiling = that over "
+          "the scope's measured ceiling)")
+    for note in (ceiling_note(d["pct_ceiling"]), steal_note(d), other_cpu_note(d), *ceiling_notes(nodes)):
         if note:
             print(f"warning: {note}")
+
+
+def _gflops_text(v: float | None) -> str:
+    return "n/a" if v is None or v != v else f"{v:.1f}"
 
 
 def _pct_of_ceiling(d: Any, keys: list[str]) -> dict[tuple, str]:

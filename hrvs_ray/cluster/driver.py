@@ -92,6 +92,8 @@ def run_sweep(sweep: Sweep, out: Path, progress_factory: Any, address: str | Non
         pending = pending_cells(sweep, store, nodes, plans, summary)
         bar = progress_factory(summary.total, summary.already_done + len(summary.skipped))
         CellLoop(sweep, store, nodes, Scheduler(pending, sweep.execution.retries), summary, bar).run()
+        if summary.ok or summary.failed:   # cells ran: each node's ceilings again, after its last cell
+            recheck_ceilings(nodes, store)
     finally:
         ray_io.shutdown()
     if summary.ok:
@@ -106,7 +108,9 @@ def run_sweep(sweep: Sweep, out: Path, progress_factory: Any, address: str | Non
 def usable_nodes(sweep: Sweep, store: ResultStore, summary: SweepSummary) -> list[NodeView]:
     """Probe the Ray cluster's nodes, give each its cluster, record them in ``nodes``."""
     all_scopes = set(sweep.scopes) | {s for c in sweep.clusters for s in (c.scopes or ())}
-    nodes = ray_io.discover_nodes(all_scopes)
+    failed: list[str] = []
+    nodes = ray_io.discover_nodes(all_scopes, failed)
+    summary.notes += failed      # a probe that timed out is a timeout, not a dead node
     # before any cell runs: a job's --working-dir copy of the source must be the driver's code
     check_same_code(code_identity(), {n.name: n.code for n in nodes})
     summary.notes += assign_clusters(nodes, sweep)
@@ -120,6 +124,18 @@ def usable_nodes(sweep: Sweep, store: ResultStore, summary: SweepSummary) -> lis
     summary.notes += [f"cluster {c.name}: no node in this Ray cluster; its cells were not run"
                       for c in sweep.clusters if c.name not in present]
     return nodes
+
+
+def recheck_ceilings(nodes: list[NodeView], store: ResultStore) -> None:
+    """Measure each node's ceilings again now that its cells are done, and record both with their
+    drift (probes.ceiling.drift; the report flags > 10 %): a ceiling is one measurement of a shared
+    machine, and this says whether it held over the sweep."""
+    again = ray_io.recheck_ceilings({n.ray_node_id: n.info["ceilings"] for n in nodes if n.info.get("ceilings")})
+    for n in nodes:
+        if n.ray_node_id in again:
+            n.info["ceilings"] = again[n.ray_node_id]
+            store.write_node({**n.info, "node": n.name, "cluster": n.cluster, "hostname": n.hostname,
+                              "ray_node_id": n.ray_node_id, "collected_at": datetime.now(timezone.utc)})
 
 
 def pending_cells(sweep: Sweep, store: ResultStore, nodes: list[NodeView], plans: StepPlans,

@@ -31,8 +31,8 @@ def probe_node(scopes: list[str]) -> dict[str, Any]:
             placements[scope] = resolve_scope(topo, scope, allowed=allowed)
         except ScopeUnavailable as e:
             placements[scope] = str(e)
-    # the measured compute ceiling of each scope, each in a short-lived process of its own
-    from ..probes.ceiling import measure_placements
-    info["ceilings"] = measure_placements(placements)
+    # the library baseline and each CPU set's ceiling, each in a short-lived process of its own
+    from ..probes.ceiling import measure_node
+    info.update(measure_node(placements))
     return {"info": info, "placements": placements, "hostname": socket.gethostname(), "pid": os.getpid(),
             "code": code_identity()}

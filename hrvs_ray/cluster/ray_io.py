@@ -143,8 +143,9 @@ def shutdown() -> None:
     ray.shutdown()
 
 
-def discover_nodes(scopes: set[str]) -> list[NodeView]:
-    """Alive nodes with CPUs, each probed on itself (hard affinity) for hardware and scopes."""
+def discover_nodes(scopes: set[str], failed: list[str] | None = None) -> list[NodeView]:
+    """Alive nodes with CPUs, each probed on itself (hard affinity) for hardware and scopes;
+    each probe that failed or timed out is added to ``failed``, in words."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -166,6 +167,8 @@ def discover_nodes(scopes: set[str]) -> list[NodeView]:
             got = ray.get(ref, timeout=10)
         except Exception as e:  # a node that cannot be probed is not used, and we say so
             log.warning("node %s: probe failed (%s); not used", n["NodeID"][:8], e)
+            if failed is not None:
+                failed.append(f"node {n['NodeID'][:8]}: probe failed ({type(e).__name__}: {e}); not used")
             continue
         if got.get("unusable"):
             log.warning("node %s (%s): %s; not used", n["NodeID"][:8], got.get("hostname"), got["unusable"])
@@ -263,6 +266,26 @@ def fetch(ref: Any, timeout_s: float = 60.0) -> Any:
     import ray
 
     return ray.get(ref, timeout=timeout_s)
+
+
+def recheck_ceilings(ceilings: dict[str, dict], timeout_s: float = 180.0) -> dict[str, dict]:
+    """Each node's ceilings measured again on the node (``probes.ceiling.recheck``: stored beside
+    the first as ``after``, with their drift), by node id; nodes that do not answer in time are
+    left out."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from ..probes.ceiling import recheck
+
+    task = ray.remote(num_cpus=0, max_retries=0)(recheck)
+    refs = {task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(c): n
+            for n, c in ceilings.items()}
+    try:
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+        return {refs[r]: ray.get(r, timeout=10) for r in ready}
+    except Exception as e:  # the sweep's results are written; the first ceilings stand alone
+        log.warning("ceilings not re-measured after the sweep: %s", e)
+        return {}
 
 
 def classify(exc: BaseException) -> Failure:

@@ -41,6 +41,13 @@ def ratio_of_sums(num: object, den: object, scale: float = 1.0) -> float:
     return float(n[ok].sum() / total) if ok.any() and total > 0 else float("nan")
 
 
+def gflops(steps: pd.DataFrame) -> float:
+    """A group's counted GFLOP/s: Σ FLOPs ÷ Σ seconds ÷ 10^9 over the rows where both are known."""
+    if "flops" not in steps or "seconds" not in steps:
+        return float("nan")
+    return ratio_of_sums(steps["flops"], steps["seconds"]) / 1e9
+
+
 def figure(steps: pd.DataFrame, name: str) -> float:
     """The group figure ``name`` (a key of RATIOS) of ``steps``, all of them timed."""
     num, den, scale = RATIOS[name]
@@ -97,6 +104,9 @@ def derive(steps: pd.DataFrame) -> pd.DataFrame:
     cpu_time = d["seconds"].astype("float64") * pd.to_numeric(d["cores"], errors="coerce").astype("float64")
     d["steal_share"] = (_ratio(d["steal_seconds"], cpu_time) if "steal_seconds" in d
                         else pd.Series(np.nan, index=d.index, dtype="float64"))
+    # other processes' CPU time on the cell's CPUs over the step, as a share of those CPUs' time
+    d["other_cpu_share"] = (_ratio(d["other_cpu_seconds"], cpu_time) if "other_cpu_seconds" in d
+                            else pd.Series(np.nan, index=d.index, dtype="float64"))
     return d
 
 

@@ -25,7 +25,7 @@ from ..metrics import timed
 from ..remedy_axes import Remedy
 from ..store import FIT_FILE, ResultsError, read_results
 from .memory_identity import local_identity, node_identity, results_identities
-from .memory_model import Calibration, Estimator, FitError, fit_line
+from .memory_model import MEMORY_BASES, Calibration, Estimator, FitError, fit_line, memory_basis
 
 FIT_KEYS = ["node", "precision", "memory_format", "checkpointing", "kernel_cache"]
 
@@ -59,7 +59,8 @@ def calibrate(steps: pd.DataFrame) -> Calibration:
     for key, g in d.groupby(FIT_KEYS, sort=True):
         remedy = Remedy.from_row(dict(zip(FIT_KEYS, key, strict=False)))
         fits[tuple(key)] = fit_line(g["pass_px"].to_numpy(), g["peak_rss_bytes"].to_numpy(), remedy)
-    return Calibration(fits)
+    known = d["library_bytes"].notna().to_numpy() if "library_bytes" in d else [False] * len(d)
+    return Calibration(fits, memory_basis=memory_basis(known))
 
 
 def write_calibration(results_dir: str | Path) -> Calibration | None:
@@ -89,7 +90,7 @@ def load_calibration(results_dir: str | Path) -> Calibration:
 
 def _with_identities(cal: Calibration, res) -> Calibration:
     ids = results_identities(res.nodes.to_pandas(), res.cells.to_pandas())
-    return Calibration(cal.fits, {n: ids[n] for n in sorted({k[0] for k in cal.fits}) if n in ids})
+    return Calibration(cal.fits, {n: ids[n] for n in sorted({k[0] for k in cal.fits}) if n in ids}, cal.memory_basis)
 
 
 def _why(reasons: dict[str, list[str]]) -> str:
@@ -108,7 +109,8 @@ def plan_estimator(results_dir: str | Path, here: dict | None = None) -> tuple[E
                      f"{f.base_bytes / 1e9:.2f} GB + {f.bytes_per_pixel:.0f} B/px ({f.slope_from})"
                      for (n, p, m, c, k), f in sorted(mine.fits.items()))
     skipped = f"; not used: {_why(reasons)}" if reasons else ""
-    return mine.estimator(), f"calibrated on {results_dir}: {fits}{skipped}"
+    basis = "" if cal.memory_basis == "library+anonymous" else f"; {MEMORY_BASES[cal.memory_basis]}"
+    return mine.estimator(), f"calibrated on {results_dir}: {fits}{skipped}{basis}"
 
 
 def fallback_note(est: Estimator) -> str | None:

@@ -24,7 +24,12 @@ import numpy as np
 from ..errors import UserError
 from ..remedy_axes import PAPER, Remedy
 
-BASE_BYTES = 1_200_000_000
+# The base is what a step holds at zero pixels, as a fresh process reads it (probes.memory): the
+# node's libraries (file-backed, 0.43 GB) + the anonymous memory of the interpreter, torch, the
+# model, gradients and Adam state. Fitted (schema 4, library + anonymous peaks) on quick.yaml's
+# 39 unmasked fp32 steps on a 2-vCPU EPYC VM, torch 2.14: 1.13 GB (in-sample worst error 8 %);
+# rounded up. A fit of forked cells' own RSS (before schema 4) gave ~0.34 GB less.
+BASE_BYTES = 1_150_000_000
 BYTES_PER_PIXEL = 430
 # Per-pixel factor of each setting against fp32 + contiguous + no checkpointing, measured
 # by benchmarks/memory_factors.py on a 2-vCPU EPYC VM (8 × 512 × 640 batch, peak RSS above
@@ -83,6 +88,23 @@ def fit_line(pass_px: np.ndarray, peak: np.ndarray, remedy: Remedy = PAPER) -> F
     return Fit(float(base), float(slope), int(len(x)), err, source)
 
 
+MEMORY_BASES = {
+    "library+anonymous": "peaks = the node's library baseline + each step's anonymous peak: what a fresh process "
+                         "reads, forked or not",
+    "unknown": "peaks recorded before schema 4 (cells' process: unknown): each is the process's own RSS; a cell "
+               "forked from a zygote read ~0.3 GB of library pages below a fresh process, so a prediction from "
+               "these can be that much low (rerun the sweep to refit on schema-4 steps)",
+    "mixed": "some peaks are library + anonymous memory, some the process's own RSS (recorded before schema 4): "
+             "a prediction can be up to ~0.3 GB low",
+}
+
+
+def memory_basis(library_known: np.ndarray) -> str:
+    """What a fit of steps is a fit of, from which of them carry the node's library baseline."""
+    known = np.asarray(library_known, dtype=bool)
+    return "library+anonymous" if known.all() and known.size else "unknown" if not known.any() else "mixed"
+
+
 class FitError(UserError, ValueError):
     """A calibrated fit that predicts no memory at all: an error in the fit, not a missing one."""
 
@@ -99,6 +121,9 @@ class Calibration:
     caches on carries their cached kernels and must not plan a cell without them (or back)."""
     fits: dict[tuple[str, str, str, str, str], Fit]
     nodes: dict[str, dict] = field(default_factory=dict)
+    # what the fitted peaks are (MEMORY_BASES): schema-4 steps are library + anonymous memory, the
+    # same forked or fresh; older ones the process's own RSS, of a process started either way
+    memory_basis: str = "unknown"
 
     def predict(self, pass_px: int, remedy: Remedy, node: str | None = None) -> int | None:
         """The largest prediction over the matching fits (any node unless ``node``), or None.
@@ -119,7 +144,7 @@ class Calibration:
         from .memory_identity import mismatch
         why = {n: mismatch(self.nodes.get(n), here) for n in sorted({k[0] for k in self.fits})}
         keep = {k: f for k, f in self.fits.items() if not why[k[0]]}
-        return Calibration(keep, {n: i for n, i in self.nodes.items() if not why.get(n)}), \
+        return Calibration(keep, {n: i for n, i in self.nodes.items() if not why.get(n)}, self.memory_basis), \
             {n: w for n, w in why.items() if w}
 
     def estimator(self, node: str | None = None) -> Estimator:
@@ -128,7 +153,7 @@ class Calibration:
         return Estimator(self, node)
 
     def to_json(self) -> str:
-        return json.dumps({"format": 2, "nodes": self.nodes,
+        return json.dumps({"format": 2, "nodes": self.nodes, "memory_basis": self.memory_basis,
                            "fits": [{"node": k[0], "precision": k[1], "memory_format": k[2], "checkpointing": k[3],
                                      "kernel_cache": k[4], **asdict(f)} for k, f in sorted(self.fits.items())]},
                           indent=2, sort_keys=True)
@@ -137,13 +162,14 @@ class Calibration:
     def from_json(text: str) -> Calibration:
         raw = json.loads(text)
         rows, nodes = (raw, {}) if isinstance(raw, list) else (raw["fits"], raw.get("nodes") or {})
+        basis = "unknown" if isinstance(raw, list) else raw.get("memory_basis", "unknown")   # older fits: unknown
         fits = {}
         for d in rows:
             # fits stored before the kernel-cache axis were all of torch's default caches
             key = (d.pop("node"), d.pop("precision"), d.pop("memory_format"), d.pop("checkpointing"),
                    d.pop("kernel_cache", "default"))
             fits[key] = Fit(**d)
-        return Calibration(fits, nodes)
+        return Calibration(fits, nodes, basis)
 
 
 class Estimator:

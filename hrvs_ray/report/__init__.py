@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..fsutil import atomic_write_text
-from ..metrics.flags import ceiling_note, steal_note
+from ..metrics.flags import ceiling_note, ceiling_notes, other_cpu_note, steal_note
 from ..remedy_axes import PAPER
 from ..store import ResultsError
 from . import (
@@ -42,7 +42,8 @@ def _reference_note(m: Merged) -> str | None:
 
 def _summary(m: Merged, det_ok: bool, n_fails: int) -> str:
     above = ceiling_note(tables.timed_with_peaks(m)["pct_ceiling"])
-    notes = m.notes + [n for n in (_reference_note(m), above, steal_note(m.steps)) if n]
+    notes = m.notes + [n for n in (_reference_note(m), above, steal_note(m.steps), other_cpu_note(m.steps)) if n]
+    notes += ceiling_notes(m.nodes)
     head = ['<p class="warn">' + "<br>".join(html.esc(n) for n in notes) + "</p>"] if notes else []
     head.append(f'<p class="{"ok" if det_ok else "bad"}">Determinism: '
                 f'{"identical batches everywhere compared" if det_ok else "MISMATCHED batches, see below"}</p>')

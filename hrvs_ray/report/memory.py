@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..metrics import timed
 from ..plan.memory_calibration import calibrate
-from ..plan.memory_model import FitError, estimate_step_bytes
+from ..plan.memory_model import BASE_BYTES, FitError, estimate_step_bytes
 from ..remedy_axes import Remedy
 from .fmt import Cell, Table, sig
 from .load import Merged, order_input_sets
@@ -16,8 +16,8 @@ from .load import Merged, order_input_sets
 GB = 1e9
 NOTE = ("Peak RSS of the largest timed step against the memory model's prediction for that step's "
         "largest forward/backward pass. Built-in: the paper's 430 B/px times the measured factor of "
-        "the setting, plus 1.2 GB. Calibrated: base + B/px fitted on these results' own timed steps "
-        "whose peak is their own (the largest pass so far in their cell, or run with the heap released) "
+        f"the setting, plus {BASE_BYTES / 1e9:.2f} GB. Calibrated: base + B/px fitted on these results' own "
+        "timed steps whose peak is their own (the largest pass so far in their cell, or run with the heap released) "
         "per node and setting, kernel-cache setting included (what `hrvs-ray plan --memory-from` and a resumed "
         "sweep use). "
         "Error = (predicted − measured) / measured: positive means the model plans with room to spare.")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..metrics import STATISTIC, VARIABILITY_LIMIT, figure, ratio_of_sums, timed, variability
+from ..metrics import STATISTIC, VARIABILITY_LIMIT, figure, gflops, ratio_of_sums, timed, variability
 from ..metrics.flags import ABOVE_CEILING, CEILING_LIMIT, step_ceilings
 from ..metrics.interval import Spread, ratio_interval, run_spread, verdict
 from .fmt import NA, Cell, Table, core_kinds_text, counters_text, interval_bases, missing, num, sig, uniq
@@ -61,7 +61,12 @@ def table1(m: Merged) -> Table:
 
 TABLE2_NOTE = (
     "Peak RSS is the paper's measure: the training process's whole resident set at its highest during each "
-    "timed step (VmHWM reset before the step). It includes the cell's baseline (Python, PyTorch, the model and "
+    "timed step (VmHWM reset before the step), as a fresh process reads it: the node's libraries (file-backed "
+    "pages of a fresh process that imported and ran the training code, measured once per node) plus the step's "
+    "peak anonymous memory (VmHWM less file-backed pages: heap, tensors, the interpreter's data). A cell forked "
+    "from a zygote shares the libraries' pages without mapping them, so its own RSS reads ~0.3 GB lower; this "
+    "sum reads the same forked or fresh. Rows recorded before the split (schema < 4) show the process's own "
+    "peak and 'not split' for libraries. It includes the cell's baseline (Python, PyTorch, the model and "
     "optimizer state: resident before the first batch, measured once per cell) and any heap the allocator kept "
     "from earlier, larger steps. Growth is what the step itself added (peak − resident set at the step's start), "
     "so it leaves out both, and it is smaller than the step's working memory when the step reused heap kept from "
@@ -87,12 +92,24 @@ def table2(m: Merged) -> Table:
             base_text = (Cell("not recorded", "na") if base.empty else sig(base.mean()) if base.nunique() == 1
                          else f"{sig(base.min())}–{sig(base.max())}")
             per_mp = ratio_of_sums(rss, g["total_px"], 1e6) / GB
-            rows.append([name, cluster, str(int(rss.notna().sum())), *_mma(rss, GB), *_mma(g["growth_bytes"], GB),
-                         base_text, sig(g["total_px"].astype("float64").mean() / 1e6), sig(per_mp)])
+            rows.append([name, cluster, str(int(rss.notna().sum())), *_mma(rss, GB), *_split(g),
+                         *_mma(g["growth_bytes"], GB), base_text,
+                         sig(g["total_px"].astype("float64").mean() / 1e6), sig(per_mp)])
     return Table("Table 2. Main memory per batch",
                  ["input set", "cluster", "steps", "peak RSS GB min", "peak RSS GB avg", "peak RSS GB max",
-                  "step growth GB min", "step growth GB avg", "step growth GB max", "cell baseline GB",
-                  "avg total MP", "peak GB per total MP"], rows, note=TABLE2_NOTE)
+                  "of which libraries GB", "of which anonymous GB avg", "step growth GB min", "step growth GB avg",
+                  "step growth GB max", "cell baseline GB", "avg total MP", "peak GB per total MP"], rows,
+                 note=TABLE2_NOTE)
+
+
+def _split(g: pd.DataFrame) -> list[Any]:
+    """The peak's two parts: the node's libraries and the step's anonymous memory (training)."""
+    lib = pd.to_numeric(g.get("library_bytes", pd.Series(dtype="float64")), errors="coerce").dropna() / GB
+    anon = pd.to_numeric(g.get("peak_anon_bytes", pd.Series(dtype="float64")), errors="coerce").dropna() / GB
+    if lib.empty or anon.empty:
+        return [Cell("not split", "na"), Cell("not split", "na")]
+    lib_text = sig(lib.mean()) if lib.nunique() == 1 else f"{sig(lib.min())}–{sig(lib.max())}"
+    return [lib_text, sig(anon.mean())]
 
 
 def _gib(x: Any) -> str | Cell:
@@ -112,13 +129,22 @@ TABLE3_ROWS = ("hostname", "CPU model", "vendor", "sockets×cores×threads", "lo
 
 
 def _ceilings_text(v: Any) -> str:
-    """A node's measured ceilings, per scope: 'node: 203 / 806; cores:2: ...'."""
+    """A node's measured ceilings, per CPU set (scopes on the same CPUs share one):
+    'node: 203 / 806; 2 cores, socket: 130 (conv3x3 …, spread 1.9 %) / 17 (…)'."""
     got = json.loads(v) if isinstance(v, str) else None
     if not isinstance(got, dict) or not got:
         return "not measured"
-    return "; ".join(f"{scope_label(s)}: " + (f"{c['fp32_gflops']:.0f} / {c['bf16_gflops']:.0f}" if "error" not in c
-                                              else f"not measured ({c['error']})")
-                     for s, c in sorted(got.items(), key=lambda kv: scope_key(kv[0])))
+    groups: dict[Any, list[str]] = {}
+    for s, c in sorted(got.items(), key=lambda kv: scope_key(kv[0])):
+        groups.setdefault(tuple(c.get("cpus") or (s,)), []).append(s)
+
+    def one(c: dict) -> str:
+        if "error" in c:
+            return f"not measured ({c['error']})"
+        return " / ".join(f"{c[f'{p}_gflops']:.0f}" + (f" ({c[f'{p}_kernel']}, spread {100 * c[f'{p}_spread']:.1f} %)"
+                                                       if f"{p}_spread" in c else "") for p in ("fp32", "bf16"))
+    return "; ".join(", ".join(scope_label(s) for s in scopes) + ": " + one(got[scopes[0]])
+                     for scopes in groups.values())
 
 
 def _kinds(v: Any) -> str:
@@ -231,7 +257,7 @@ def summary(m: Merged) -> tuple[Table, Table]:
             cells = [Cell(sig(x), "best") if name == b else sig(x) for x, b in ((mp, v_mp[0]), (imp, v_imp[0]))]
             detail.append([cluster, where, name, str(int(g1["run"].nunique())), str(len(g1)), *cells,
                            num(imp / mp if mp else float("nan"), ".2f"),
-                           num(ratio_of_sums(g1["flops"], g1["seconds"], 1e9), ".1f"), _pct_ceiling(g1),
+                           num(gflops(g1), ".1f"), _pct_ceiling(g1),
                            _pct(g1, "scope_flops_s"), _cv_cell(v)])
     a = Table("Answers per cluster and scope",
               ["cluster", "scope", "fastest per MP", "slowest ÷ fastest (s/MP) [95 % interval]",
@@ -248,11 +274,12 @@ def summary(m: Merged) -> tuple[Table, Table]:
               note=(f"The statistic everywhere: {STATISTIC}; the CLI summary prints the same figures, and the "
                     f"figures per scope show the per-step distributions. Padding overhead = (s per informative "
                     f"MP) ÷ (s per MP). GFLOP/s = Σ counted forward+backward FLOPs ÷ Σ step time. Measured "
-                    f"ceiling: the GFLOP/s dense fp32 (bf16 for bf16 steps) kernels reached on the scope's CPUs "
-                    f"and threads when the sweep started (the faster of a matmul and a 1×1 channels-last "
-                    f"convolution, operands beyond the LLC); above {100 * CEILING_LIMIT:.0f}% it is flagged: "
-                    f"{ABOVE_CEILING}. Theoretical peak: the node's fp32 estimate from the maximum clock /sys "
-                    f"states, its share for a scope is peak × cores used ÷ physical cores. "
+                    f"ceiling: the best counted rate of the network's own kernels (3×3 convolutions at "
+                    f"ResNet18's channel counts, a 1×1 convolution, a matmul; fp32, bf16 for bf16 steps; "
+                    f"forward, each repeated until its best three runs agree within 3 % or a time cap) on the "
+                    f"scope's CPUs and threads before the node's first cell; above {100 * CEILING_LIMIT:.0f}% "
+                    f"it is flagged: {ABOVE_CEILING}. Theoretical peak: the node's fp32 estimate from the "
+                    f"maximum clock /sys states, its share for a scope is peak × cores used ÷ physical cores. "
                     f"Run-to-run CV is the coefficient of variation of each run's own s/MP; above "
                     f"{100 * VARIABILITY_LIMIT:.0f}% it is flagged. Green = fastest in its cluster and scope."))
     return a, d

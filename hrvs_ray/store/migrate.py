@@ -5,7 +5,15 @@ Format history (like pyperf's JSON format history), newest first:
 - **4** (issue 25): cells gain ``process``, how the cell's process started: ``fork`` (a fork
   of the node's zygote) or ``fresh`` (a new interpreter, ``execution.process: fresh``);
   ``unknown`` in older folders (they forked from a zygote since the zygote existed, and ran
-  fresh processes before: the folder does not say which).
+  fresh processes before: the folder does not say which). Memory that does not depend on how it started:
+  steps gain ``peak_anon_bytes``, ``anon_start_bytes``, ``file_start_bytes``,
+  ``file_growth_bytes``, ``vmhwm_bytes``, ``library_bytes``, ``baseline_anon_bytes`` and
+  ``other_cpu_seconds``; cells gain ``baseline_anon_bytes`` and ``library_bytes``; nodes gain
+  ``library_bytes``. From schema 4 on, ``peak_rss_bytes`` = the node's ``library_bytes`` + the
+  step's ``peak_anon_bytes`` (what a fresh process reads), ``rss_start_bytes`` and
+  ``growth_bytes`` likewise. Older rows keep the process's own VmHWM in ``peak_rss_bytes`` and
+  null in the new columns: from a forked cell it leaves out the library pages the fork did not
+  touch (~0.3 GB), from a fresh process it does not (``process`` says which, "unknown" before).
 - **3** (issues 16, 17, 19): steps gain ``image_ids`` (the step's images, literal ids in pass
   order; null in older folders: they were not recorded), ``uncounted_threads`` (threads without
   a counter group during the step; null when counters are off) and ``steal_seconds``

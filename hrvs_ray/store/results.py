@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,8 @@ class ResultStore:
     root: Path
     sweep_name: str
     fingerprint: str
+    # node -> its library baseline (write_node), added to each cell's anonymous memory
+    libraries: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def open(cls, root: Path, sweep_name: str, fingerprint: str, definition: dict, fresh: bool = False,
@@ -130,6 +132,7 @@ class ResultStore:
             raise ValueError(f"cell status must be one of {FINISHED}, got {cell.get('status')!r}")
         extra = {"sweep": self.sweep_name, "sweep_fingerprint": self.fingerprint}
         if steps is not None and steps.num_rows:
+            steps, cell = with_library(steps, cell, self.libraries.get(cell.get("node")))
             _atomic_write(conform(steps, STEPS_SCHEMA).replace_schema_metadata(
                 with_version(STEPS_SCHEMA, extra).metadata), self.steps_path(cell["cluster"], cell["cell_id"]))
         old = self._cells()
@@ -143,10 +146,32 @@ class ResultStore:
 
     def write_node(self, node: dict[str, Any]) -> None:
         """Add or replace one node's description (keyed by ``node``)."""
+        if isinstance(node.get("library_bytes"), int):
+            self.libraries[node["node"]] = node["library_bytes"]
         old = pq.read_table(self.nodes_path) if self.nodes_path.is_file() else conform([], NODES_SCHEMA)
         keep = old.filter(pa.compute.not_equal(old.column("node"), node["node"])) if old.num_rows else old
         new = pa.concat_tables([conform(keep, NODES_SCHEMA), conform([node_row(node)], NODES_SCHEMA)])
         _atomic_write(new.replace_schema_metadata(with_version(NODES_SCHEMA).metadata), self.nodes_path)
+
+
+def with_library(steps: pa.Table, cell: dict[str, Any], library: int | None) -> tuple[pa.Table, dict[str, Any]]:
+    """A cell's steps and row with its node's library baseline added to their anonymous memory
+    (probes.memory): ``peak_rss_bytes`` = library + ``peak_anon_bytes``, ``rss_start_bytes`` =
+    library + ``anon_start_bytes``, the cell's ``baseline_rss_bytes`` = library + its anonymous
+    baseline. The same figures whether the cell's process was forked or started fresh. Rows
+    without an anonymous reading (or a node without a baseline) are left as the process read them."""
+    t = conform(steps, STEPS_SCHEMA)
+    if library is None or t.column("peak_anon_bytes").null_count == t.num_rows:
+        return t, cell
+    cols = {"library_bytes": pa.array([library] * t.num_rows, pa.int64())}
+    for total, anon in (("peak_rss_bytes", "peak_anon_bytes"), ("rss_start_bytes", "anon_start_bytes")):
+        cols[total] = pa.compute.add(t.column(anon), library)
+    for name, col in cols.items():
+        t = t.set_column(t.schema.get_field_index(name), name, col.cast(pa.int64()))
+    anon = t.column("baseline_anon_bytes")[0].as_py()
+    if anon is not None:
+        cell = {**cell, "baseline_anon_bytes": anon, "library_bytes": library, "baseline_rss_bytes": library + anon}
+    return t, cell
 
 
 @dataclass

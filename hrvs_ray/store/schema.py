@@ -45,6 +45,14 @@ STEPS_SCHEMA = pa.schema([
     # pass shapes (batch x H x W) the cell had seen by the end of the step
     ("kernel_cache", pa.string()), ("shape_round", pa.int32()),
     ("distinct_shapes_seen", pa.int32()), ("new_shape", pa.bool_()),
+    # schema 4 (issue 25): memory that does not depend on how the process started
+    # (probes.memory): the step's peak anonymous memory and its start, the file-backed pages at
+    # the start and their change over the step (the bound of the anonymous peak), the raw VmHWM,
+    # the node's library baseline (peak_rss_bytes = library_bytes + peak_anon_bytes), the
+    # cell's anonymous baseline; and other processes' CPU time on the cell's CPUs over the step
+    ("peak_anon_bytes", pa.int64()), ("anon_start_bytes", pa.int64()), ("file_start_bytes", pa.int64()),
+    ("file_growth_bytes", pa.int64()), ("vmhwm_bytes", pa.int64()), ("library_bytes", pa.int64()),
+    ("baseline_anon_bytes", pa.int64()), ("other_cpu_seconds", pa.float64()),
 ])
 CELLS_SCHEMA = pa.schema([
     ("sweep", pa.string()), ("cell_id", pa.string()), ("cluster", pa.string()), ("node", pa.string()),
@@ -67,8 +75,10 @@ CELLS_SCHEMA = pa.schema([
     ("baseline_rss_bytes", pa.int64()), ("core_kinds", pa.string()), ("placement_warning", pa.string()),
     # schema 3 (issue 17)
     ("kernel_cache", pa.string()), ("shape_round", pa.int32()), ("allocator", pa.string()),
-    # schema 4 (issue 25): how the cell's process started, fork (of the node's zygote) | fresh
-    ("process", pa.string()),
+    # schema 4 (issue 25): how the cell's process started, fork (of the node's zygote) | fresh;
+    # baseline_rss_bytes = library_bytes + baseline_anon_bytes when the node's library baseline
+    # is known (else the process's own RSS, as before)
+    ("process", pa.string()), ("baseline_anon_bytes", pa.int64()), ("library_bytes", pa.int64()),
 ])
 
 NODES_SCHEMA = pa.schema([
@@ -85,6 +95,8 @@ NODES_SCHEMA = pa.schema([
     ("numa_warning", pa.string()), ("unusable", pa.string()),
     # schema 3: the measured compute ceiling per scope (probes.ceiling), JSON text
     ("ceilings", pa.string()),
+    # schema 4: file-backed memory of a fresh process that imported and ran the training code
+    ("library_bytes", pa.int64()),
 ])
 
 # nodes columns stored as JSON text <- the node description's key holding plain nested values
@@ -95,6 +107,7 @@ def node_row(node: dict[str, Any]) -> dict[str, Any]:
     """A node description (``node.description.collect_node_info``: plain nested values) as one
     nodes.parquet row: nested values become JSON text, so old and new files share one schema."""
     row = dict(node)
+    row["library_bytes"] = node.get("library_bytes")     # measured by the node probe, not described
     for col, key in NODE_JSON_COLUMNS.items():
         v = node.get(key, node.get(col))
         row[col] = v if v is None or isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)

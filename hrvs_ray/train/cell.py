@@ -28,7 +28,7 @@ from ..plan.shape_diversity import ShapeCounter
 from ..plan.step_plans import StepPlans
 from ..probes import memory
 from ..probes.flops import step_flops
-from ..probes.steal import read_steal_seconds
+from ..probes.steal import cpu_use, read_cpu_ticks
 from ..store import STEPS_SCHEMA, conform
 from .collate import collate
 from .model import build_model, build_optimizer, train_step
@@ -43,6 +43,8 @@ class CellResult:
     images_decoded: int      # originals decoded for this cell (0 once the input set is cached)
     images_cached: int
     baseline_rss_bytes: int  # after imports, model and optimizer state, before the first batch
+    # (this process's RSS: lower in a fork, see probes.memory; the steps carry its anonymous
+    # part, ``baseline_anon_bytes``, which the store adds to the node's library baseline)
 
 
 @dataclass
@@ -116,7 +118,7 @@ def run_cell(spec: CellSpec, dataset_spec: DatasetSpec, node: str, cores: int, c
                         spec.remedy.memory_format)
     model.train()
     optimizer = build_optimizer(spec.optimizer, model)
-    baseline = memory.rss_bytes()
+    baseline = memory.status_bytes()
 
     rows = []
     seen = ShapeCounter()   # warm-up steps count: their kernels are cached like any other's
@@ -125,9 +127,10 @@ def run_cell(spec: CellSpec, dataset_spec: DatasetSpec, node: str, cores: int, c
         distinct, new = seen.see((g.batch_size, g.height, g.width) for g in data.geometries)
         rows.append(_timed_step(spec, model, optimizer, data, counters)
                     | _identity(spec, node, cores, step) | _pixels(spec, data)
-                    | {"distinct_shapes_seen": distinct, "new_shape": new})
+                    | {"distinct_shapes_seen": distinct, "new_shape": new,
+                       "baseline_anon_bytes": baseline["RssAnon"]})
         del data
-    return CellResult(conform(rows, STEPS_SCHEMA), prepare_seconds, stats.decoded, stats.hits, baseline)
+    return CellResult(conform(rows, STEPS_SCHEMA), prepare_seconds, stats.decoded, stats.hits, baseline["VmRSS"])
 
 
 def _timed_step(spec: CellSpec, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -137,26 +140,25 @@ def _timed_step(spec: CellSpec, model: torch.nn.Module, optimizer: torch.optim.O
     # if the kernel refuses the reset, the peak is the process's so far, and we say so
     peak_scope = (("step, free heap released first" if released else "step") if memory.reset_peak_rss()
                   else "process (clear_refs refused: peak since process start)")
-    rss_start = memory.rss_bytes()
+    mem = memory.StepMemory.begin()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     cpus = sorted(os.sched_getaffinity(0))
-    steal0 = read_steal_seconds(cpus)
+    cpu0 = read_cpu_ticks(cpus)
+    own0 = time.process_time()
     counters.begin()
     t1 = time.perf_counter()
     loss = train_step(model, optimizer, data.passes, spec.remedy.precision)
     _sync(device)
     seconds = time.perf_counter() - t1
     sample = counters.end()
-    steal1 = read_steal_seconds(cpus)
-    # VmHWM is folded from per-thread RSS counters lazily (up to ~200 KiB behind), so
-    # the step's peak is at least what RSS was when it started or is now.
-    peak = max(memory.peak_rss_bytes(), rss_start, memory.rss_bytes())
+    own = time.process_time() - own0
+    cpu1 = read_cpu_ticks(cpus)
+    # the node's library baseline is added by the store (it is the node's, not the process's)
     return {"seconds": seconds, "data_seconds": data.data_seconds, "loss": float(loss.item()),
-            "rss_start_bytes": rss_start, "peak_rss_bytes": peak, "growth_bytes": peak - rss_start,
-            "peak_rss_scope": peak_scope,
+            **mem.end(), "peak_rss_scope": peak_scope,
             "device_peak_bytes": int(torch.cuda.max_memory_allocated()) if device == "cuda" else None,
-            "steal_seconds": None if steal0 is None or steal1 is None else steal1 - steal0, **sample}
+            **cpu_use(cpu0, cpu1, own), **sample}
 
 
 def _identity(spec: CellSpec, node: str, cores: int, step: int) -> dict[str, Any]:

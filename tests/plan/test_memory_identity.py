@@ -122,3 +122,18 @@ def test_preflight_uses_a_fit_only_on_nodes_that_match():
     assert set(ests) == {"same"} and ests["same"](1_000_000, PAPER) == int(1.3e9)
     assert len(notes) == 1 and "node big: built-in model" in notes[0]
     assert "logical CPUs 2 in the fit, 64 here" in notes[0]
+
+
+def test_plan_memory_from_says_what_a_fit_of_unknown_processes_means(tmp_path):
+    """Steps recorded before schema 4 carry the process's own RSS (a forked cell's misses the library
+    pages it never mapped): a fit of them says so; one of library + anonymous peaks does not."""
+    old = _cell("a", [1e6, 2e6, 3e6], 1e9, 300)
+    assert calibrate(old).memory_basis == "unknown"
+    new = old.assign(library_bytes=4e8)
+    assert calibrate(new).memory_basis == "library+anonymous"
+    assert calibrate(pd.concat([old, new.assign(cell_id="b")])).memory_basis == "mixed"
+    for basis, says in (("unknown", "process: unknown"), ("library+anonymous", None)):
+        cal = Calibration({KEY: Fit(1e9, 300, 9, 0.01, "fit")}, {"n1": _here()}, basis)
+        (tmp_path / "memory_fit.json").write_text(cal.to_json())
+        _, text = plan_estimator(tmp_path, _here())
+        assert (says in text and "~0.3 GB" in text and "low" in text) if says else "schema 4" not in text

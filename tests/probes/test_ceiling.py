@@ -4,31 +4,95 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 
 import pandas as pd
 import pytest
 
-from hrvs_ray.metrics.flags import CEILING_LIMIT, ceiling_note, step_ceilings
+from hrvs_ray.metrics.flags import CEILING_LIMIT, ceiling_note, ceiling_notes, step_ceilings
 from hrvs_ray.node.node_info import ceiling_text
-from hrvs_ray.probes.ceiling import measure_scope
+from hrvs_ray.probes.ceiling import AGREE, best_three_spread, drift, measure_scope, stable_rate
 from hrvs_ray.report.tables import _ceilings_text, _pct_ceiling
 
 
 @pytest.mark.slow
-def test_ceiling_runs_pinned_in_its_own_process_for_both_precisions():
+def test_ceiling_runs_the_networks_kernels_pinned_in_its_own_process():
     cpu = min(os.sched_getaffinity(0))
-    c = measure_scope([cpu], 1, budget_s=1.0)
+    c = measure_scope([cpu], 1, cap_scale=0.25)       # short caps: the structure, not the figure
     assert "error" not in c, c
     assert c["affinity"] == [cpu] and c["cpus"] == [cpu] and c["threads"] == 1
     for p in ("fp32", "bf16"):
-        assert c[f"{p}_gflops"] > 0 and c[f"{p}_kernel"].split()[0] in ("matmul", "conv1x1")
-        assert c[f"{p}_gflops"] == max(c[f"{p}_all"].values())          # the faster kernel is kept
+        assert c[f"{p}_gflops"] > 0
+        assert c[f"{p}_gflops"] == max(c[f"{p}_all"].values())          # the fastest kernel is kept, named
+        assert c[f"{p}_kernel"] in c[f"{p}_all"] and c[f"{p}_spread"] >= 0
+        assert all(d["runs"] >= 1 and d["stable"] == (d["runs"] >= 3 and d["spread"] <= AGREE)
+                   for d in c[f"{p}_detail"].values())
+    assert any(k.startswith("conv3x3") for k in c["fp32_all"])           # the network's own kernels
+    assert c["other_cpu_seconds"] >= 0 and 0 <= c["other_cpu_share"] and c["seconds"] > 0 and c["cap_scale"] == 0.25
     assert ceiling_text(c).startswith("fp32 ")
 
 
 def test_a_failed_ceiling_says_why():
-    c = measure_scope([0], 1, budget_s=1.0, timeout_s=0.01)
+    c = measure_scope([0], 1, timeout_s=0.01)
     assert c["error"].startswith("ceiling probe failed: TimeoutExpired") and "not measured" in ceiling_text(c)
+
+
+def test_a_kernel_is_repeated_until_its_best_three_runs_agree():
+    calls = []
+
+    def run() -> None:          # a kernel whose every call takes the same time: stable at once
+        calls.append(1)
+        time.sleep(0.005)
+    got = stable_rate(run, 1e9, cap_s=60.0)
+    assert got["stable"] and got["runs"] >= 3 and got["spread"] <= AGREE     # stopped once they agreed
+    assert best_three_spread([100.0, 50.0, 99.0, 98.0]) == pytest.approx(0.02)
+    assert best_three_spread([100.0, 90.0]) == pytest.approx(0.10)
+
+
+def test_a_kernel_that_never_settles_stops_at_its_cap_and_says_so():
+    t0 = time.perf_counter()
+
+    def run() -> None:          # slower and slower (x2 every 0.2 s): never three runs within 3 %
+        time.sleep(0.002 * (1 + 5 * (time.perf_counter() - t0)))
+    got = stable_rate(run, 1e9, cap_s=0.3)
+    assert not got["stable"] and got["runs"] >= 2
+
+
+def test_scopes_on_the_same_cpus_share_one_measurement(monkeypatch):
+    from hrvs_ray.node.topology import ScopePlacement
+    from hrvs_ray.probes import ceiling
+
+    measured = []
+    monkeypatch.setattr(ceiling, "measure_scope", lambda cpus, threads, **kw: measured.append(cpus) or
+                        {"fp32_gflops": 1.0, "cpus": cpus, "threads": threads})
+    placements = {"node": ScopePlacement("node", (0, 1), 2, (), 0),
+                  "socket": ScopePlacement("socket", (1, 0), 2, (), 0),
+                  "cores:1": ScopePlacement("cores:1", (0,), 1, (), 0), "cores:4": "not enough cores"}
+    got = ceiling.measure_placements(placements)
+    assert sorted(measured) == [[0], [0, 1]] and set(got) == {"node", "socket", "cores:1"}
+    assert got["node"] is got["socket"] and got["node"]["scopes"] == ["node", "socket"]
+
+
+def test_a_busy_probe_is_cut_at_its_limit_and_says_so(monkeypatch):
+    from hrvs_ray.node.topology import ScopePlacement
+    from hrvs_ray.probes import ceiling, memory
+
+    monkeypatch.setattr(memory, "measure_library", lambda timeout_s: {"library_bytes": 3})
+    monkeypatch.setattr(ceiling, "measure_scope", lambda *a, **kw: pytest.fail("no time was left to measure"))
+    got = ceiling.measure_node({"node": ScopePlacement("node", (0,), 1, (), 0)}, limit_s=5.0)
+    assert got["library_bytes"] == 3 and "spent" in got["ceilings"]["node"]["error"]
+
+
+def test_drift_before_and_after_a_nodes_cells_is_flagged_above_ten_percent():
+    before = {"fp32_gflops": 200.0, "bf16_gflops": 20.0}
+    assert drift(before, {"fp32_gflops": 190.0, "bf16_gflops": 21.0}) == {"fp32": 0.95, "bf16": 1.05,
+                                                                           "flagged": False}
+    assert drift(before, {"fp32_gflops": 170.0, "bf16_gflops": 20.0})["flagged"]
+    assert drift(before, {"error": "x"}) == {"fp32": None, "bf16": None, "flagged": False}
+    moved = {**before, "cpus": [0], "scopes": ["node"], "drift": drift(before, {"fp32_gflops": 150.0}),
+             "other_cpu_share": 0.30}
+    notes = ceiling_notes(pd.DataFrame({"node": ["n"], "ceilings": [json.dumps({"node": moved})]}))
+    assert len(notes) == 2 and "took 30%" in notes[0] and "fp32 ×0.75" in notes[1]
 
 
 def _nodes() -> pd.DataFrame:
@@ -76,3 +140,28 @@ def test_the_report_flags_steps_above_their_ceiling(tmp_path):
                            node_over={"ceilings": json.dumps(low)})
     html = build_report([flagged], tmp_path / "r.html").read_text()
     assert "of their measured ceiling" in html and "Winograd" in html and "% of measured ceiling" in html
+
+
+def test_after_its_cells_each_nodes_ceilings_are_measured_again_and_stored_with_their_drift(tmp_path, monkeypatch):
+    from hrvs_ray.cluster import driver, ray_io
+    from hrvs_ray.cluster.nodes import NodeView
+    from hrvs_ray.probes import ceiling
+    from hrvs_ray.store import ResultStore, read_results
+
+    first = {"fp32_gflops": 168.0, "bf16_gflops": 15.0, "cpus": [0, 1], "threads": 2, "scopes": ["node"]}
+    node = NodeView("id1", "h", {}, 2, 0, info={"ceilings": {"node": first}}, name="vm", cluster="c")
+    monkeypatch.setattr(ceiling, "measure_scope", lambda cpus, threads, **kw: {"fp32_gflops": 86.0, "bf16_gflops": 15.0,
+                                                                              "cpus": cpus, "threads": threads})
+    monkeypatch.setattr(ray_io, "recheck_ceilings", lambda by_id: {n: ceiling.recheck(c) for n, c in by_id.items()})
+    store = ResultStore.open(tmp_path / "r", "s", "fp", {})
+    driver.recheck_ceilings([node], store)
+    store.write_cell({"cell_id": "a", "cluster": "c", "status": "skipped"}, None)   # a folder reads with a cell
+    got = json.loads(read_results(tmp_path / "r").nodes.column("ceilings")[0].as_py())["node"]
+    assert got["fp32_gflops"] == 168.0 and got["after"]["fp32_gflops"] == 86.0       # both stored
+    assert got["drift"] == {"fp32": 0.5119, "bf16": 1.0, "flagged": True}
+    assert "fp32 ×0.5119" in ceiling_notes(read_results(tmp_path / "r").nodes.to_pandas())[0]
+    steps = pd.DataFrame({"cluster": ["c"], "node": ["vm"], "scope": ["node"], "precision": ["float32"]})
+    assert step_ceilings(steps, read_results(tmp_path / "r").nodes.to_pandas()).iloc[0] == 168.0   # the higher
+    slow_first = {**got, "fp32_gflops": 86.0, "after": {**got["after"], "fp32_gflops": 168.0}}
+    nodes = pd.DataFrame({"cluster": ["c"], "node": ["vm"], "ceilings": [json.dumps({"node": slow_first})]})
+    assert step_ceilings(steps, nodes).iloc[0] == 168.0

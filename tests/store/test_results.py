@@ -98,3 +98,28 @@ def test_image_ids_round_trip_and_older_folders_read_null(tmp_path):
     steps = read_results(tmp_path / "r").steps.to_pandas().set_index("cell_id")
     assert list(steps.loc["a", "image_ids"]) == ["b.jpg", "a.jpg"]     # pass order, literal ids
     assert steps.loc["b", "image_ids"].isna().all()
+
+
+def test_the_store_adds_the_nodes_library_baseline_to_a_cells_anonymous_memory(tmp_path):
+    """peak_rss_bytes = library_bytes + peak_anon_bytes (probes.memory): added on write, from the
+    node description written before; rows without an anonymous reading stay as the process read them."""
+
+    from hrvs_ray.report.tables import _split
+    from hrvs_ray.store.results import with_library
+
+    rows = [dict(cell_id="a", node="n1", cluster="c1", step=i, peak_anon_bytes=700 + i, anon_start_bytes=400,
+                 vmhwm_bytes=500 + i, file_start_bytes=30, baseline_anon_bytes=410) for i in range(2)]
+    st = ResultStore.open(tmp_path / "r", "s", "fp", {})
+    st.write_node({"node": "n1", "cluster": "c1", "library_bytes": 300})
+    st.write_cell({"cell_id": "a", "cluster": "c1", "node": "n1", "status": "ok"}, conform(rows, STEPS_SCHEMA))
+    res = read_results(tmp_path / "r")
+    s, c = res.steps.to_pandas(), res.cells.to_pandas()
+    assert s["peak_rss_bytes"].tolist() == [1000, 1001] and s["rss_start_bytes"].tolist() == [700, 700]
+    assert (s["library_bytes"] == 300).all() and res.nodes.column("library_bytes").to_pylist() == [300]
+    assert c[["baseline_rss_bytes", "baseline_anon_bytes", "library_bytes"]].iloc[0].tolist() == [710, 410, 300]
+    old = conform([{k: v for k, v in rows[0].items() if k not in ("peak_anon_bytes",)} | {"peak_rss_bytes": 9}],
+                  STEPS_SCHEMA)
+    same, cell = with_library(old, {"node": "n1"}, 300)
+    assert same.column("peak_rss_bytes").to_pylist() == [9] and cell == {"node": "n1"}
+    assert [float(x) for x in _split(s)] == pytest.approx([3e-7, 7.005e-7], rel=5e-3)   # GB, 3 digits
+    assert [x.text for x in _split(s.drop(columns="library_bytes"))] == ["not split", "not split"]
