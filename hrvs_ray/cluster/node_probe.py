@@ -33,6 +33,7 @@ def probe_node(scopes: list[str]) -> dict[str, Any]:
             placements[scope] = str(e)
     # the library baseline and each CPU set's ceiling, each in a short-lived process of its own
     from ..probes.ceiling import measure_node
-    info.update(measure_node(placements))
+    from ..train.library_baseline import measure_library
+    info.update(measure_node(placements, measure_library))
     return {"info": info, "placements": placements, "hostname": socket.gethostname(), "pid": os.getpid(),
             "code": code_identity()}

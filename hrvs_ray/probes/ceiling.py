@@ -271,17 +271,17 @@ def recheck(ceilings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 NODE_LIMIT_S = 150.0   # below the driver's 180 s probe timeout (ray_io.PROBE_TIMEOUT_S), with room for Ray
 
 
-def measure_node(placements: dict[str, Any], limit_s: float = NODE_LIMIT_S) -> dict[str, Any]:
+def measure_node(placements: dict[str, Any], library: Callable[[float], dict[str, Any]],
+                 limit_s: float = NODE_LIMIT_S) -> dict[str, Any]:
     """What a node probe measures besides its description, within one time limit:
     ``{"library": ..., "library_bytes": int | None, "ceilings": {scope: ...}}``. The library
-    baseline (:func:`memory.measure_library`) first, then each distinct CPU set's ceiling, each in
+    baseline (``library``: ``train.library_baseline.measure_library``, passed in so the probes
+    import nothing above them) first, then each distinct CPU set's ceiling, each in
     a short-lived process of its own, one after the other, before any cell runs on the node. The
     limit keeps a busy node's probe inside the driver's probe timeout: a CPU set it cannot reach
     is recorded as not measured, with the reason, and the node is still used."""
-    from . import memory
-
     deadline = time.monotonic() + limit_s
-    library = memory.measure_library(timeout_s=min(60.0, limit_s / 2))
+    library = library(min(60.0, limit_s / 2))
     ceilings: dict[str, dict[str, Any]] = {}
     for (cpus, threads), scopes in cpu_sets(placements).items():
         left = deadline - time.monotonic()

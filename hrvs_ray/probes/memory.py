@@ -14,16 +14,12 @@ RSS leaves out the library code it has not touched, ~300 MB below a fresh proces
 step's memory is split: the anonymous part (heap, tensors, the interpreter's data) is the
 same whichever way the process started, and is measured per step (:class:`StepMemory`); the
 file-backed part is the libraries', measured once per node in a fresh process that imported
-and ran the training code (:func:`measure_library`). ``peak_rss_bytes`` is their sum: what a
+and ran the training code (``train.library_baseline.measure_library``). ``peak_rss_bytes`` is their sum: what a
 fresh process reads. Measured on a 2-vCPU VM (ResNet18, 4x3x224x224): peak anonymous 687 MB
 fresh vs 688 MB forked; file-backed 388 MB fresh vs 81 MB forked.
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,7 +102,7 @@ class StepMemory:
         return cls(status_bytes())
 
     def end(self, library_bytes: int | None = None) -> dict[str, Any]:
-        """The step's memory columns. ``library_bytes`` (the node's, see :func:`measure_library`)
+        """The step's memory columns. ``library_bytes`` (the node's, see ``train.library_baseline``)
         makes ``peak_rss_bytes`` and ``rss_start_bytes`` fresh-process figures; without it they
         are this process's own (VmHWM), and ``library_bytes`` is null until the store adds it."""
         st = status_bytes()
@@ -129,53 +125,3 @@ def with_library(row: dict[str, Any], library_bytes: int | None) -> dict[str, An
                 + row["file_start_bytes"]}
     return {"peak_rss_bytes": library_bytes + row["peak_anon_bytes"],
             "rss_start_bytes": library_bytes + row["anon_start_bytes"], "library_bytes": library_bytes}
-
-
-# The library probe: what a fresh process holds in file-backed pages once it imported the
-# training code and ran one small step of it (the kernels' code pages are touched on first use).
-_LIBRARY_CHILD = "hrvs_ray.probes.memory"
-
-
-def measure_library(timeout_s: float = 120.0) -> dict[str, Any]:
-    """The node's library baseline, measured in a fresh interpreter: ``{"library_bytes",
-    "anon_bytes", "seconds"}``, or ``{"error": why}``. Once per node (``probe_node``)."""
-    cmd = [sys.executable, "-m", _LIBRARY_CHILD]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return {"error": f"library probe failed: {type(e).__name__}: {e}"}
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"library probe exited {done.returncode}: {tail}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _library_child() -> dict[str, Any]:
-    """In a fresh interpreter: import what a cell imports, run one small step, read memory.
-    fp32 and bf16, contiguous and channels-last: each maps its own kernels' code."""
-    import time
-    t0 = time.perf_counter()
-    import torch
-
-    from ..config.specs import NetworkSpec, OptimizerSpec
-
-    # what a cell imports beside the model (mapped too): parquet rows, image decoding, the data code
-    from ..data import inputs  # noqa: F401
-    from ..store import schema  # noqa: F401
-    from ..train.model import build_model, build_optimizer, train_step
-
-    torch.set_num_threads(1)
-    for precision, fmt in (("float32", "contiguous"), ("bfloat16", "channels_last")):
-        model = build_model(NetworkSpec(), 0, "none", fmt).train()
-        opt = build_optimizer(OptimizerSpec(), model)
-        x = torch.zeros(2, 3, 64, 64)
-        x = x.to(memory_format=torch.channels_last) if fmt == "channels_last" else x
-        train_step(model, opt, [(x, torch.zeros(2, dtype=torch.long))], precision)
-    st = status_bytes()
-    return {"library_bytes": file_backed(st), "anon_bytes": st["RssAnon"],
-            "seconds": round(time.perf_counter() - t0, 2), "torch_version": torch.__version__}
-
-
-if __name__ == "__main__":
-    print(json.dumps(_library_child()))

@@ -75,11 +75,11 @@ def test_scopes_on_the_same_cpus_share_one_measurement(monkeypatch):
 
 def test_a_busy_probe_is_cut_at_its_limit_and_says_so(monkeypatch):
     from hrvs_ray.node.topology import ScopePlacement
-    from hrvs_ray.probes import ceiling, memory
+    from hrvs_ray.probes import ceiling
 
-    monkeypatch.setattr(memory, "measure_library", lambda timeout_s: {"library_bytes": 3})
     monkeypatch.setattr(ceiling, "measure_scope", lambda *a, **kw: pytest.fail("no time was left to measure"))
-    got = ceiling.measure_node({"node": ScopePlacement("node", (0,), 1, (), 0)}, limit_s=5.0)
+    got = ceiling.measure_node({"node": ScopePlacement("node", (0,), 1, (), 0)}, lambda timeout_s: {"library_bytes": 3},
+                               limit_s=5.0)
     assert got["library_bytes"] == 3 and "spent" in got["ceilings"]["node"]["error"]
 
 

@@ -14,8 +14,8 @@ from hrvs_ray.cluster.zygote_client import CellHost
 from hrvs_ray.config import load_sweep
 from hrvs_ray.node.topology import read_topology, resolve_scope
 from hrvs_ray.plan.cells import plan_cells
-from hrvs_ray.probes.memory import measure_library
 from hrvs_ray.store.results import with_library
+from hrvs_ray.train.library_baseline import measure_library
 from tests.helpers import tiny_sweep_dict
 
 pytestmark = pytest.mark.slow
