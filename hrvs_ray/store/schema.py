@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from .. import __version__
 
-SCHEMA_VERSION = 3   # the format history is in migrate.py
+SCHEMA_VERSION = 4   # the format history is in migrate.py
 
 STEPS_SCHEMA = pa.schema([
     ("sweep", pa.string()), ("cell_id", pa.string()), ("cluster", pa.string()), ("node", pa.string()),
@@ -45,6 +45,12 @@ STEPS_SCHEMA = pa.schema([
     # pass shapes (batch x H x W) the cell had seen by the end of the step
     ("kernel_cache", pa.string()), ("shape_round", pa.int32()),
     ("distinct_shapes_seen", pa.int32()), ("new_shape", pa.bool_()),
+    # schema 4 (issue 27): torch.compile and its parameters (null for eager), the replay of
+    # the timed batches, and what the compiler did during the step (train.compiling)
+    ("compile", pa.string()), ("compile_cache", pa.string()), ("recompile_limit", pa.int32()),
+    ("replay", pa.bool_()), ("compiles", pa.int32()), ("compile_seconds", pa.float64()),
+    ("recompile_limit_hit", pa.bool_()), ("ran_eager", pa.bool_()), ("graph_breaks", pa.int32()),
+    ("compile_reasons", pa.string()), ("compiler_child_peak_bytes", pa.int64()),
 ])
 CELLS_SCHEMA = pa.schema([
     ("sweep", pa.string()), ("cell_id", pa.string()), ("cluster", pa.string()), ("node", pa.string()),
@@ -67,6 +73,9 @@ CELLS_SCHEMA = pa.schema([
     ("baseline_rss_bytes", pa.int64()), ("core_kinds", pa.string()), ("placement_warning", pa.string()),
     # schema 3 (issue 17)
     ("kernel_cache", pa.string()), ("shape_round", pa.int32()), ("allocator", pa.string()),
+    # schema 4 (issue 27)
+    ("compile", pa.string()), ("compile_cache", pa.string()), ("recompile_limit", pa.int32()),
+    ("compiler_version", pa.string()), ("compile_cache_state", pa.string()),
 ])
 
 NODES_SCHEMA = pa.schema([

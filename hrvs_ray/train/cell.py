@@ -31,6 +31,7 @@ from ..probes.flops import step_flops
 from ..probes.steal import read_steal_seconds
 from ..store import STEPS_SCHEMA, conform
 from .collate import collate
+from .compiling import CompileProbe, compile_model, compiler_version, open_caches
 from .model import build_model, build_optimizer, train_step
 
 MODEL_SEED = 0  # purpose tags for derived_seed
@@ -43,6 +44,8 @@ class CellResult:
     images_decoded: int      # originals decoded for this cell (0 once the input set is cached)
     images_cached: int
     baseline_rss_bytes: int  # after imports, model and optimizer state, before the first batch
+    compiler_version: str | None = None    # compiled cells: the C++ compiler Inductor ran
+    compile_cache_state: str | None = None  # compiled cells: empty | filled (N files) at the start
 
 
 @dataclass
@@ -115,19 +118,47 @@ def run_cell(spec: CellSpec, dataset_spec: DatasetSpec, node: str, cores: int, c
     model = build_model(spec.model, derived_seed(spec.seed, spec.run, MODEL_SEED), spec.remedy.checkpointing,
                         spec.remedy.memory_format)
     model.train()
-    optimizer = build_optimizer(spec.optimizer, model)
-    baseline = memory.rss_bytes()
+    optimizer = build_optimizer(spec.optimizer, model)   # on the eager module's parameters: same maths
+    compiled = spec.remedy.compile != "eager"
+    caches = open_caches(spec.remedy, spec.sweep, device) if compiled else None
+    try:
+        probe = CompileProbe() if compiled else None
+        forward = compile_model(model, spec.remedy, probe) if probe else model
+        baseline = memory.rss_bytes()
+        rows = _train(spec, forward, optimizer, batches, dataset, prepared, shapes, node, cores, counters, probe)
+    finally:
+        if caches is not None:
+            caches.close()
+    return CellResult(conform(rows, STEPS_SCHEMA), prepare_seconds, stats.decoded, stats.hits, baseline,
+                      compiler_version(device) if compiled else None, caches.state if caches else None)
 
+
+def _train(spec: CellSpec, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+           batches: list[tuple[str, ...]], dataset: Dataset, prepared: PreparedSet,
+           shapes: dict[str, tuple[int, int]], node: str, cores: int, counters: Any,
+           probe: CompileProbe | None) -> list[dict[str, Any]]:
+    """The planned steps, then (``spec.replay``) the timed steps' batches once more as replay
+    rows, numbered on after the planned steps: the same images for every compile value, so
+    steady-state figures of a compiled cell and of eager pair on the same batches."""
     rows = []
     seen = ShapeCounter()   # warm-up steps count: their kernels are cached like any other's
-    for step, ids in enumerate(batches):
+    replayed = batches[spec.warmup_steps:] if spec.replay else []
+    for step, ids in enumerate([*batches, *replayed]):
         data = step_input(spec, ids, dataset, prepared, shapes)
         distinct, new = seen.see((g.batch_size, g.height, g.width) for g in data.geometries)
-        rows.append(_timed_step(spec, model, optimizer, data, counters)
-                    | _identity(spec, node, cores, step) | _pixels(spec, data)
+        if probe is not None:
+            probe.begin()
+        row = _timed_step(spec, model, optimizer, data, counters)
+        if probe is not None:
+            row |= probe.end()
+        elif spec.replay:   # an eager cell of a compiling sweep: nothing compiled, by construction
+            row |= {"compiles": 0, "compile_seconds": 0.0, "recompile_limit_hit": False, "ran_eager": True,
+                    "graph_breaks": 0}
+        row["replay"] = step >= len(batches)
+        rows.append(row | _identity(spec, node, cores, step) | _pixels(spec, data)
                     | {"distinct_shapes_seen": distinct, "new_shape": new})
         del data
-    return CellResult(conform(rows, STEPS_SCHEMA), prepare_seconds, stats.decoded, stats.hits, baseline)
+    return rows
 
 
 def _timed_step(spec: CellSpec, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
