@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import torch
@@ -31,8 +31,10 @@ from ..probes.flops import step_flops
 from ..probes.steal import read_steal_seconds
 from ..store import STEPS_SCHEMA, conform
 from .collate import collate
-from .compiling import CompileProbe, compile_model, compiler_version, open_caches
 from .model import build_model, build_optimizer, train_step
+
+if TYPE_CHECKING:
+    from .compiling import CompileProbe
 
 MODEL_SEED = 0  # purpose tags for derived_seed
 
@@ -119,18 +121,23 @@ def run_cell(spec: CellSpec, dataset_spec: DatasetSpec, node: str, cores: int, c
                         spec.remedy.memory_format)
     model.train()
     optimizer = build_optimizer(spec.optimizer, model)   # on the eager module's parameters: same maths
-    compiled = spec.remedy.compile != "eager"
-    caches = open_caches(spec.remedy, spec.sweep, device) if compiled else None
+    if spec.remedy.compile == "eager":
+        baseline = memory.rss_bytes()
+        rows = _train(spec, model, optimizer, batches, dataset, prepared, shapes, node, cores, counters, None)
+        return CellResult(conform(rows, STEPS_SCHEMA), prepare_seconds, stats.decoded, stats.hits, baseline)
+    # imported here: Dynamo takes a second or two to import, which eager cells never pay
+    from .compiling import CompileProbe, compile_model, compiler_version, open_caches
+
+    caches = open_caches(spec.remedy, spec.sweep, device)
     try:
-        probe = CompileProbe() if compiled else None
-        forward = compile_model(model, spec.remedy, probe) if probe else model
+        probe = CompileProbe()
+        forward = compile_model(model, spec.remedy, probe)
         baseline = memory.rss_bytes()
         rows = _train(spec, forward, optimizer, batches, dataset, prepared, shapes, node, cores, counters, probe)
     finally:
-        if caches is not None:
-            caches.close()
+        caches.close()
     return CellResult(conform(rows, STEPS_SCHEMA), prepare_seconds, stats.decoded, stats.hits, baseline,
-                      compiler_version(device) if compiled else None, caches.state if caches else None)
+                      compiler_version(device), caches.state)
 
 
 def _train(spec: CellSpec, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
