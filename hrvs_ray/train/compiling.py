@@ -23,8 +23,9 @@ Compile workers: ``compile_threads = 1`` keeps Inductor's compilation in the cel
 process. Its default would start a pool of worker processes that outlive the step, sit
 outside the cell's memory figures and compete for the cell's pinned CPUs; in-process, the
 compile's memory is the cell's, and nothing outlives the cell. The C++ compiler Inductor runs
-for each kernel is still a short-lived child: its largest RSS is recorded apart
-(``compiler_child_peak_bytes``, from ``RUSAGE_CHILDREN``).
+for each kernel is still a short-lived child: the largest RSS of the cell's children is
+recorded apart (``compiler_child_peak_bytes``, from ``RUSAGE_CHILDREN``). It is an upper bound:
+a child started by fork counts the parent's pages it shares until it execs.
 """
 from __future__ import annotations
 
