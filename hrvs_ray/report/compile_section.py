@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 
 import pandas as pd
@@ -52,7 +53,9 @@ def _reasons(g: pd.DataFrame) -> str:
     c: Counter[str] = Counter()
     for text in g["compile_reasons"].dropna():
         for r in json.loads(text):
-            c[r.split("\n")[0][:80]] += 1
+            # one kind per reason: the frame's compile id and the sizes seen are per step
+            kind = re.sub(r"\. expected \d+, actual \d+", "", re.sub(r"^\d+/\d+: ", "", r.split("\n")[0]))
+            c[kind[:80]] += 1
     return "; ".join(f"{n}× {r}" for r, n in c.most_common(4)) or "-"
 
 
