@@ -7,10 +7,11 @@
 #   git         provenance (git revision of the checkout)
 #   buildah     builds the OCI image (apptainer/Containerfile) and runs its smoke test
 #   debootstrap makes CI's offline base image for it (no container registry is reachable)
+#   g++         the C++ compiler torch.compile's Inductor runs for CPU kernels (remedies.compile)
 # Non-interactive and idempotent: already installed packages are left as they are.
 set -euo pipefail
 
-packages=(slurm-wlm chromium linux-perf git buildah debootstrap)
+packages=(slurm-wlm chromium linux-perf git buildah debootstrap g++)
 
 missing=()
 for p in "${packages[@]}"; do

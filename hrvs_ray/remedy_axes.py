@@ -17,12 +17,22 @@ PRECISION = ("float32", "bfloat16")
 MEMORY_FORMAT = ("contiguous", "channels_last")
 CHECKPOINTING = ("none", "stages")
 KERNEL_CACHE = ("default", "off")   # off: oneDNN primitive cache 0, ideep LRU cache 1 (see train.kernel_cache)
+# torch.compile of the model's forward (backward follows through AOTAutograd; loss and
+# optimizer stay eager): eager = not compiled (the paper's), static = dynamic=False, auto =
+# PyTorch's default (dynamic=None: the first recompile turns sizes symbolic), dynamic =
+# dynamic=True (every size symbolic from the first compile). See train.compiling.
+COMPILE = ("eager", "static", "auto", "dynamic")
+COMPILE_CACHE = ("cold", "warm")   # cold: an empty compiler cache folder per cell
+DEFAULT_RECOMPILE_LIMIT = 8        # torch._dynamo.config.recompile_limit's own default
+# the parameters of a compiled cell: absent from ids, labels and rows of eager cells
+COMPILE_PARAMS = ("compile_cache", "recompile_limit")
+COMPILE_PARAM_DEFAULTS = {"compile_cache": "cold", "recompile_limit": DEFAULT_RECOMPILE_LIMIT}
 AXES = ("batching", "precision", "memory_format", "checkpointing")   # product order, outermost first
 # Opt-in axes (added after the first four): they enter a cell's id and label only when not at
 # their default, so every cell that does not use them keeps the id and label it had before
 # they existed.
-OPT_IN_AXES = ("kernel_cache", "shape_round")
-OPT_IN_DEFAULTS = {"kernel_cache": "default", "shape_round": 0}
+OPT_IN_AXES = ("kernel_cache", "shape_round", "compile")
+OPT_IN_DEFAULTS = {"kernel_cache": "default", "shape_round": 0, "compile": "eager"}
 NO_ROUND = 0              # shape_round: 0 = passes padded only to their largest image
 DEFAULT_WINDOW = 64       # bucket: batches per shape-sorting window
 DEFAULT_MICRO_BATCH = 1   # accumulate: images per micro-batch
@@ -32,7 +42,7 @@ DEFAULT_MICRO_BATCH = 1   # accumulate: images per micro-batch
 POLICY_PARAMS = {"window": "bucket", "micro_batch": "accumulate"}
 PARAM_DEFAULTS = {"window": DEFAULT_WINDOW, "micro_batch": DEFAULT_MICRO_BATCH}
 # the columns a remedy occupies in steps and cells rows (``Remedy.to_row``)
-ROW_COLUMNS = (*AXES, "remedy", *POLICY_PARAMS, *OPT_IN_AXES)
+ROW_COLUMNS = (*AXES, "remedy", *POLICY_PARAMS, *OPT_IN_AXES, *COMPILE_PARAMS)
 
 
 def uses(batching: str, param: str) -> bool:
@@ -54,6 +64,9 @@ class Remedy:
     micro_batch: int = DEFAULT_MICRO_BATCH  # used by accumulate only
     kernel_cache: str = "default"           # default | off (PyTorch's CPU kernel caches)
     shape_round: int = NO_ROUND             # pad each pass up to a multiple of this many px (0: none)
+    compile: str = "eager"                  # eager | static | auto | dynamic (torch.compile of the forward)
+    compile_cache: str = "cold"             # used by compiled cells only: cold | warm
+    recompile_limit: int = DEFAULT_RECOMPILE_LIMIT   # used by compiled cells only
 
     @property
     def axes(self) -> tuple:
@@ -68,6 +81,11 @@ class Remedy:
     @property
     def is_paper(self) -> bool:
         return self.axes == PAPER.axes
+
+    def compile_params(self) -> dict[str, Any]:
+        """The compiler's parameters (cache, recompile limit) when this remedy compiles; empty
+        for eager, where they mean nothing."""
+        return {} if self.compile == "eager" else {p: getattr(self, p) for p in COMPILE_PARAMS}
 
     def policy_params(self) -> dict[str, int]:
         """The batching parameters this remedy's policy uses, with their values."""
@@ -84,6 +102,10 @@ class Remedy:
             parts[0] += f"(r{self.shape_round})"
         if self.kernel_cache != "default":
             parts.append(f"kc-{self.kernel_cache}")
+        if self.compile != "eager":
+            extra = "".join(f"({'warm' if p == 'compile_cache' else f'lim{v}'})"
+                            for p, v in self.compile_params().items() if v != COMPILE_PARAM_DEFAULTS[p])
+            parts.append(f"compile-{self.compile}{extra}")
         return "+".join(p for p in parts if p)
 
     def to_row(self) -> dict[str, Any]:
@@ -91,7 +113,8 @@ class Remedy:
         policy does not use is null."""
         return {**{a: getattr(self, a) for a in AXES}, "remedy": self.label,
                 **{p: self.policy_params().get(p) for p in POLICY_PARAMS},
-                **{a: getattr(self, a) for a in OPT_IN_AXES}}
+                **{a: getattr(self, a) for a in OPT_IN_AXES},
+                **{p: self.compile_params().get(p) for p in COMPILE_PARAMS}}
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any] | Any) -> Remedy:
@@ -104,6 +127,12 @@ class Remedy:
             values["kernel_cache"] = get("kernel_cache")
         if _present(get("shape_round")):
             values["shape_round"] = int(get("shape_round"))
+        if _present(get("compile")):
+            values["compile"] = get("compile")
+        if _present(get("compile_cache")):
+            values["compile_cache"] = get("compile_cache")
+        if _present(get("recompile_limit")):
+            values["recompile_limit"] = int(get("recompile_limit"))
         return cls(**values)
 
     def id_params(self, base: Remedy | None = None) -> dict:
@@ -112,7 +141,8 @@ class Remedy:
         plus the parameters of the batching policy actually used."""
         if self.axes == (base or PAPER).axes:
             return {}
-        return {**{a: getattr(self, a) for a in AXES}, **self.policy_params(), **self.later_axes()}
+        return {**{a: getattr(self, a) for a in AXES}, **self.policy_params(), **self.later_axes(),
+                **self.compile_params()}
 
 
 PAPER = Remedy()
@@ -133,14 +163,27 @@ class RemediesSpec:
     micro_batch: int = DEFAULT_MICRO_BATCH
     kernel_cache: tuple[str, ...] = ("default",)
     shape_round: tuple[int, ...] = (NO_ROUND,)
+    compile: tuple[str, ...] = ("eager",)
+    compile_cache: str = "cold"
+    recompile_limit: int = DEFAULT_RECOMPILE_LIMIT
 
     def combinations(self) -> list[Remedy]:
         """The cartesian product in a fixed order: batching outermost, then precision,
-        memory format, checkpointing, kernel cache, shape rounding (each in the order the
-        sweep lists them)."""
-        return [Remedy(b, p, m, c, self.window, self.micro_batch, k, r)
-                for b, p, m, c, k, r in itertools.product(self.batching, self.precision, self.memory_format,
-                                                          self.checkpointing, self.kernel_cache, self.shape_round)]
+        memory format, checkpointing, kernel cache, shape rounding, compile (each in the
+        order the sweep lists them)."""
+        # an eager cell carries the compiler parameters' defaults: they mean nothing to it
+        return [Remedy(b, p, m, c, self.window, self.micro_batch, k, r, cp,
+                       *((self.compile_cache, self.recompile_limit) if cp != "eager" else
+                         (COMPILE_PARAM_DEFAULTS["compile_cache"], DEFAULT_RECOMPILE_LIMIT)))
+                for b, p, m, c, k, r, cp in itertools.product(self.batching, self.precision, self.memory_format,
+                                                              self.checkpointing, self.kernel_cache, self.shape_round,
+                                                              self.compile)]
+
+    @property
+    def replays(self) -> bool:
+        """Whether its cells replay their timed batches (``CellSpec.replay``): in a sweep that
+        compiles, every compile value, eager included, so all are paired on the same images."""
+        return any(c != "eager" for c in self.compile)
 
     def without_unused_params(self) -> RemediesSpec:
         """This spec with each batching parameter at its default unless a listed policy uses it."""

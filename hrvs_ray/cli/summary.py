@@ -19,9 +19,14 @@ def _print_plan(table: dict[str, dict]) -> None:
           "distinct pass shapes, batch x H x W, over all passes: one kernel-cache entry each)")
     print("\nplanned main memory per training step, GB (avg/max):")
     for name, e in table.items():
-        cells = ", ".join(f"{m['precision']}/{m['memory_format']}/{m['checkpointing']} "
-                          f"{m['gb']['avg']:.2f}/{m['gb']['max']:.2f}" for m in e["memory"])
+        cells = ", ".join(f"{m['precision']}/{m['memory_format']}/{m['checkpointing']}"
+                          + (f"/compile-{m['compile']} not predicted" if m.get("compile") else
+                             f" {m['gb']['avg']:.2f}/{m['gb']['max']:.2f}") for m in e["memory"])
         print(f"  {name:<{width}} {cells}")
+    if any(m.get("compile") for e in table.values() for m in e["memory"]):
+        print("  (compiled settings: the memory model knows eager steps only; compiling adds the compiler's own "
+              "memory at every (re)compile, measured per step, not predicted. A static graph is compiled once "
+              "per distinct pass shape (the shapes column), up to the recompile limit.)")
     _print_sampled_vs_epoch(table, width)
 
 

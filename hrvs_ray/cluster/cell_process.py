@@ -127,7 +127,8 @@ class CellRunner:
         return CellOutcome("ok", None, started, datetime.now(timezone.utc), time.perf_counter() - t0,
                            prepare_seconds=result.prepare_seconds, images_decoded=result.images_decoded,
                            images_cached=result.images_cached, baseline_rss_bytes=result.baseline_rss_bytes,
-                           facts=facts, steps=result.steps)
+                           compiler_version=result.compiler_version,
+                           compile_cache_state=result.compile_cache_state, facts=facts, steps=result.steps)
 
     def _facts(self) -> ProcessFacts:
         from importlib.metadata import version

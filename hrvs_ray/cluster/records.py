@@ -56,6 +56,8 @@ class CellOutcome:
     images_decoded: int | None = None
     images_cached: int | None = None
     baseline_rss_bytes: int | None = None
+    compiler_version: str | None = None      # compiled cells (train.compiling)
+    compile_cache_state: str | None = None   # compiled cells: empty | filled (N files) at the start
     facts: ProcessFacts | None = None
     steps: Any = None                 # pyarrow.Table of the steps, or None
 

@@ -12,6 +12,9 @@ from typing import Any
 from ..remedy_axes import (
     BATCHING,
     CHECKPOINTING,
+    COMPILE,
+    COMPILE_CACHE,
+    COMPILE_PARAM_DEFAULTS,
     KERNEL_CACHE,
     MEMORY_FORMAT,
     NO_ROUND,
@@ -43,7 +46,8 @@ def parse_remedies(v: Validator, value: Any, model: ModelSpec, model_keys: set[s
     """``value`` is the raw section ({} when absent); ``model_keys`` the keys the model
     section spelled out (a default must not conflict with an explicit remedies list)."""
     k = "remedies"
-    m = v.mapping(value, k, {*AXIS_VALUES, "window", "micro_batch", "kernel_cache", "shape_round"})
+    m = v.mapping(value, k, {*AXIS_VALUES, "window", "micro_batch", "kernel_cache", "shape_round",
+                                    "compile", "compile_cache", "recompile_limit"})
     axes: dict[str, tuple[str, ...]] = {}
     for axis, allowed in AXIS_VALUES.items():
         if axis in m:
@@ -68,7 +72,31 @@ def parse_remedies(v: Validator, value: Any, model: ModelSpec, model_keys: set[s
                 v.fail(f"{k}.micro_batch", f"{micro} exceeds the batch_size {s.batch_size} of input set "
                                            f"{s.name!r} (a micro-batch is part of one batch)")
     return RemediesSpec(**axes, window=window, micro_batch=micro, kernel_cache=_kernel_cache(v, m, model),
-                        shape_round=_shape_round(v, m))
+                        shape_round=_shape_round(v, m), **_compile(v, m))
+
+
+def _compile(v: Validator, m: dict) -> dict[str, Any]:
+    """``compile`` (eager | static | auto | dynamic, or a list) and its parameters
+    ``compile_cache`` (cold | warm) and ``recompile_limit`` (>= 1), which mean nothing to eager
+    and are refused there rather than recorded as if they had an effect. The same axis serves
+    ``model.device: cuda`` (Inductor then emits Triton kernels instead of C++)."""
+    key = "remedies.compile"
+    values = v.choices(m["compile"], key, COMPILE) if "compile" in m else ("eager",)
+    out: dict[str, Any] = {"compile": values}
+    for name in ("compile_cache", "recompile_limit"):
+        if name not in m:
+            continue
+        if values == ("eager",):
+            v.fail(f"remedies.{name}", "only used with a compiled setting (remedies.compile: static, auto or "
+                                       "dynamic); compile is eager, which compiles nothing")
+        if name == "compile_cache":
+            out[name] = v.choices(m[name], f"remedies.{name}", COMPILE_CACHE)
+            if len(out[name]) != 1:
+                v.fail(f"remedies.{name}", "one value: cold (an empty cache folder per cell) or warm")
+            out[name] = out[name][0]
+        else:
+            out[name] = v.get(m, "remedies", name, int, COMPILE_PARAM_DEFAULTS[name], at_least(1))
+    return out
 
 
 def _kernel_cache(v: Validator, m: dict, model: ModelSpec) -> tuple[str, ...]:

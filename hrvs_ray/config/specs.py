@@ -202,9 +202,12 @@ class Sweep:
         else:
             d["remedies"] = asdict(remedies)
             # axes added later hash only when used, so older definitions keep their fingerprint
-            for axis, default in (("kernel_cache", ("default",)), ("shape_round", (0,))):
+            for axis, default in (("kernel_cache", ("default",)), ("shape_round", (0,)), ("compile", ("eager",))):
                 if d["remedies"][axis] == default:
                     d["remedies"].pop(axis)
+            if "compile" not in d["remedies"]:   # the compiler's parameters mean nothing without it
+                d["remedies"].pop("compile_cache")
+                d["remedies"].pop("recompile_limit")
         # which images each policy trains on: a sweep whose policies' batches changed
         # (plan version > 1) cannot share a fingerprint with one planned before
         if self.plan_version > 1:

@@ -25,8 +25,12 @@ RATIOS = {"s_per_mp": ("seconds", "total_px", 1e6),
 
 
 def timed(steps: pd.DataFrame) -> pd.DataFrame:
-    """The timed steps only (warm-up rows are kept in the data, never in a figure)."""
-    return steps[~steps["warmup"].astype(bool)]
+    """The timed steps only (warm-up rows are kept in the data, never in a figure; so are
+    the replay rows of a compiling sweep, which only its compile section reads)."""
+    keep = ~steps["warmup"].astype(bool)
+    if "replay" in steps:
+        keep &= ~steps["replay"].fillna(False).astype(bool)
+    return steps[keep]
 
 
 def _num(values: object) -> np.ndarray:

@@ -39,6 +39,11 @@ class CellSpec:
     # The image ids of each optimizer step, planned once by the driver (``StepPlans.batches``)
     # and carried to the node, which trains exactly these; empty until planned.
     batches: tuple[tuple[str, ...], ...] = ()
+    # After its planned steps, train the timed steps' batches once more, recorded as replay
+    # rows: a sweep that compiles needs steps without a compile on the images it measures,
+    # and with a new shape at nearly every step a static graph never reaches one on fresh
+    # batches. Every compile value of such a sweep replays, eager included (paired).
+    replay: bool = False
 
     @property
     def n_batches(self) -> int:
@@ -123,7 +128,7 @@ def plan_cells(sweep: Sweep, clusters: Sequence[str]) -> list[CellSpec]:
                             seed=t.seed, warmup_steps=t.warmup_steps, steps=t.steps,
                             model=sweep.model.network,
                             optimizer=sweep.optimizer, counters=counters, remedy=remedy,
-                            release_heap=sweep.execution.release_heap,
+                            release_heap=sweep.execution.release_heap, replay=sweep.remedies.replays,
                             cell_id=cell_id(cluster, scope, iset, run, params, remedy.label if extra else "")))
     return cells
 

@@ -129,7 +129,10 @@ def _policy_entry(sweep: Sweep, iset: InputSetSpec, policy: Remedy, h: np.ndarra
     entry["padding_share"] = ratio_of_sums(stats["padding"], stats["total"])
     entry["memory"] = [
         {"precision": r.precision, "memory_format": r.memory_format, "checkpointing": r.checkpointing,
-         "gb": _mma([estimate(int(p), r) for p in stats["largest_pass"]], 1e9)}
+         # a compiled setting is named, and its memory is not predicted: the model knows eager
+         # steps only, and compiling adds the compiler's own memory at every (re)compile
+         **({"compile": r.compile, "gb": None} if r.compile != "eager" else
+            {"gb": _mma([estimate(int(p), r) for p in stats["largest_pass"]], 1e9)})}
         for r in spec.combinations() if (r.batching, r.kernel_cache, r.shape_round) ==
         (spec.batching[0], spec.kernel_cache[0], spec.shape_round[0])]
     entry["memory_gb"] = entry["memory"][0]["gb"]

@@ -15,6 +15,7 @@ from ..store import ResultsError
 from . import (
     answers,
     checks,
+    compile_section,
     epoch,
     html,
     kernel_cache_section,
@@ -90,6 +91,7 @@ def _sections(m: Merged) -> list[tuple[str, str]]:
         ("Tables from the paper", "\n".join(html.table(t) for t in (tables.table1(m), tables.table2(m),
                                                                         *_cache_share(m), tables.table3(m)))),
         *_shape_diversity(m),
+        *_compiling(m),
         ("Memory model", html.table(memory.predicted_vs_measured(m)) + "\n"
          + html.table(memory_out_of_sample.out_of_sample(m))),
         ("Determinism check", html.table(det, None)),
@@ -102,6 +104,15 @@ def _cache_share(m: Merged) -> list:
     """Table 2b next to Table 2, where some setup ran with the kernel caches on and off."""
     t = kernel_cache_section.cache_share(m)
     return [t] if t.rows else []
+
+
+def _compiling(m: Merged) -> list[tuple[str, str]]:
+    """torch.compile against eager, only where the results compiled something."""
+    if not compile_section.has_compile(m):
+        return []
+    t = compile_section.table(m)
+    sentences = "".join(f"<li>{html.esc(a)}</li>" for a in compile_section.answers(t))
+    return [("Compiling", f"<ul>{sentences}</ul>\n" + html.table(t))]
 
 
 def _shape_diversity(m: Merged) -> list[tuple[str, str]]:

@@ -29,7 +29,9 @@ LEGEND = ("Combination labels: batching (pad = the paper's zero-padded random ba
           "within windows, accum = gradient accumulation over micro-batches), fp32/bf16 = float32/bfloat16 "
           "autocast, nchw/nhwc = contiguous/channels_last memory format, ckpt = activation checkpointing of the "
           "four ResNet stages, (r32) = every pass padded up to a multiple of 32 px (shape_round), kc-off = "
-          "PyTorch's CPU kernel caches off (kernel_cache: off).")
+          "PyTorch's CPU kernel caches off (kernel_cache: off), compile-static/auto/dynamic = torch.compile of the "
+          "forward (its timed steps here include compiling; steady state and compile cost apart: section "
+          "Compiling).")
 
 
 def describe(r: pd.Series | dict) -> str:
@@ -43,6 +45,8 @@ def describe(r: pd.Series | dict) -> str:
         parts.append(f"shapes rounded to {int(r['shape_round'])} px")
     if r.get("kernel_cache") not in (None, PAPER.kernel_cache) and not pd.isna(r.get("kernel_cache")):
         parts.append(f"kernel caches {r['kernel_cache']}")
+    if r.get("compile") not in (None, PAPER.compile) and not pd.isna(r.get("compile")):
+        parts.append(f"compile {r['compile']}")
     return " + ".join(parts)
 
 

@@ -14,6 +14,13 @@ Format history (like pyperf's JSON format history), newest first:
   ``growth_bytes`` likewise. Older rows keep the process's own VmHWM in ``peak_rss_bytes`` and
   null in the new columns: from a forked cell it leaves out the library pages the fork did not
   touch (~0.3 GB), from a fresh process it does not (``process`` says which, "unknown" before).
+  Also in 4 (issue 27, torch.compile): steps and cells gain ``compile`` (``eager`` before: nothing
+  was compiled), ``compile_cache`` and ``recompile_limit`` (null: eager); steps gain ``replay``
+  (false before: no step was replayed) and the compiler's per-step columns ``compiles``,
+  ``compile_seconds``, ``recompile_limit_hit``, ``ran_eager``, ``graph_breaks``,
+  ``compile_reasons``, ``compiler_child_peak_bytes`` (null before: not recorded); cells gain
+  ``compiler_version`` and ``compile_cache_state`` (null before).
+
 - **3** (issues 16, 17, 19): steps gain ``image_ids`` (the step's images, literal ids in pass
   order; null in older folders: they were not recorded), ``uncounted_threads`` (threads without
   a counter group during the step; null when counters are off) and ``steal_seconds``
@@ -93,7 +100,7 @@ def upgrade(path: Path, t: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 _FILLED = ("batching", "precision", "memory_format", "checkpointing", "remedy", "micro_batches", "growth_bytes",
-           "pass_px", "kernel_cache", "shape_round")
+           "pass_px", "kernel_cache", "shape_round", "compile", "replay")
 
 
 def fill_defaults(t: pa.Table) -> pa.Table:
@@ -112,7 +119,9 @@ def fill_defaults(t: pa.Table) -> pa.Table:
     # schema < 3: before the kernel-cache and shape-rounding axes every cell ran torch's
     # default caches and unrounded passes (distinct_shapes_seen / new_shape stay null)
     df = df.fillna({"precision": "float32", "memory_format": "contiguous", "batching": "pad", "checkpointing": "none",
-                    "kernel_cache": "default", "shape_round": 0})
+                    "kernel_cache": "default", "shape_round": 0,
+                    # schema < 4: nothing was compiled and no step replayed
+                    "compile": "eager", **({"replay": False} if "replay" in df else {})})
     missing = df["remedy"].isna()
     if missing.any():
         df.loc[missing, "remedy"] = [Remedy.from_row(r).label for r in df[missing].itertuples()]

@@ -53,6 +53,12 @@ STEPS_SCHEMA = pa.schema([
     ("peak_anon_bytes", pa.int64()), ("anon_start_bytes", pa.int64()), ("file_start_bytes", pa.int64()),
     ("file_growth_bytes", pa.int64()), ("vmhwm_bytes", pa.int64()), ("library_bytes", pa.int64()),
     ("baseline_anon_bytes", pa.int64()), ("other_cpu_seconds", pa.float64()),
+    # schema 4 (issue 27): torch.compile and its parameters (null for eager), the replay of
+    # the timed batches, and what the compiler did during the step (train.compiling)
+    ("compile", pa.string()), ("compile_cache", pa.string()), ("recompile_limit", pa.int32()),
+    ("replay", pa.bool_()), ("compiles", pa.int32()), ("compile_seconds", pa.float64()),
+    ("recompile_limit_hit", pa.bool_()), ("ran_eager", pa.bool_()), ("graph_breaks", pa.int32()),
+    ("compile_reasons", pa.string()), ("compiler_child_peak_bytes", pa.int64()),
 ])
 CELLS_SCHEMA = pa.schema([
     ("sweep", pa.string()), ("cell_id", pa.string()), ("cluster", pa.string()), ("node", pa.string()),
@@ -79,6 +85,9 @@ CELLS_SCHEMA = pa.schema([
     # baseline_rss_bytes = library_bytes + baseline_anon_bytes when the node's library baseline
     # is known (else the process's own RSS, as before)
     ("process", pa.string()), ("baseline_anon_bytes", pa.int64()), ("library_bytes", pa.int64()),
+    # schema 4 (issue 27)
+    ("compile", pa.string()), ("compile_cache", pa.string()), ("recompile_limit", pa.int32()),
+    ("compiler_version", pa.string()), ("compile_cache_state", pa.string()),
 ])
 
 NODES_SCHEMA = pa.schema([

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import torch
@@ -33,6 +33,9 @@ from ..store import STEPS_SCHEMA, conform
 from .collate import collate
 from .model import build_model, build_optimizer, train_step
 
+if TYPE_CHECKING:
+    from .compiling import CompileProbe
+
 MODEL_SEED = 0  # purpose tags for derived_seed
 
 
@@ -45,6 +48,8 @@ class CellResult:
     baseline_rss_bytes: int  # after imports, model and optimizer state, before the first batch
     # (this process's RSS: lower in a fork, see probes.memory; the steps carry its anonymous
     # part, ``baseline_anon_bytes``, which the store adds to the node's library baseline)
+    compiler_version: str | None = None    # compiled cells: the C++ compiler Inductor ran
+    compile_cache_state: str | None = None  # compiled cells: empty | filled (N files) at the start
 
 
 @dataclass
@@ -117,20 +122,55 @@ def run_cell(spec: CellSpec, dataset_spec: DatasetSpec, node: str, cores: int, c
     model = build_model(spec.model, derived_seed(spec.seed, spec.run, MODEL_SEED), spec.remedy.checkpointing,
                         spec.remedy.memory_format)
     model.train()
-    optimizer = build_optimizer(spec.optimizer, model)
-    baseline = memory.status_bytes()
+    optimizer = build_optimizer(spec.optimizer, model)   # on the eager module's parameters: same maths
+    if spec.remedy.compile == "eager":
+        baseline = memory.status_bytes()
+        rows = _train(spec, model, optimizer, batches, dataset, prepared, shapes, node, cores, counters, None,
+                      baseline["RssAnon"])
+        return CellResult(conform(rows, STEPS_SCHEMA), prepare_seconds, stats.decoded, stats.hits, baseline["VmRSS"])
+    # imported here: Dynamo takes a second or two to import, which eager cells never pay
+    from .compiling import CompileProbe, compile_model, compiler_version, open_caches
 
+    caches = open_caches(spec.remedy, spec.sweep, device)
+    try:
+        probe = CompileProbe()
+        forward = compile_model(model, spec.remedy, probe)
+        baseline = memory.status_bytes()
+        rows = _train(spec, forward, optimizer, batches, dataset, prepared, shapes, node, cores, counters, probe,
+                      baseline["RssAnon"])
+    finally:
+        caches.close()
+    return CellResult(conform(rows, STEPS_SCHEMA), prepare_seconds, stats.decoded, stats.hits, baseline["VmRSS"],
+                      compiler_version(device), caches.state)
+
+
+def _train(spec: CellSpec, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+           batches: list[tuple[str, ...]], dataset: Dataset, prepared: PreparedSet,
+           shapes: dict[str, tuple[int, int]], node: str, cores: int, counters: Any,
+           probe: CompileProbe | None, baseline_anon: int) -> list[dict[str, Any]]:
+    """The planned steps, then (``spec.replay``) the timed steps' batches once more as replay
+    rows, numbered on after the planned steps: the same images for every compile value, so
+    steady-state figures of a compiled cell and of eager pair on the same batches.
+    ``baseline_anon``: the process's anonymous memory before the first batch (every row)."""
     rows = []
     seen = ShapeCounter()   # warm-up steps count: their kernels are cached like any other's
-    for step, ids in enumerate(batches):
+    replayed = batches[spec.warmup_steps:] if spec.replay else []
+    for step, ids in enumerate([*batches, *replayed]):
         data = step_input(spec, ids, dataset, prepared, shapes)
         distinct, new = seen.see((g.batch_size, g.height, g.width) for g in data.geometries)
-        rows.append(_timed_step(spec, model, optimizer, data, counters)
-                    | _identity(spec, node, cores, step) | _pixels(spec, data)
-                    | {"distinct_shapes_seen": distinct, "new_shape": new,
-                       "baseline_anon_bytes": baseline["RssAnon"]})
+        if probe is not None:
+            probe.begin()
+        row = _timed_step(spec, model, optimizer, data, counters)
+        if probe is not None:
+            row |= probe.end()
+        elif spec.replay:   # an eager cell of a compiling sweep: nothing compiled, by construction
+            row |= {"compiles": 0, "compile_seconds": 0.0, "recompile_limit_hit": False, "ran_eager": True,
+                    "graph_breaks": 0}
+        row["replay"] = step >= len(batches)
+        rows.append(row | _identity(spec, node, cores, step) | _pixels(spec, data)
+                    | {"distinct_shapes_seen": distinct, "new_shape": new, "baseline_anon_bytes": baseline_anon})
         del data
-    return CellResult(conform(rows, STEPS_SCHEMA), prepare_seconds, stats.decoded, stats.hits, baseline["VmRSS"])
+    return rows
 
 
 def _timed_step(spec: CellSpec, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
