@@ -146,16 +146,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Exit 1 when a group is slower by more than --threshold with its interval excluding 1,
-    0 otherwise, 2 on bad input (unreadable folder, nothing matches, different images)."""
+    """Exit 1 when some (group × metric) test rejects 'ratio <= 1 + threshold' with a Holm-adjusted
+    p below --alpha, 0 otherwise, 2 on bad input (unreadable folder, nothing matches, different
+    images, an alpha outside (0, 1))."""
     from ..report.compare import compare, to_json, to_text
     from ..store import ResultsError
 
     if not 0 <= args.threshold < 1000:
         _err("--threshold must be a percentage in [0, 1000)")
         return EXIT_BAD_INPUT
+    if not 0 < args.alpha < 1:
+        _err("--alpha must be in (0, 1)")
+        return EXIT_BAD_INPUT
     try:
-        c = compare(Path(args.base), Path(args.new), args.threshold)
+        c = compare(Path(args.base), Path(args.new), args.threshold, args.alpha,
+                    [Path(d) for d in args.noise_from])
     except ResultsError as e:
         _err(str(e))
         return EXIT_BAD_INPUT
