@@ -251,7 +251,9 @@ def contrast(a: Sequence[float], b: Sequence[float], spread_a: Spread | None, sp
     if spread_a is spread_b or spread_a == spread_b:
         return Contrast(est, spread_a.sd * math.sqrt(1 / na + 1 / nb), spread_a.df, spread_a.text())
     va, vb = spread_a.sd ** 2 / na, spread_b.sd ** 2 / nb
-    df = (va + vb) ** 2 / (va ** 2 / spread_a.df + vb ** 2 / spread_b.df)
+    den = va ** 2 / spread_a.df + vb ** 2 / spread_b.df
+    # Welch-Satterthwaite; two spreads of exactly 0 (memory repeating to the byte): the smaller df
+    df = (va + vb) ** 2 / den if den > 0 else float(min(spread_a.df, spread_b.df))
     return Contrast(est, math.sqrt(va + vb), df,
                     f"two strata, {spread_a.text()} and {spread_b.text()}, Welch df {math.floor(df)}")
 

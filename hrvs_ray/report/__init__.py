@@ -57,7 +57,7 @@ def _remedies(m: Merged, views: epoch.Views) -> str:
     if one:
         return f'<p class="note">{html.esc(one)}</p>'
     g = remedies.grid(m)
-    out = [html.table(remedies.answers(g, epoch.diversity_notes(views))),
+    out = [html.table(remedies.answers(g, epoch.diversity_notes(views), remedies.choices(m, g))),
            f'<p class="note">{html.esc(remedies.LEGEND)}</p>']
     out += [html.figure(f) for f in tradeoff_figures(g)]
     out += [html.table(t) for t in remedies.tables(m, g)]
