@@ -112,6 +112,11 @@ def test_answers_name_the_fastest_combination_with_its_ratios(folders) -> None:
         speed = e.loc[PAPER.label, "s_imp"] / e.loc[best, "s_imp"]
         mem = e.loc[best, "peak"] / e.loc[PAPER.label, "peak"]
         sentence = (f"best for {name} on cluster gen-a at scope node: {r}, ")
+        tied = re.search(re.escape(f"{name} on cluster gen-a at scope node: fastest measured ") +
+                         r"(.*?) cannot be told apart with \d+ steps", text)
+        if tied:   # picked from the data, not faster than every other at family-wise 95 %: named as a set
+            assert best in tied.group(1) and sentence not in text
+            continue
         got = re.search(re.escape(sentence) + r"([\d.]+)× \[([\d.]+)–([\d.]+)\] faster per informative MP than "
                                               r"the paper's setup \(.*?\), ([\d.]+)× its peak memory", text)
         assert got, (name, sentence)
