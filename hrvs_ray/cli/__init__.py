@@ -54,12 +54,18 @@ def _run_commands(sub: argparse._SubParsersAction) -> None:
                    help="plan memory with the model calibrated on this results folder's measured steps")
     s.set_defaults(func=cmd_plan)
 
-    s = sub.add_parser("compare", help="NEW ÷ BASE per matched group with 95 %% intervals; exit 1 on a "
-                                       "regression beyond --threshold")
+    s = sub.add_parser("compare", help="NEW ÷ BASE per matched group with 95 %% intervals and four verdicts; "
+                                       "exit 1 on a regression beyond --threshold at family-wise --alpha")
     s.add_argument("base", metavar="BASE_DIR")
     s.add_argument("new", metavar="NEW_DIR")
     s.add_argument("--threshold", type=float, default=5.0, metavar="PCT",
-                   help="a group slower by more than PCT %% (interval excluding 1) fails the check (default 5)")
+                   help="a group slower by more than PCT %% (Holm-adjusted one-sided test) fails the check "
+                        "(default 5)")
+    s.add_argument("--alpha", type=float, default=0.05,
+                   help="family-wise error rate over every (group × metric) test of this comparison (default 0.05)")
+    s.add_argument("--noise-from", action="append", default=[], metavar="DIR",
+                   help="a results folder of the same sweep (e.g. one side of an A/A pair on this cluster) whose "
+                        "run-to-run spread is pooled into each stratum's; may be given several times")
     s.add_argument("--format", choices=("table", "json"), default="table")
     s.set_defaults(func=cmd_compare)
 

@@ -128,13 +128,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Exit 1 when a group is slower by more than --threshold with its interval excluding 1,
-    0 otherwise, 2 on bad input (unreadable folder, nothing matches, different images)."""
+    """Exit 1 when some (group × metric) test rejects 'ratio <= 1 + threshold' with a Holm-adjusted
+    p below --alpha, 0 otherwise, 2 on bad input (unreadable folder, nothing matches, different
+    images, an alpha outside (0, 1))."""
     from ..report.compare import compare, to_json, to_text
 
     if not 0 <= args.threshold < 1000:
         raise UserError("--threshold must be a percentage in [0, 1000)")
-    c = compare(Path(args.base), Path(args.new), args.threshold)
+    if not 0 < args.alpha < 1:
+        raise UserError("--alpha must be in (0, 1)")
+    c = compare(Path(args.base), Path(args.new), args.threshold, args.alpha, [Path(d) for d in args.noise_from])
     print(json.dumps(to_json(c), indent=2) if args.format == "json" else to_text(c))
     return c.exit_code
 

@@ -1,65 +1,57 @@
 """95 % intervals on the ratios the tool states, computed on the one statistic (ratio of
 sums, hrvs_ray.metrics) from the stored step rows. Pure numpy/pandas, seeded: the same rows
-give the same interval on every machine.
+give the same interval on every machine. The tests and corrections behind the verdicts are in
+hrvs_ray.metrics.stats; docs/statistics.md says why each choice was made.
 
 Method. A run is a fresh process: whole runs differ by more than their steps' noise. So
-where the run-to-run spread is known (``run_spread``: the pooled standard deviation of each
-run's log figure over every group with several runs, the two groups themselves or the other
-groups of the same results, with its degrees of freedom), the interval rests on it alone:
-log(ratio) ± t(0.975, df) × √(σ² / runs of one group + σ² / runs of the other). A run's
-figure already carries its steps' noise, so the steps are not counted twice; a bootstrap of
-a few steps per run, widened for their small number, would swamp it (3 steps: a t of one or
-two degrees of freedom). Where no group has several runs, nothing says how much two runs
-differ, and the interval covers step-to-step noise only (``Interval.basis`` says so): a
-bootstrap of the steps within each run (a run keeps its step count); each replicate redraws
-a group's timed steps with replacement, and a ratio's replicate is the ratio of the two
-groups' replicate ratios of sums. Two groups that trained on identical batches (same runs,
-steps and batch fingerprints, as in ``compare``) are redrawn with the same draws (paired),
-so the batches' sizes cancel. The half-width is the replicates' standard deviation ×
-t(0.975, n-1)/z(0.975) × √(n / (n-1)) × z, n the effective number of timed steps of the
-group with fewer (Kish's count, weighted by pixels: a ratio of sums over very unequal steps
-rests on fewer of them): a percentile bootstrap of few steps is far too narrow and lumpy (a
-redraw of 3 values never leaves their range: ~25 % false claims), and for n paired
-differences this is exactly the interval a t-test gives. Peak memory is a maximum and is
-never bootstrapped (see README: memory ratios).
+where runs repeat, the interval rests on the run-to-run spread alone: the standard deviation
+of log(each run's figure), pooled within the group's stratum (``stats.STRATUM``: cluster ×
+input set × precision, pooled across scopes and the other remedy axes; ``run_spread`` builds
+it per stratum, never lending one stratum's spread to another). log(ratio) ± t(df) × SE,
+with t exact at integer degrees of freedom. Two groups of one stratum that ran the same runs
+are paired: the stratum's spread then comes from an additive fit cell + run, so what every
+cell of run r shares (its images) cancels. Groups of two strata: Welch's degrees of freedom.
+A run's figure already carries its steps' noise, so the steps are not counted twice.
+
+Where a stratum has no repeated run, nothing says how much two runs differ, and the interval
+covers step-to-step noise only (``Interval.basis`` says so): a bootstrap of the steps within
+each run (a run keeps its step count); each replicate redraws a group's timed steps with
+replacement, and a ratio's replicate is the ratio of the two groups' replicate ratios of
+sums. Two groups that trained on identical batches (same runs, steps and batch fingerprints)
+are redrawn with the same draws (paired), so the batches' sizes cancel. The half-width is the
+replicates' standard deviation × t(1 - α/2, n-1) × √(n / (n-1)), n the effective number of
+timed steps of the group with fewer (Kish's count, weighted by pixels, rounded down to whole
+degrees of freedom): a percentile bootstrap of few steps is far too narrow and lumpy, and
+for n paired differences this is exactly the interval a t-test gives. Peak memory is a
+maximum and is never bootstrapped; across runs, each run's peak has its own spread.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from . import RATIOS, figure, timed
+from .stats import STRATUM, Contrast, Spread, contrast, oneway, pool, t_ppf, twoway
 
 LEVEL = 0.95
 REPLICATES = 2000
 SEED = 16042021       # fixed: an interval is a pure function of the rows
 NO_DIFFERENCE = "no measurable difference"
-
-
-# t(0.975, df) for df = 1..30; above, the Cornish-Fisher expansion (error < 1e-4)
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042)
+PEAK = "peak_rss_per_run"   # not a RATIOS figure: each run's largest per-step peak RSS (memory's own spread)
 _Z975 = 1.959964
 
 
-def _t975(df: float) -> float:
-    if df > len(_T975):
-        z = _Z975
-        return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
-    return float(np.interp(df, np.arange(1, len(_T975) + 1), _T975))
-
-
-def small_sample_factor(n: float) -> float:
-    """t(0.975, n-1) / z(0.975) × √(n / (n-1)): how much wider than a normal interval on the
-    bootstrap's standard deviation a 95 % interval of n values must be (→ 1 as n grows; inf
-    below 2). ``n`` may be an effective (fractional) count."""
+def small_sample_factor(n: float, level: float = LEVEL) -> float:
+    """t(1 - α/2, n-1) / z(0.975) × √(n / (n-1)): how much wider than a normal 95 % interval
+    on the bootstrap's standard deviation an interval of n values must be (inf below 2).
+    ``n`` may be an effective (fractional) count: its degrees of freedom are rounded down."""
     if n < 2:
         return float("inf")
     df = n - 1
-    return _t975(df) / _Z975 * float(np.sqrt(n / df))
+    return t_ppf(1 - (1 - level) / 2, df) / _Z975 * float(np.sqrt(n / df))
 
 
 def effective_steps(steps: pd.DataFrame, name: str) -> float:
@@ -72,32 +64,27 @@ def effective_steps(steps: pd.DataFrame, name: str) -> float:
     return max(2.0, float(w.sum() ** 2 / (w ** 2).sum()))
 
 
-def _bounds(logs: np.ndarray, center: float, n: float) -> tuple[float, float]:
-    """The 95 % interval from the steps' log replicates: log(value) ± z × k × their standard
-    deviation, k = small_sample_factor(n)."""
+def _bounds(logs: np.ndarray, center: float, n: float, level: float) -> tuple[float, float]:
+    """The interval from the steps' log replicates: log(value) ± z × k × their standard
+    deviation, k = small_sample_factor(n, level)."""
     logs = logs[np.isfinite(logs)]
     if len(logs) < 2 or n < 2:
         return float("nan"), float("nan")
-    half = _Z975 * small_sample_factor(n) * float(np.std(logs, ddof=1))
+    half = _Z975 * small_sample_factor(n, level) * float(np.std(logs, ddof=1))
     return float(np.exp(center - half)), float(np.exp(center + half))
 
 
 @dataclass(frozen=True)
-class Spread:
-    """The run-to-run spread: pooled standard deviation of log(a run's figure), and its
-    degrees of freedom (Σ over the groups with several runs of their runs - 1)."""
-    sd: float
-    df: int
-
-
-@dataclass(frozen=True)
 class Interval:
-    """``value`` (the measured ratio) and its 95 % interval [low, high]."""
+    """``value`` (the measured ratio) and its interval [low, high] (95 % unless ``level`` says
+    otherwise, e.g. corrected over several comparisons)."""
     value: float
     low: float
     high: float
     steps: int          # timed steps behind the ratio, both groups together
     basis: str          # what the interval covers, in words
+    contrast: Contrast | None = field(default=None, compare=False)   # the test behind it, when runs repeat
+    level: float = LEVEL
 
     @property
     def includes_one(self) -> bool:
@@ -150,65 +137,181 @@ def paired(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     return len(x) == len(y) and bool((x.to_numpy() == y.to_numpy()).all())
 
 
-def run_spread(steps: pd.DataFrame, keys: list[str], name: str = "s_per_mp") -> Spread | None:
-    """The pooled standard deviation of log(each run's figure) across the runs of every group
-    of ``keys`` that has several runs, with its degrees of freedom; None when no group has.
-    It is how much a whole run's figure moves from run to run, its steps' noise included."""
+def group_value(steps: pd.DataFrame, name: str) -> float:
+    """A group's figure ``name``: a RATIOS figure (ratio of sums), or for PEAK the largest
+    per-step peak RSS (what the node must hold)."""
+    if name == PEAK:
+        v = pd.to_numeric(steps["peak_rss_bytes"], errors="coerce") if "peak_rss_bytes" in steps else pd.Series()
+        return float(v.max()) if v.notna().any() else float("nan")
+    return figure(steps, name)
+
+
+def per_run(steps: pd.DataFrame, name: str) -> dict[object, float]:
+    """run -> log(the run's own figure ``name``) over the timed steps (finite values only)."""
+    out = {}
+    for run, r in timed(steps).groupby("run", sort=True):
+        v = group_value(r, name)
+        if np.isfinite(v) and v > 0:
+            out[run] = float(np.log(v))
+    return out
+
+
+def stratum(steps: pd.DataFrame, cols: tuple[str, ...]) -> tuple | None:
+    """The stratum of a group's rows (None when its rows span several)."""
+    if not cols:
+        return ()
+    vals = steps[list(cols)].astype(str).drop_duplicates()
+    return tuple(vals.iloc[0]) if len(vals) == 1 else None
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The run-to-run spread of one figure per stratum: one-way (each cell's runs about their
+    mean) and two-way (cell + run fitted, for paired contrasts of cells that ran the same runs,
+    with the runs it was fitted on)."""
+    name: str
+    cols: tuple[str, ...]
+    oneway: dict[tuple, Spread]
+    twoway: dict[tuple, tuple[tuple, Spread]]
+    # per cell: (sd, df) of its own runs, for the homogeneity diagnostic only (never for the pooling)
+    spread_of_cells: dict[tuple, list[tuple[float, int]]] = field(default_factory=dict, compare=False)
+
+    def for_stratum(self, key: tuple | None) -> Spread | None:
+        return None if key is None else self.oneway.get(key)
+
+    def paired_for(self, key: tuple | None, runs: tuple) -> Spread | None:
+        got = None if key is None else self.twoway.get(key)
+        return got[1] if got is not None and got[0] == runs else None
+
+    def pooled_with(self, other: Noise, label: str, strata: list[tuple] | None = None) -> Noise:
+        """This noise with ``other``'s (a calibration folder) pooled into each of our strata (ours:
+        those with a spread, plus ``strata``) that ``other`` knows; a calibration whose only
+        cluster differs from ours matches on the other columns. The basis says it borrowed."""
+        def match(key: tuple) -> tuple | None:
+            if key in other.oneway:
+                return key
+            if "cluster" in self.cols and len({k[0] for k in other.oneway}) == 1:
+                i = self.cols.index("cluster")
+                alike = [k for k in other.oneway if k[:i] + k[i + 1:] == key[:i] + key[i + 1:]]
+                return alike[0] if alike else None
+            return None
+        one, two = dict(self.oneway), dict(self.twoway)
+        for key in {*self.oneway, *self.twoway, *(strata or [])}:
+            k = match(key) if self.cols == other.cols else None
+            if k is None:
+                continue
+            got = other.oneway[k]
+            cal = Spread(got.sd, got.df, f"{label}: {got.df} df")
+            one[key] = pool(self.oneway.get(key), cal) or cal
+            if key in self.twoway:
+                runs, sp = self.twoway[key]
+                two[key] = (runs, pool(sp, cal) or cal)
+        return Noise(self.name, self.cols, one, two, self.spread_of_cells)
+
+
+def strata_of(steps: pd.DataFrame) -> tuple[tuple[str, ...], list[tuple]]:
+    """The stratum columns the rows have and the strata they hold."""
+    cols = tuple(c for c in STRATUM if c in steps and steps[c].notna().any())
+    if not cols:
+        return cols, [()]
+    return cols, [tuple(str(x) for x in k) for k in steps[list(cols)].drop_duplicates().itertuples(index=False)]
+
+
+def run_spread(steps: pd.DataFrame, keys: list[str], name: str = "s_per_mp") -> Noise | None:
+    """The run-to-run spread of figure ``name`` per stratum (``stats.STRATUM`` columns that the
+    rows have), pooled over the groups of ``keys`` inside it; None when no group anywhere has
+    several runs. It is how much a whole run's figure moves from run to run, its steps' noise
+    included."""
     t = timed(steps)
-    ss, df = 0.0, 0
-    for _, g in t.groupby(keys, sort=False):
-        per_run = np.log([figure(r, name) for _, r in g.groupby("run", sort=True)])
-        per_run = per_run[np.isfinite(per_run)]
-        if len(per_run) > 1:
-            ss += float(((per_run - per_run.mean()) ** 2).sum())
-            df += len(per_run) - 1
-    return Spread(float(np.sqrt(ss / df)), df) if df else None
+    if t.empty:
+        return None
+    cols, _ = strata_of(t)
+    keys = list(dict.fromkeys([*cols, *keys]))
+    cells: dict[tuple, dict[tuple, dict]] = {}
+    for k, g in t.groupby(keys, sort=True, dropna=False):
+        k = k if isinstance(k, tuple) else (k,)
+        s = tuple(str(x) for x in k[:len(cols)])
+        cells.setdefault(s, {})[k] = per_run(g, name)
+    one, two, sds = {}, {}, {}
+    for s, cs in cells.items():
+        o = oneway(cs, "pooled over the stratum's groups")
+        if o is not None:
+            one[s] = o
+        w = twoway(cs, "paired on the runs, pooled over the stratum's groups")
+        if w is not None:
+            sets = {}
+            for runs in cs.values():
+                if len(runs) > 1:
+                    sets.setdefault(tuple(sorted(runs)), 0)
+                    sets[tuple(sorted(runs))] += 1
+            common = max(sets.items(), key=lambda kv: (kv[1] * (len(kv[0]) - 1), kv[0]))[0]
+            two[s] = (common, w)
+        sds[s] = [(float(np.std(list(r.values()), ddof=1)), len(r) - 1) for r in cs.values() if len(r) > 1]
+    return Noise(name, cols, one, two, sds) if one else None
 
 
-def _basis(runs: tuple[int, ...], spread: Spread | None, pair: bool) -> str:
-    which = "one run: " if min(runs) == 1 else f"{' and '.join(map(str, runs))} runs: "
-    if spread is not None:
-        return which + f"run-to-run spread σ = {100 * spread.sd:.1f} % ({spread.df} degrees of freedom)"
-    how = "same batches, redrawn together; " if pair else ""
-    return how + which + "covers step-to-step noise only, not run-to-run variation"
-
-
-def _own_spread(name: str, *groups: pd.DataFrame) -> Spread | None:
+def _own_noise(name: str, *groups: pd.DataFrame) -> Noise | None:
     """The run-to-run spread of the groups themselves (None unless one has several runs)."""
     both = pd.concat([g.assign(_group=i) for i, g in enumerate(groups)], ignore_index=True)
     return run_spread(both, ["_group"], name)
 
 
-def _run_bounds(value: float, spread: Spread, runs: tuple[int, ...]) -> tuple[float, float]:
-    """log(value) ± t(df) × √(Σ σ² / runs): each group's figure is the mean of its runs."""
-    half = _t975(spread.df) * spread.sd * float(np.sqrt(sum(1 / r for r in runs)))
-    return float(value * np.exp(-half)), float(value * np.exp(half))
+def _runs_text(runs: tuple[int, ...]) -> str:
+    return "one run: " if min(runs) == 1 else f"{' and '.join(map(str, runs))} runs: "
+
+
+def run_contrast(num: pd.DataFrame, den: pd.DataFrame, name: str, noise: Noise | None,
+                 value: float | None = None) -> Contrast:
+    """log(figure(num) ÷ figure(den)) with its standard error from ``noise`` (paired where both
+    groups lie in one stratum and ran the runs its two-way spread was fitted on)."""
+    a, b = per_run(num, name), per_run(den, name)
+    if value is None:
+        va, vb = group_value(timed(num), name), group_value(timed(den), name)
+        value = va / vb if vb else float("nan")
+    est = math.log(value) if value is not None and np.isfinite(value) and value > 0 else float("nan")
+    if noise is None:
+        return Contrast(est, float("nan"), 0, "run-to-run spread unknown")
+    sa, sb = stratum(num, noise.cols), stratum(den, noise.cols)
+    pair = noise.paired_for(sa, tuple(sorted(a))) if sa == sb and sorted(a) == sorted(b) else None
+    return contrast(list(a.values()), list(b.values()), noise.for_stratum(sa), noise.for_stratum(sb),
+                    paired=pair, log_ratio=est)
 
 
 def ratio_interval(num: pd.DataFrame, den: pd.DataFrame, name: str = "s_per_informative_mp",
-                   run_sd: Spread | None = None, seed: int = SEED) -> Interval:
-    """figure(num) ÷ figure(den) (figure ``name`` of each group's timed steps, a RATIOS key)
-    with its 95 % interval. ``run_sd`` (``run_spread`` over the results) is the run-to-run
-    spread; without it, the two groups' own runs give it where either has several."""
+                   run_sd: Noise | None = None, seed: int = SEED, level: float = LEVEL) -> Interval:
+    """figure(num) ÷ figure(den) (figure ``name`` of each group's timed steps: a RATIOS key or
+    PEAK) with its ``level`` interval. ``run_sd`` (``run_spread`` over the results) is the
+    run-to-run spread per stratum; without it, the two groups' own runs give it where either
+    has several. Where the strata have no spread, a bootstrap of the steps (steps only)."""
     a, b = _layout(num), _layout(den)
-    value = figure(a, name) / figure(b, name) if len(a) and len(b) else float("nan")
+    va, vb = (group_value(a, name), group_value(b, name)) if len(a) and len(b) else (float("nan"),) * 2
+    value = va / vb if vb else float("nan")
     runs = (int(a["run"].nunique()), int(b["run"].nunique()))
     if not np.isfinite(value):
         return Interval(value, float("nan"), float("nan"), len(a) + len(b), "not measured")
-    spread = run_sd if run_sd is not None else _own_spread(name, a, b)
+    noise = run_sd if run_sd is not None else _own_noise(name, a, b)
+    c = run_contrast(a, b, name, noise, value)
+    if c.testable:
+        low, high = c.bounds(level)
+        return Interval(float(value), low, high, len(a) + len(b), _runs_text(runs) + c.basis,
+                        c, level)
+    if name == PEAK:   # a maximum is not bootstrapped: without runs it has no interval
+        return Interval(float(value), float("nan"), float("nan"), len(a) + len(b), "one run: a maximum, no interval")
     pair = paired(a, b)
-    if spread is not None:
-        return Interval(float(value), *_run_bounds(value, spread, runs), len(a) + len(b), _basis(runs, spread, pair))
     rng = np.random.default_rng(seed)
     wa = _weights(a["run"].to_numpy(), rng, REPLICATES)
     wb = wa if pair else _weights(b["run"].to_numpy(), rng, REPLICATES)
     with np.errstate(divide="ignore", invalid="ignore"):   # a replicate of zero growth: dropped in _bounds
         log_ratio = np.log(_replicates(a, name, wa)) - np.log(_replicates(b, name, wb))
-    low, high = _bounds(log_ratio, float(np.log(value)), min(effective_steps(a, name), effective_steps(b, name)))
-    return Interval(float(value), low, high, len(a) + len(b), _basis(runs, None, pair))
+    low, high = _bounds(log_ratio, float(np.log(value)), min(effective_steps(a, name), effective_steps(b, name)),
+                        level)
+    how = "same batches, redrawn together; " if pair else ""
+    return Interval(float(value), low, high, len(a) + len(b),
+                    how + _runs_text(runs) + "covers step-to-step noise only, not run-to-run variation",
+                    None, level)
 
 
-def value_interval(steps: pd.DataFrame, name: str = "s_per_informative_mp", run_sd: Spread | None = None,
+def value_interval(steps: pd.DataFrame, name: str = "s_per_informative_mp", run_sd: Noise | None = None,
                    seed: int = SEED) -> tuple[float, float, float]:
     """One group's figure ``name`` and its 95 % interval (value, low, high), drawn the same way
     as the ratios' intervals: the error bars of the trade-off and scaling figures."""
@@ -216,13 +319,15 @@ def value_interval(steps: pd.DataFrame, name: str = "s_per_informative_mp", run_
     value = figure(a, name) if len(a) else float("nan")
     if not np.isfinite(value):
         return value, float("nan"), float("nan")
-    spread = run_sd if run_sd is not None else _own_spread(name, a)
+    noise = run_sd if run_sd is not None else _own_noise(name, a)
+    spread = noise.for_stratum(stratum(a, noise.cols)) if noise is not None else None
     if spread is not None:
-        return (float(value), *_run_bounds(value, spread, (int(a["run"].nunique()),)))
+        half = t_ppf(1 - (1 - LEVEL) / 2, spread.df) * spread.sd / math.sqrt(int(a["run"].nunique()))
+        return float(value), float(value * np.exp(-half)), float(value * np.exp(half))
     rng = np.random.default_rng(seed)
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.log(_replicates(a, name, _weights(a["run"].to_numpy(), rng, REPLICATES)))
-    low, high = _bounds(logs, float(np.log(value)), effective_steps(a, name))
+    low, high = _bounds(logs, float(np.log(value)), effective_steps(a, name), LEVEL)
     return float(value), low, high
 
 
@@ -234,3 +339,7 @@ def verdict(iv: Interval, lower: str = "faster", higher: str = "slower") -> str:
     if iv.includes_one:
         return f"{NO_DIFFERENCE} with {iv.steps} steps"
     return lower if iv.high < 1.0 else higher
+
+
+__all__ = ["Interval", "Noise", "Spread", "LEVEL", "PEAK", "ratio_interval", "run_contrast", "run_spread",
+           "value_interval", "verdict", "paired", "per_run", "effective_steps", "small_sample_factor"]

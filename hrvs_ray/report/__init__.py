@@ -69,7 +69,7 @@ def _remedies(m: Merged, views: epoch.Views) -> str:
     if one:
         return f'<p class="note">{html.esc(one)}</p>'
     g = remedies_section.grid(m)
-    out = [html.table(remedies_section.answers(g, epoch.diversity_notes(views))),
+    out = [html.table(remedies_section.answers(g, epoch.diversity_notes(views), remedies_section.choices(m, g))),
            f'<p class="note">{html.esc(remedies_section.LEGEND)}</p>']
     out += [html.figure(f) for f in tradeoff_figures(g)]
     out += [html.table(t) for t in remedies_section.tables(m, g)]

@@ -1,13 +1,19 @@
-"""``hrvs-ray compare BASE_DIR NEW_DIR``: a regression check between two results folders.
+"""``hrvs-ray compare BASE_DIR NEW_DIR``: a regression gate between two results folders that
+does not cry wolf.
 
 Groups (scope × input set × remedy, and cluster) are matched across the folders: on cluster
 name where both hold that cluster, or, when each holds exactly one cluster, those two. Per
-matched group: NEW ÷ BASE of s/MP and s/informative-MP (the one statistic, ratio of sums)
-with a 95 % interval (hrvs_ray.metrics.interval: from the run-to-run spread where runs
-repeat, else a bootstrap of the steps, identical batches redrawn together), the ratio of
-peak RSS (a maximum, no interval) and the ratio of memory growth per MP over the same steps
-(equal batches, interval by the same method), and a verdict. Pure pandas; reads parquet
-through hrvs_ray.store only.
+matched group and metric (s/MP; s/informative-MP only where its per-run ratios differ from
+s/MP's, since on the same images they are one ratio; each run's peak RSS), NEW ÷ BASE (the
+one statistic) with its interval from the run-to-run spread of the group's stratum
+(hrvs_ray.metrics.interval, pooled across scopes and the other remedy axes, paired on the
+runs), one test per (group × metric), and four verdicts Holm-corrected over the whole family
+(hrvs_ray.metrics.stats): slower or faster beyond the threshold, equivalent within it (two
+one-sided tests), or inconclusive; beside each, the smallest slowdown its runs and noise
+would catch. Exit 1 only when some test rejects 'ratio <= 1 + threshold' with a Holm-adjusted
+p below --alpha. Memory growth per MP is shown with its own spread, not tested (a growth can
+be zero or negative, where a ratio means nothing). Pure pandas; reads parquet through
+hrvs_ray.store only.
 """
 from __future__ import annotations
 
@@ -16,10 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..metrics import timed
-from ..metrics.interval import NO_DIFFERENCE, Interval, Spread, ratio_interval, run_spread
+from ..metrics.interval import PEAK, Interval, Noise, per_run, ratio_interval, run_spread, strata_of
+from ..metrics.stats import ALPHA, INCONCLUSIVE, SLOWER, Tested, chi2_sf, detectable, verdicts
 from ..store import ResultsError, read_results
 
 KEYS = ["scope", "input_set", "remedy"]
@@ -47,6 +55,19 @@ class Side:
 
 
 @dataclass
+class Test:
+    """One (group × metric) test of the family."""
+    metric: str
+    interval: Interval
+    tested: Tested | None          # None where the run-to-run spread is unknown (not in the family)
+    detectable: float              # the smallest slowdown caught with 80 % power (NaN: not testable)
+
+    @property
+    def verdict(self) -> str:
+        return self.tested.verdict if self.tested is not None else INCONCLUSIVE
+
+
+@dataclass
 class GroupResult:
     clusters: tuple[str, str]           # (base, new)
     key: tuple[str, str, str]           # scope, input set, remedy
@@ -54,10 +75,24 @@ class GroupResult:
     runs: tuple[int, int]
     s_mp: Interval
     s_imp: Interval
-    peak: tuple[float, float]           # bytes, base and new
+    peak: tuple[float, float]           # bytes, base and new (largest per-step peak)
     growth: Interval
-    verdict: str
-    regression: bool
+    tests: list[Test] = field(default_factory=list)
+
+    def test(self, metric: str) -> Test | None:
+        return next((t for t in self.tests if t.metric == metric), None)
+
+    @property
+    def verdict(self) -> str:
+        """The time verdict: slower if any time test says so, else s/MP's."""
+        time = [t for t in self.tests if t.metric != PEAK]
+        if any(t.verdict == SLOWER for t in time):
+            return SLOWER
+        return time[0].verdict if time else INCONCLUSIVE
+
+    @property
+    def regression(self) -> bool:
+        return any(t.verdict == SLOWER for t in self.tests)
 
 
 @dataclass
@@ -66,10 +101,14 @@ class Comparison:
     new: Path
     threshold_pct: float
     pairs: list[tuple[str, str]]
+    alpha: float = ALPHA
     groups: list[GroupResult] = field(default_factory=list)
     only_base: list[tuple[str, ...]] = field(default_factory=list)
     only_new: list[tuple[str, ...]] = field(default_factory=list)
     identity: list[tuple[str, list[str], list[str]]] = field(default_factory=list)
+    noise: list[dict[str, Any]] = field(default_factory=list)      # per metric and stratum: the spread used
+    noise_from: list[Path] = field(default_factory=list)
+    family: int = 0                                                 # tests corrected together
 
     @property
     def exit_code(self) -> int:
@@ -100,14 +139,6 @@ def _different_images(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     return bool((both["batch_fingerprint_a"] != both["batch_fingerprint_b"]).any())
 
 
-def _verdict(iv: Interval) -> str:
-    if not math.isfinite(iv.value):
-        return "not measured"
-    if iv.includes_one:
-        return f"{NO_DIFFERENCE} with {iv.steps} steps"
-    return "faster" if iv.high < 1 else "slower"
-
-
 def _values(side: Side, table: str, column: str, clusters: set[str]) -> list[str]:
     df = side.nodes if table == "nodes" else side.cells
     df = df[df["cluster"].isin(clusters)]
@@ -130,25 +161,74 @@ def _identity(base: Side, new: Side, pairs: list[tuple[str, str]]) -> list[tuple
     return out
 
 
-def _one(a: pd.DataFrame, b: pd.DataFrame, run_sd: Spread | None, threshold: float,
-         clusters: tuple[str, str], key: tuple) -> GroupResult:
-    s_mp = ratio_interval(b, a, "s_per_mp", run_sd)
-    verdict = _verdict(s_mp)
-    regression = verdict == "slower" and s_mp.value > 1 + threshold / 100
-    peak = tuple(float(pd.to_numeric(x["peak_rss_bytes"], errors="coerce").max()) for x in (a, b))
-    return GroupResult(clusters, key, (len(a), len(b)), (int(a["run"].nunique()), int(b["run"].nunique())), s_mp,
-                       ratio_interval(b, a, "s_per_informative_mp", run_sd), peak,  # type: ignore[arg-type]
-                       ratio_interval(b, a, "growth_per_mp"), verdict, regression)
+METRICS = ("s_per_mp", "s_per_informative_mp", PEAK)        # tested, in this order
+NAMES = {"s_per_mp": "s/MP", "s_per_informative_mp": "s/informative-MP", PEAK: "peak RSS"}
+FEW_RUNS_NOTE = ("with 2 runs a side 'equivalent' is rarely reachable: the two one-sided tests need the whole "
+                 "corrected interval inside ±threshold; more runs (see the detectable slowdown) or --noise-from "
+                 "narrow it. The test is not weakened to reach it.")
 
 
-def compare(base_dir: Path, new_dir: Path, threshold_pct: float = 5.0) -> Comparison:
-    """Match the two folders' groups and compare them; CompareError when nothing matches or
-    a matched group trained on different images."""
+def _same_ratio(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Whether s/informative-MP's per-run ratios are s/MP's (same images: informative and total
+    pixels in the same proportion on both sides), so it is one test, not two."""
+    x = [per_run(d, n) for d in (b, a) for n in ("s_per_mp", "s_per_informative_mp")]
+    if set(x[0]) != set(x[2]) or set(x[1]) != set(x[3]) or set(x[0]) != set(x[1]):
+        return False
+    return all(abs((x[0][r] - x[2][r]) - (x[1][r] - x[3][r])) < 1e-9 for r in x[0])
+
+
+def _noise(both: pd.DataFrame, calibration: list[pd.DataFrame], name: str, labels: list[str]) -> Noise | None:
+    keys = ["side", "cluster", *KEYS]
+    own = run_spread(both, keys, name) if len(both) else None
+    cols, strata = strata_of(both)
+    for cal, label in zip(calibration, labels, strict=True):
+        got = run_spread(cal, keys, name)
+        if got is not None:
+            own = (own or Noise(name, cols, {}, {})).pooled_with(got, label, strata)
+    return own
+
+
+def _bartlett(sds: list[tuple[float, int]]) -> float:
+    """Bartlett's p that the cells' run spreads are equal (NaN when it cannot be computed)."""
+    sds = [(s, v) for s, v in sds if v > 0 and s > 0]
+    if len(sds) < 2:
+        return float("nan")
+    v = np.array([x[1] for x in sds], dtype="float64")
+    s2 = np.array([x[0] for x in sds]) ** 2
+    pooled = (v * s2).sum() / v.sum()
+    m = v.sum() * math.log(pooled) - (v * np.log(s2)).sum()
+    corr = 1 + ((1 / v).sum() - 1 / v.sum()) / (3 * (len(sds) - 1))
+    return chi2_sf(m / corr, len(sds) - 1)
+
+
+def _describe_noise(noises: dict[str, Noise | None]) -> list[dict[str, Any]]:
+    out = []
+    for name, n in noises.items():
+        if n is None:
+            continue
+        for key, sp in sorted(n.oneway.items()):
+            paired = n.twoway.get(key)
+            out.append({"metric": name, "stratum": dict(zip(n.cols, key, strict=True)),
+                        "sd": sp.sd, "df": sp.df, "how": sp.how,
+                        "paired_sd": paired[1].sd if paired else None, "paired_df": paired[1].df if paired else None,
+                        "homogeneity_p": _bartlett(n.spread_of_cells.get(key, []))})
+    return out
+
+
+def compare(base_dir: Path, new_dir: Path, threshold_pct: float = 5.0, alpha: float = ALPHA,
+            noise_from: list[Path] | None = None) -> Comparison:
+    """Match the two folders' groups, test them as one family and give each its verdicts;
+    CompareError when nothing matches or a matched group trained on different images.
+    ``noise_from``: results folders of the same sweep (e.g. an A/A pair on this cluster)
+    whose run-to-run spread is pooled into each stratum's."""
     base, new = _side(Path(base_dir)), _side(Path(new_dir))
     pairs = _pairs(base, new)
-    c = Comparison(Path(base_dir), Path(new_dir), threshold_pct, pairs)
+    c = Comparison(Path(base_dir), Path(new_dir), threshold_pct, pairs, alpha,
+                   noise_from=[Path(d) for d in noise_from or []])
     both = pd.concat([base.steps.assign(side="base"), new.steps.assign(side="new")], ignore_index=True)
-    run_sd = run_spread(both, ["side", "cluster"] + KEYS) if len(both) else None
+    cal = [_side(d).steps.assign(side=f"cal{i}") for i, d in enumerate(c.noise_from)]
+    labels = [f"borrowed from {d}" for d in c.noise_from]
+    noises = {n: _noise(both, cal, n, labels) for n in METRICS}
     differ = []
     for bc, nc in pairs:
         a, b = _groups(base, bc), _groups(new, nc)
@@ -158,7 +238,7 @@ def compare(base_dir: Path, new_dir: Path, threshold_pct: float = 5.0) -> Compar
             if _different_images(a[k], b[k]):
                 differ.append(f"{bc}/{nc} {' '.join(map(str, k))}")
                 continue
-            c.groups.append(_one(a[k], b[k], run_sd, threshold_pct, (bc, nc), k))
+            c.groups.append(_group(a[k], b[k], noises, (bc, nc), k))
     c.only_base += [(cl, *k) for cl in base.clusters if cl not in {p[0] for p in pairs} for k in _groups(base, cl)]
     c.only_new += [(cl, *k) for cl in new.clusters if cl not in {p[1] for p in pairs} for k in _groups(new, cl)]
     if differ:
@@ -167,21 +247,61 @@ def compare(base_dir: Path, new_dir: Path, threshold_pct: float = 5.0) -> Compar
     if not c.groups:
         raise CompareError(f"{base_dir} and {new_dir}: no group matches (clusters {base.clusters} vs "
                            f"{new.clusters}; a group is cluster × scope × input set × remedy)")
+    _test_family(c)
     c.identity = _identity(base, new, pairs)
+    c.noise = _describe_noise(noises)
     return c
 
 
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
+def _group(a: pd.DataFrame, b: pd.DataFrame, noises: dict[str, Noise | None], clusters: tuple[str, str],
+           key: tuple) -> GroupResult:
+    """One matched group's intervals (NEW ÷ BASE); its tests are filled in by _test_family."""
+    ivs = {n: ratio_interval(b, a, n, noises[n]) for n in METRICS}
+    peak = tuple(float(pd.to_numeric(x["peak_rss_bytes"], errors="coerce").max()) for x in (a, b))
+    growth_noise = run_spread(pd.concat([a.assign(side="base"), b.assign(side="new")]), ["side"], "growth_per_mp")
+    g = GroupResult(clusters, key, (len(a), len(b)), (int(a["run"].nunique()), int(b["run"].nunique())),
+                    ivs["s_per_mp"], ivs["s_per_informative_mp"], peak,  # type: ignore[arg-type]
+                    ratio_interval(b, a, "growth_per_mp", growth_noise))
+    metrics = [n for n in METRICS if n != "s_per_informative_mp" or not _same_ratio(a, b)]
+    g.tests = [Test(n, ivs[n], None, float("nan")) for n in metrics]
+    return g
+
+
+def _test_family(c: Comparison) -> None:
+    """Holm over every testable (group × metric) test of the comparison; each test's verdict
+    and the slowdown it would catch at the family's strictest level."""
+    tests = [t for g in c.groups for t in g.tests if t.interval.contrast is not None and t.interval.contrast.testable]
+    c.family = len(tests)
+    found = verdicts([t.interval.contrast for t in tests], c.threshold_pct / 100, c.alpha)  # type: ignore[misc]
+    for t, v in zip(tests, found, strict=True):
+        t.tested = v
+        ct = t.interval.contrast
+        t.detectable = detectable(ct.se, ct.df, c.family, c.threshold_pct / 100, c.alpha)  # type: ignore[union-attr]
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
 
 
 def _iv(iv: Interval) -> dict[str, Any]:
     return {"ratio": _finite(iv.value), "low": _finite(iv.low), "high": _finite(iv.high)}
 
 
+def _test_json(t: Test) -> dict[str, Any]:
+    ct, v = t.interval.contrast, t.tested
+    return {"metric": t.metric, **_iv(t.interval), "basis": t.interval.basis,
+            "log_se": _finite(ct.se) if ct else None, "df": _finite(float(ct.df)) if ct and ct.testable else None,
+            "p_slower": _finite(v.p_slower) if v else None, "p_slower_holm": _finite(v.adj_slower) if v else None,
+            "p_faster": _finite(v.p_faster) if v else None, "p_faster_holm": _finite(v.adj_faster) if v else None,
+            "p_equivalent": _finite(v.p_equivalent) if v else None,
+            "p_equivalent_holm": _finite(v.adj_equivalent) if v else None,
+            "verdict": t.verdict, "detectable_slowdown": _finite(t.detectable)}
+
+
 def to_json(c: Comparison) -> dict[str, Any]:
-    """The JSON document ``--format json`` prints (documented in the README)."""
+    """The JSON document ``--format json`` prints (docs/statistics.md documents it)."""
     def group(g: GroupResult) -> dict[str, Any]:
+        first = g.tests[0] if g.tests else None
         return {"cluster_base": g.clusters[0], "cluster_new": g.clusters[1], "scope": g.key[0],
                 "input_set": g.key[1], "remedy": g.key[2], "steps_base": g.steps[0], "steps_new": g.steps[1],
                 "runs_base": g.runs[0], "runs_new": g.runs[1], "s_per_mp": _iv(g.s_mp),
@@ -189,9 +309,13 @@ def to_json(c: Comparison) -> dict[str, Any]:
                 "peak_rss": {"base_bytes": g.peak[0], "new_bytes": g.peak[1],
                              "ratio": g.peak[1] / g.peak[0] if g.peak[0] else None},
                 "growth_per_mp": _iv(g.growth), "interval_basis": g.s_mp.basis,
-                "verdict": g.verdict.split(" with ")[0], "regression": g.regression}
+                "tests": [_test_json(t) for t in g.tests],
+                "detectable_slowdown": _finite(first.detectable) if first else None,
+                "verdict": g.verdict, "regression": g.regression}
     keys = ["cluster", *KEYS]
     return {"base": str(c.base), "new": str(c.new), "threshold_pct": c.threshold_pct,
+            "alpha": c.alpha, "correction": "holm", "family_size": c.family,
+            "noise_from": [str(d) for d in c.noise_from], "noise": c.noise,
             "clusters": [{"base": b, "new": n} for b, n in c.pairs],
             "differences": [{"what": w, "base": a, "new": b} for w, a, b in c.identity],
             "groups": [group(g) for g in c.groups],
@@ -204,24 +328,51 @@ def _gb(x: float) -> str:
     return f"{x / 1e9:.2f}" if math.isfinite(x) else "n/a"
 
 
+def _cell(t: Test | None, c: Comparison) -> str:
+    if t is None:
+        return "= s/MP"
+    v = t.verdict.upper() if t.verdict == SLOWER else t.verdict
+    p = f" p={t.tested.adj_slower:.2g}" if t.tested is not None and t.verdict == SLOWER else ""
+    return f"{t.interval.text()} {v}{p}"
+
+
 def to_text(c: Comparison) -> str:
     """The table ``--format table`` prints."""
-    lines = [f"compare: NEW {c.new} ÷ BASE {c.base} (ratio of sums over timed steps; 95 % intervals)"]
+    thr = c.threshold_pct / 100
+    lines = [f"compare: NEW {c.new} ÷ BASE {c.base} (ratio of sums over timed steps; 95 % intervals)",
+             f"  gate: {c.family} tests (group × metric), Holm-corrected, family-wise α = {c.alpha:g}; slower = "
+             f"> {1 + thr:.3g}×, faster = < {1 / (1 + thr):.3g}×, equivalent = within both (two one-sided tests)"]
     lines += [f"  cluster {b} (base) vs {n} (new)" for b, n in c.pairs]
+    lines += [f"  noise borrowed from {d} (pooled into each matching stratum)" for d in c.noise_from]
     lines += [f"  differs: {w}: base {', '.join(a) or '—'}; new {', '.join(b) or '—'}" for w, a, b in c.identity]
-    head = ["cluster", "scope", "input set", "remedy", "steps", "s/MP new÷base", "s/inf-MP new÷base",
-            "peak GB base→new", "growth/MP new÷base", "verdict"]
+    head = ["cluster", "scope", "input set", "remedy", "runs", "s/MP new÷base", "s/inf-MP new÷base",
+            "peak RSS new÷base", "growth/MP new÷base", "detectable slowdown"]
     rows = [[g.clusters[0] if g.clusters[0] == g.clusters[1] else f"{g.clusters[0]}→{g.clusters[1]}", *g.key,
-             f"{g.steps[0]}/{g.steps[1]}", g.s_mp.text(), g.s_imp.text(), f"{_gb(g.peak[0])}→{_gb(g.peak[1])}",
-             g.growth.text(), g.verdict.upper() + f" (> {c.threshold_pct:g} %)" if g.regression else g.verdict]
+             f"{g.runs[0]}/{g.runs[1]}", _cell(g.test("s_per_mp"), c), _cell(g.test("s_per_informative_mp"), c),
+             _cell(g.test(PEAK), c) if g.test(PEAK) else f"{_gb(g.peak[0])}→{_gb(g.peak[1])} GB",
+             g.growth.text() + " (not tested)",
+             f"{g.tests[0].detectable:.3g}×" if g.tests and math.isfinite(g.tests[0].detectable) else "n/a"]
             for g in c.groups]
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
     lines.append("")
     lines += ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in [head] + rows]
-    bases = sorted({g.s_mp.basis for g in c.groups})
+    bases = sorted({t.interval.basis for g in c.groups for t in g.tests})
     lines += ["", *(f"interval: {b}" for b in bases)]
+    tested = {t.metric for g in c.groups for t in g.tests}
+    for n in (n for n in c.noise if n["metric"] in tested):
+        st = ", ".join(f"{k}={v}" for k, v in n["stratum"].items())
+        pair = f"; paired σ = {100 * n['paired_sd']:.1f} % ({n['paired_df']} df)" if n["paired_sd"] is not None else ""
+        hom = (f"; homogeneity across its groups (Bartlett, a diagnostic: the pooling is fixed) p = "
+               f"{n['homogeneity_p']:.2g}" if math.isfinite(n["homogeneity_p"]) else "")
+        lines.append(f"noise {NAMES[n['metric']]} [{st}]: σ = {100 * n['sd']:.1f} % ({n['df']} df){pair}{hom}")
+    untestable = sum(t.tested is None for g in c.groups for t in g.tests)
+    if untestable:
+        lines.append(f"{untestable} test(s) inconclusive, not tested: no run-to-run spread known in their stratum "
+                     f"(one run a side); add runs or --noise-from a calibration folder")
+    if c.groups and max(max(g.runs) for g in c.groups) <= 2:
+        lines.append("note: " + FEW_RUNS_NOTE)
     lines += [f"only in base: {' '.join(k)}" for k in c.only_base] + [f"only in new: {' '.join(k)}" for k in c.only_new]
     n = sum(g.regression for g in c.groups)
-    lines.append(f"{n} group(s) slower by more than {c.threshold_pct:g} % with the interval excluding 1"
-                 if n else f"no group slower by more than {c.threshold_pct:g} % with the interval excluding 1")
+    lines.append(f"{n} group(s) beyond +{c.threshold_pct:g} % (Holm-adjusted p < {c.alpha:g}): exit 1" if n else
+                 f"no group beyond +{c.threshold_pct:g} % at family-wise α = {c.alpha:g}: exit 0")
     return "\n".join(lines)

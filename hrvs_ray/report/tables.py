@@ -17,7 +17,9 @@ import pandas as pd
 
 from ..metrics import STATISTIC, VARIABILITY_LIMIT, figure, gflops, ratio_of_sums, timed, variability
 from ..metrics.flags import ABOVE_CEILING, CEILING_LIMIT, step_ceilings
-from ..metrics.interval import Spread, ratio_interval, run_spread, verdict
+from ..metrics.interval import Noise, ratio_interval, run_spread, verdict
+from ..metrics.stats import choose
+from .answers import versus
 from .fmt import NA, Cell, Table, core_kinds_text, counters_text, interval_bases, missing, num, sig, uniq
 from .load import Merged, order_input_sets, scope_key, scope_label
 
@@ -192,8 +194,11 @@ def _peaks(m: Merged, t: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     return peak, peak * share.clip(upper=1.0)
 
 
-def _verdict(t: pd.DataFrame, name: str, run_sd: Spread | None) -> list[Any]:
-    """The input set with the lowest figure ``name``, and slowest ÷ fastest with its interval."""
+def _verdict(t: pd.DataFrame, name: str, run_sd: Noise | None) -> list[Any]:
+    """The input set with the lowest figure ``name`` (claimed only when every other is slower
+    with intervals corrected over the comparisons with it, else the set that cannot be told
+    apart), and slowest ÷ fastest with an interval corrected over every pair (both ends of
+    that pair were picked from the data)."""
     vals = {n: figure(d, name) for n, d in t.groupby("input_set", sort=False)}
     vals = {n: v for n, v in vals.items() if not math.isnan(v)}
     if not vals:
@@ -201,9 +206,14 @@ def _verdict(t: pd.DataFrame, name: str, run_sd: Spread | None) -> list[Any]:
     best, worst = min(vals, key=vals.get), max(vals, key=vals.get)
     if len(vals) < 2:
         return [best, Cell(NA, "na")]
-    iv = ratio_interval(t[t["input_set"] == worst], t[t["input_set"] == best], name, run_sd)
+    parts = {n: t[t["input_set"] == n] for n in vals}
+    ch = choose(vals, versus(parts, name, run_sd, lambda x: x))  # type: ignore[arg-type]
+    pairs = len(vals) * (len(vals) - 1) // 2
+    iv = ratio_interval(parts[worst], parts[best], name, run_sd, level=1 - 0.05 / pairs)
+    basis = iv.basis + (f"; simultaneous over the {pairs} pairs (Bonferroni)" if pairs > 1 else "")
     text = iv.text() if not iv.includes_one else f"{iv.text()}: {verdict(iv)}"
-    return [best, Cell(text, "na" if iv.includes_one else "", title=iv.basis)]
+    who: Any = best if ch.claimed else Cell(ch.sentence(sum(len(d) for d in parts.values())), "na")
+    return [who, Cell(text, "na" if iv.includes_one else "", title=basis)]
 
 
 def _cv_cell(v: pd.Series | None) -> Any:

@@ -74,7 +74,8 @@ def test_run_to_run_variation_counts_when_runs_differ() -> None:
     b = steps(10, runs=4, seed=2, run_noise=0.10)
     runs = ratio_interval(a, b)
     pooled = ratio_interval(a.assign(run=0, step=range(len(a))), b.assign(run=0, step=range(len(b))))
-    assert "4 and 4 runs: run-to-run spread σ = " in runs.basis and "(6 degrees of freedom)" in runs.basis
+    # same runs, same (empty) stratum: paired, cell + run fitted, (2 - 1) × (4 - 1) degrees of freedom
+    assert "4 and 4 runs: paired, run-to-run spread σ = " in runs.basis and "(3 degrees of freedom" in runs.basis
     assert np.log(runs.high / runs.low) > 1.5 * np.log(pooled.high / pooled.low)
     claims = sum(not ratio_interval(steps(5, runs=3, seed=2 * i, run_noise=0.1),
                                     steps(5, runs=3, seed=2 * i + 1, run_noise=0.1)).includes_one for i in range(100))
@@ -84,7 +85,7 @@ def test_run_to_run_variation_counts_when_runs_differ() -> None:
 def test_run_to_run_spread_of_other_groups_widens_one_run_groups() -> None:
     many = pd.concat([steps(5, runs=3, seed=s, run_noise=0.08).assign(g=s) for s in range(4)])
     sd = run_spread(many, ["g"], "s_per_informative_mp")
-    assert sd is not None and 0.02 < sd.sd < 0.2 and sd.df == 4 * (3 - 1)
+    assert sd is not None and 0.02 < sd.oneway[()].sd < 0.2 and sd.oneway[()].df == 4 * (3 - 1)
     assert run_spread(steps(5).assign(g=0), ["g"]) is None  # one run everywhere: unknown
     a, b = steps(8, seed=1), steps(8, seed=2)
     plain, wide = ratio_interval(a, b), ratio_interval(a, b, run_sd=sd)
@@ -102,7 +103,8 @@ def test_a_known_spread_is_not_swamped_by_few_steps_and_keeps_aa_at_5_percent() 
         return steps(3, runs=2, seed=seed, speed=speed, noise=0.3, run_noise=0.08)
     others = pd.concat([group(1000 + g).assign(g=g) for g in range(20)])
     spread = run_spread(others, ["g"], "s_per_informative_mp")
-    assert spread is not None and spread.df == 20 and 0.05 < spread.sd < 0.4   # offsets + each run's batches
+    one = spread.oneway[()] if spread is not None else None
+    assert one is not None and one.df == 20 and 0.05 < one.sd < 0.4   # offsets + each run's batches
     same = [ratio_interval(group(2 * i), group(2 * i + 1), run_sd=spread) for i in range(300)]
     assert sum(not iv.includes_one for iv in same) / 300 <= 0.08
     assert max(iv.high / iv.low for iv in same) < 5.0     # the old way: up to 14x here
@@ -123,7 +125,8 @@ def test_identical_batches_are_redrawn_together() -> None:
 def test_small_sample_factor_is_the_t_correction() -> None:
     assert small_sample_factor(3) == pytest.approx(4.303 / 1.959964 * np.sqrt(1.5), rel=1e-3)
     assert small_sample_factor(31) == pytest.approx(2.042 / 1.959964 * np.sqrt(31 / 30), rel=2e-3)
-    assert small_sample_factor(2.5) == pytest.approx((12.706 + 4.303) / 2 / 1.959964 * np.sqrt(2.5 / 1.5), rel=1e-3)
+    # a fractional count's degrees of freedom are rounded down (1.5 -> 1): wider, never interpolated
+    assert small_sample_factor(2.5) == pytest.approx(12.706 / 1.959964 * np.sqrt(2.5 / 1.5), rel=1e-3)
     assert small_sample_factor(1000) == pytest.approx(1.0, abs=0.01)
 
 

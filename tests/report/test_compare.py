@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from hrvs_ray.cli import main
-from hrvs_ray.report.compare import CompareError, compare, to_json
+from hrvs_ray.report.compare import CompareError, compare, to_json, to_text
 from tests.fixtures.report_results import make_results, stored_steps
 from tests.helpers import hrvs, tiny_sweep_dict
 
-ONE = dict(scopes=["node"], input_sets=["MR&VS", "HR&VS"], runs=2, steps=8)
+# 3 scopes: a stratum (cluster × input set × precision) pools its run-to-run spread over them
+ONE = dict(scopes=["node", "socket", "cores:4"], input_sets=["MR&VS", "HR&VS"], runs=2, steps=8)
 
 
 def _ros(root: Path, px: str = "total_px"):
@@ -35,26 +36,29 @@ def _run(capsys, *args: str) -> tuple[int, str, str]:
 
 @pytest.mark.slow
 def test_slower_machine_is_a_regression_named_with_its_differences(tmp_path: Path, capsys) -> None:
+    # two machines: two strata (cluster is one of its columns), each pooled over its 3 scopes
     base = make_results(tmp_path / "base", clusters=["old"], **ONE)
     new = make_results(tmp_path / "new", clusters=["fresh"], speeds={"fresh": 1.25}, noise_seed=5,
                        cell_over={"torch_version": "9.9.9"}, node_over={"cpu_model": "Other CPU"}, **ONE)
     rc, out, _ = _run(capsys, base, new, "--format", "json")
     doc = json.loads(out)
-    assert rc == 1 and doc["exit_code"] == 1 and doc["regressions"] == 2
+    assert rc == 1 and doc["exit_code"] == 1 and doc["regressions"] == 6
     assert doc["clusters"] == [{"base": "old", "new": "fresh"}]  # one cluster each: compared with each other
     assert {d["what"]: (d["base"], d["new"]) for d in doc["differences"]} == {
         "CPU model": (["Generated CPU 9999 (benchmark input)"], ["Other CPU"]),
         "torch version": (["2.14.1"], ["9.9.9"])}
     a, b = _ros(base), _ros(new)
     for g in doc["groups"]:
-        want = b[("fresh", "node", g["input_set"])] / a[("old", "node", g["input_set"])]
+        want = b[("fresh", g["scope"], g["input_set"])] / a[("old", g["scope"], g["input_set"])]
         assert g["s_per_mp"]["ratio"] == pytest.approx(want, rel=1e-9)
         assert 1 < g["s_per_mp"]["low"] <= g["s_per_mp"]["ratio"] <= g["s_per_mp"]["high"]
         assert g["verdict"] == "slower" and g["regression"]
         assert g["peak_rss"]["ratio"] == pytest.approx(1.0)  # same batches, same generated memory
         assert g["steps_base"] == g["steps_new"] == 2 * 7
     rc, out, _ = _run(capsys, base, new)
-    assert rc == 1 and "SLOWER (> 5 %)" in out and "differs: torch version: base 2.14.1; new 9.9.9" in out
+    assert rc == 1 and "SLOWER p=" in out and "differs: torch version: base 2.14.1; new 9.9.9" in out
+    assert "Holm-corrected, family-wise α = 0.05" in out and "6 group(s) beyond +5 %" in out
+    assert "two strata" in doc["groups"][0]["interval_basis"] and "Welch" in doc["groups"][0]["interval_basis"]
 
 
 @pytest.mark.slow
@@ -64,10 +68,14 @@ def test_a_remeasure_is_no_measurable_difference_and_exits_0(tmp_path: Path, cap
     rc, out, _ = _run(capsys, base, new, "--format", "json")
     doc = json.loads(out)
     assert rc == 0 and doc["differences"] == []
-    assert all(g["verdict"] == "no measurable difference" and not g["regression"] for g in doc["groups"])
-    assert all(g["s_per_mp"]["low"] <= 1 <= g["s_per_mp"]["high"] for g in doc["groups"])
+    assert all(g["verdict"] in ("equivalent", "inconclusive") and not g["regression"] for g in doc["groups"])
+    # every test carries its raw and Holm-adjusted p-values; the family is every test together
+    tests = [t for g in doc["groups"] for t in g["tests"]]
+    assert doc["alpha"] == 0.05 and doc["correction"] == "holm" and doc["family_size"] == len(tests)
+    assert all(t["p_slower_holm"] >= t["p_slower"] for t in tests)
+    assert {t["metric"] for t in tests} == {"s_per_mp", "peak_rss_per_run"}   # s/inf-MP: the same ratio
     rc, out, _ = _run(capsys, base, new)
-    assert "no measurable difference with 28 steps" in out
+    assert rc == 0 and "no group beyond +5 % at family-wise α = 0.05: exit 0" in out
 
 
 def test_faster_is_reported_and_not_a_failure(tmp_path: Path) -> None:
@@ -79,15 +87,37 @@ def test_faster_is_reported_and_not_a_failure(tmp_path: Path) -> None:
 
 
 def test_threshold_separates_a_small_measured_slowdown(tmp_path: Path) -> None:
-    # 4 % slower with 2 % step noise over 2 × 39 steps: measurable, but under the default 5 %
-    kw = dict(scopes=["node"], input_sets=["MR&VS"], runs=2, steps=40)
+    # 4 % slower with 2 % step noise over 4 runs of 39 steps: measurable, but under the default 5 %
+    kw = dict(scopes=["node"], input_sets=["MR&VS"], runs=4, steps=40)
     base = make_results(tmp_path / "base", **kw)
     new = make_results(tmp_path / "new", noise_seed=11, speeds={"gen-a": 1.04}, **kw)
     default = compare(base, new)
     (g,) = default.groups
-    assert g.verdict == "slower" and g.s_mp.low > 1
+    assert g.verdict != "slower" and g.s_mp.low > 1
     assert default.exit_code == 0
     assert compare(base, new, threshold_pct=2.0).exit_code == 1
+    assert compare(base, new, threshold_pct=2.0, alpha=1e-9).exit_code == 0   # a stricter family rate
+
+
+def test_one_run_a_side_is_never_a_regression_without_a_known_spread(tmp_path: Path) -> None:
+    kw = dict(scopes=["node", "socket"], input_sets=["MR&VS"], runs=1, steps=8)
+    base = make_results(tmp_path / "base", **kw)
+    new = make_results(tmp_path / "new", noise_seed=4, speeds={"gen-a": 1.3}, **kw)
+    c = compare(base, new)
+    # the steps' interval excludes 1, but one run says nothing about how much runs differ
+    assert c.exit_code == 0 and c.family == 0 and all(g.verdict == "inconclusive" for g in c.groups)
+    assert "not tested: no run-to-run spread known" in to_text(c)
+    # a calibration folder of the same sweep (several runs) lends its strata's spread, and says so
+    cal = make_results(tmp_path / "cal", noise_seed=8, **{**kw, "runs": 3})
+    c = compare(base, new, noise_from=[cal])
+    assert c.exit_code == 1 and c.family > 0
+    assert f"noise borrowed from {cal}" in to_text(c) and to_json(c)["noise_from"] == [str(cal)]
+    assert all("borrowed from" in t.interval.basis for g in c.groups for t in g.tests if t.tested)
+
+
+def test_bad_alpha_is_bad_input(tmp_path: Path, capsys) -> None:
+    rc, _, err = _run(capsys, tmp_path, tmp_path, "--alpha", "1.5")
+    assert rc == 2 and "--alpha must be in (0, 1)" in err
 
 
 @pytest.mark.slow

@@ -97,6 +97,11 @@ def test_answers_name_the_fastest_combination_with_its_ratios(folders) -> None:
         speed = e.loc[PAPER.label, "s_imp"] / e.loc[best, "s_imp"]
         mem = e.loc[best, "peak"] / e.loc[PAPER.label, "peak"]
         sentence = (f"best for {name} on cluster gen-a at scope node: {r}, ")
+        tied = re.search(re.escape(f"{name} on cluster gen-a at scope node: fastest measured ") +
+                         r"(.*?) cannot be told apart with \d+ steps", text)
+        if tied:   # picked from the data, not faster than every other at family-wise 95 %: named as a set
+            assert best in tied.group(1) and sentence not in text
+            continue
         got = re.search(re.escape(sentence) + r"([\d.]+)× \[([\d.]+)–([\d.]+)\] faster per informative MP than "
                                               r"the paper's setup \(.*?\), ([\d.]+)× its peak memory", text)
         assert got, (name, sentence)
@@ -200,6 +205,7 @@ def test_one_run_intervals_say_so_and_no_winner_within_noise(tmp_path: Path) -> 
     text = build_report([res], tmp_path / "r.html").read_text().replace("&#x27;", "'").replace("&amp;", "&")
     body = section(text, "Remedies")
     assert "Intervals here: same batches, redrawn together; one run: covers step-to-step noise only" in body
-    assert ("HR&VS on cluster gen-a at scope node: no measurable difference with 2 steps from the paper's setup"
-            in body)
+    # the fastest is picked from the data: with no run spread nothing is claimed, the set is named
+    assert "HR&VS on cluster gen-a at scope node: fastest measured " in body
+    assert "cannot be told apart with" in body
     assert "best for HR&VS" not in body
