@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import unpack_machine
+from tests.helpers import cli_env, unpack_machine
 
 
 @pytest.fixture
@@ -29,6 +29,22 @@ def machine(tmp_path_factory):
             roots[name] = unpack_machine(name, tmp_path_factory.mktemp(name.replace("+", "_")))
         return roots[name]
     return get
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _this_checkout_for_every_process():
+    """Every process a test starts imports this checkout, not a copy of hrvs_ray installed in
+    the venv: the CLI helpers set it per call (``cli_env``), but Ray nodes started in-process
+    (``ray.cluster_utils.Cluster``) and plain ``subprocess`` calls inherit this environment."""
+    import os
+
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = cli_env()["PYTHONPATH"]
+    yield
+    if before is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = before
 
 
 @pytest.fixture(autouse=True)
