@@ -14,6 +14,7 @@ bootstrapped).
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 
@@ -253,8 +254,12 @@ def answers(g: pd.DataFrame, notes: dict[tuple[str, str], str] | None = None,
     where an answer names that input set's policy. ``chosen`` (``choices``): the winners'
     claims, corrected for having been picked from the data."""
     def noted(text: str | Cell, name: str, r: pd.Series | None) -> str | Cell:
-        note = None if r is None or isinstance(text, Cell) else (notes or {}).get((name, r["batching"]))
-        return f"{text}. Note: {note}" if note else text
+        # the answer's own pick, and every policy a set answer names ("X, Y and Z cannot be told apart")
+        if r is None or isinstance(text, Cell):
+            return text
+        found = [n for (iset, batching), n in (notes or {}).items()
+                 if iset == name and (batching == r["batching"] or re.search(rf"\b{re.escape(batching)}\b", text))]
+        return f"{text}. Note: {' '.join(dict.fromkeys(found))}" if found else text
 
     rows = []
     for (cluster, scope, name), e in g.groupby(GROUP_KEYS[:3], sort=False):

@@ -46,6 +46,7 @@ import torch
 import torch._dynamo
 from torch._dynamo.utils import compilation_time_metrics, counters, get_compilation_metrics
 
+from ..errors import InternalError
 from ..fsutil import private_dir
 from ..names import id_part
 from ..remedy_axes import Remedy
@@ -59,7 +60,7 @@ COMPILE_TIMERS = ("_compile.compile_inner", "backward._backward_impl")
 LIMIT_GB = "Dynamo recompile limit exceeded"   # the graph-break type Dynamo records at the limit
 
 
-class CompileSetupError(RuntimeError):
+class CompileSetupError(InternalError):
     """The compiler cannot be set up as the cell asks."""
 
 
