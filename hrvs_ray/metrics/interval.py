@@ -146,10 +146,18 @@ def group_value(steps: pd.DataFrame, name: str) -> float:
     return figure(steps, name)
 
 
+def _narrow(steps: pd.DataFrame, name: str, keys: list[str] = ()) -> pd.DataFrame:
+    """Only the columns figure ``name`` and the grouping need: a steps frame is ~100 columns
+    wide, and every selection of rows copies them all."""
+    figure_cols = ("peak_rss_bytes",) if name == PEAK else RATIOS[name][:2]
+    need = dict.fromkeys([*keys, "run", "warmup", "replay", *figure_cols])
+    return steps[[c for c in need if c in steps]]
+
+
 def per_run(steps: pd.DataFrame, name: str) -> dict[object, float]:
     """run -> log(the run's own figure ``name``) over the timed steps (finite values only)."""
     out = {}
-    for run, r in timed(steps).groupby("run", sort=True):
+    for run, r in timed(_narrow(steps, name)).groupby("run", sort=True):
         v = group_value(r, name)
         if np.isfinite(v) and v > 0:
             out[run] = float(np.log(v))
@@ -227,6 +235,7 @@ def run_spread(steps: pd.DataFrame, keys: list[str], name: str = "s_per_mp") -> 
         return None
     cols, _ = strata_of(t)
     keys = list(dict.fromkeys([*cols, *keys]))
+    t = _narrow(t, name, keys)
     cells: dict[tuple, dict[tuple, dict]] = {}
     for k, g in t.groupby(keys, sort=True, dropna=False):
         k = k if isinstance(k, tuple) else (k,)

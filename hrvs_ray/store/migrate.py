@@ -51,9 +51,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import UserError
-from ..remedy_axes import PAPER, RemediesSpec, Remedy
+from ..remedy_axes import PAPER, ROW_COLUMNS, RemediesSpec, Remedy
 from .schema import SCHEMA_VERSION, conform
 
 
@@ -107,28 +108,40 @@ def fill_defaults(t: pa.Table) -> pa.Table:
     """The one place a row without its remedy or derived memory columns gets them: schema-1
     rows predate the remedies axes (every cell ran the paper's batching, without
     checkpointing, at the precision and memory format its rows or its spec name), and a
-    reader should never have to guess them again."""
+    reader should never have to guess them again.
+
+    Column by column in Arrow (no pandas round trip): a report reads every steps file
+    through here, so this runs once per cell file."""
     gaps = [c for c in _FILLED if c in t.column_names and t.column(c).null_count]
     if not t.num_rows or not gaps:
         return t
-    df = t.to_pandas()
-    if "spec_json" in df and df["precision"].isna().any():
-        specs = df["spec_json"].map(lambda j: json.loads(j).get("model", {}) if isinstance(j, str) else {})
-        df["precision"] = df["precision"].fillna(specs.map(lambda m: m.get("precision")))
-        df["memory_format"] = df["memory_format"].fillna(specs.map(lambda m: m.get("memory_format")))
+    cols = {c: t.column(c) for c in t.column_names}
+
+    def put(name: str, values: Any) -> None:
+        typed = isinstance(values, (pa.Array, pa.ChunkedArray))
+        cols[name] = values if typed else pa.array(values, t.schema.field(name).type)
+
+    if "spec_json" in cols and "precision" in cols and cols["precision"].null_count:
+        models = [json.loads(j).get("model", {}) if isinstance(j, str) else {} for j in cols["spec_json"].to_pylist()]
+        for c in ("precision", "memory_format"):
+            if c in cols:
+                put(c, [v if v is not None else m.get(c) for v, m in zip(cols[c].to_pylist(), models, strict=True)])
     # schema < 3: before the kernel-cache and shape-rounding axes every cell ran torch's
-    # default caches and unrounded passes (distinct_shapes_seen / new_shape stay null)
-    df = df.fillna({"precision": "float32", "memory_format": "contiguous", "batching": "pad", "checkpointing": "none",
-                    "kernel_cache": "default", "shape_round": 0,
-                    # schema < 4: nothing was compiled and no step replayed
-                    "compile": "eager", **({"replay": False} if "replay" in df else {})})
-    missing = df["remedy"].isna()
-    if missing.any():
-        df.loc[missing, "remedy"] = [Remedy.from_row(r).label for r in df[missing].itertuples()]
-    if "micro_batches" in df:
-        df["micro_batches"] = df["micro_batches"].fillna(1)
-        df["growth_bytes"] = df["growth_bytes"].fillna(df["peak_rss_bytes"] - df["rss_start_bytes"])
-        df["pass_px"] = df["pass_px"].fillna(df["total_px"])
-    return conform(pa.Table.from_pandas(df, preserve_index=False), t.schema)
-
-
+    # default caches and unrounded passes (distinct_shapes_seen / new_shape stay null);
+    # schema < 4: nothing was compiled and no step replayed
+    constants = {"precision": "float32", "memory_format": "contiguous", "batching": "pad", "checkpointing": "none",
+                 "kernel_cache": "default", "shape_round": 0, "compile": "eager", "replay": False}
+    for c, v in constants.items():
+        if c in cols and cols[c].null_count:
+            put(c, pc.fill_null(cols[c], pa.scalar(v, t.schema.field(c).type)))
+    if "remedy" in cols and cols["remedy"].null_count:
+        names = [n for n in ROW_COLUMNS if n in cols]
+        rows = pa.table({n: cols[n] for n in names}).to_pylist()
+        put("remedy", [r if r is not None else Remedy.from_row(row).label
+                       for r, row in zip(cols["remedy"].to_pylist(), rows, strict=True)])
+    if "micro_batches" in cols:
+        put("micro_batches", pc.fill_null(cols["micro_batches"], pa.scalar(1, t.schema.field("micro_batches").type)))
+        growth = pc.subtract(cols["peak_rss_bytes"], cols["rss_start_bytes"]).cast(t.schema.field("growth_bytes").type)
+        put("growth_bytes", pc.coalesce(cols["growth_bytes"], growth))
+        put("pass_px", pc.coalesce(cols["pass_px"], cols["total_px"].cast(t.schema.field("pass_px").type)))
+    return pa.table([cols[c] for c in t.column_names], schema=t.schema)

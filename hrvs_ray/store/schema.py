@@ -134,7 +134,9 @@ def with_version(schema: pa.Schema, extra: dict[str, str] | None = None) -> pa.S
 def conform(rows: Iterable[dict[str, Any]] | pa.Table, schema: pa.Schema) -> pa.Table:
     """Rows (dicts, missing keys -> null) or a table, cast to ``schema`` in its column order."""
     if isinstance(rows, pa.Table):
-        cols = {n: rows.column(n) if n in rows.column_names else pa.nulls(rows.num_rows, schema.field(n).type)
+        # the table's names once: ``Table.column_names`` builds a new list on every access
+        have = set(rows.column_names)
+        cols = {n: rows.column(n) if n in have else pa.nulls(rows.num_rows, schema.field(n).type)
                 for n in schema.names}
         return pa.table([cols[n].cast(schema.field(n).type) for n in schema.names], schema=schema)
     rows = list(rows)

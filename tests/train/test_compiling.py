@@ -8,10 +8,8 @@ import os
 
 import pytest
 import torch
-from torch._dynamo.utils import counters
 
 from hrvs_ray.remedy_axes import Remedy
-from hrvs_ray.train.compiling import CompileProbe, compile_model, open_caches
 from hrvs_ray.train.model import train_step
 
 pytestmark = pytest.mark.slow
@@ -30,6 +28,9 @@ def _batch(h: int, w: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tens
 
 def _run(remedy: Remedy, shapes: list[tuple[int, int]], tmp_path) -> tuple[list[dict], list[float], str]:
     """One 'cell' of the tiny CNN: its caches, compiled forward, eager loss and Adam."""
+    # imported here, not at the top: Dynamo takes seconds to import, and the fast lane
+    # collects this (slow) module without running it
+    from hrvs_ray.train.compiling import CompileProbe, compile_model, open_caches
     torch.set_num_threads(1)
     caches = open_caches(remedy, "t", "cpu", base=tmp_path)
     try:
@@ -73,6 +74,8 @@ def test_each_step_records_its_compiles_and_the_limit_runs_new_shapes_eager(tmp_
 
 
 def test_caches_carry_over_only_when_warm(tmp_path):
+    from torch._dynamo.utils import counters
+
     def hits() -> int:
         return counters["inductor"]["fxgraph_cache_hit"]
 
