@@ -209,3 +209,28 @@ def test_one_run_intervals_say_so_and_no_winner_within_noise(tmp_path: Path) -> 
     assert "HR&VS on cluster gen-a at scope node: fastest measured " in body
     assert "cannot be told apart with" in body
     assert "best for HR&VS" not in body
+
+
+def test_each_tables_intervals_are_simultaneous_over_its_comparisons(folders) -> None:
+    """The rows of one cluster × scope × input set are one family: each interval at
+    1 - 0.05 / (its comparisons with the paper's setup), so each is at least as wide as the
+    uncorrected 95 % interval of the same ratio."""
+    from hrvs_ray.metrics import GROUP_KEYS, timed
+    from hrvs_ray.metrics.interval import ratio_interval, run_spread
+
+    main, late, _ = folders
+    m = load([main, late])
+    g = remedies_section.grid(m)
+    t = timed(m.steps)
+    parts = {k: d for k, d in t.groupby(GROUP_KEYS, sort=False)}
+    run_sd = run_spread(t, GROUP_KEYS, "s_per_informative_mp")
+    checked = 0
+    for _, r in g[g["speedup"].notna() & (g["remedy"] != PAPER.label)].iterrows():
+        key = tuple(r[k] for k in GROUP_KEYS)
+        k = sum(1 for x in parts if x[:3] == key[:3] and x[3] != PAPER.label)
+        iv = r["speedup"]
+        assert iv.level == pytest.approx(1 - 0.05 / k), key
+        plain = ratio_interval(parts[(*key[:3], PAPER.label)], parts[key], "s_per_informative_mp", run_sd)
+        assert iv.value == plain.value and iv.low <= plain.low and iv.high >= plain.high, key
+        checked += k > 1 and iv.low < plain.low
+    assert checked >= 3   # families of several comparisons are really widened
