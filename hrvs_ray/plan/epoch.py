@@ -22,6 +22,7 @@ from ..config import InputSetSpec, Sweep
 from ..data.shapes import ShapeTable, label_index, transformed_arrays
 from ..remedy_axes import Remedy
 from .policies import epoch_indices, step_pixel_stats
+from .shape_diversity import shape_curve
 from .step_plans import StepPlans
 
 # "markedly less diverse than pad": mean distinct classes per batch this much below pad's,
@@ -69,13 +70,19 @@ def sampled_view(iset: InputSetSpec, policy: Remedy, shapes: ShapeTable, seed: i
     return _summary(idx, h, w, label_codes(shapes), policy) | {"runs": runs}
 
 
-def epoch_view(iset: InputSetSpec, policy: Remedy, shapes: ShapeTable, seed: int, run: int = 0) -> dict:
+def epoch_view(iset: InputSetSpec, policy: Remedy, shapes: ShapeTable, seed: int, run: int = 0,
+               shape_rounds: Sequence[int] = ()) -> dict:
     """Padding, exact pixel totals and label diversity over every step of one full epoch
-    (run ``run``'s first) under ``policy``: ``bucket`` in full windows of ``window`` batches."""
+    (run ``run``'s first) under ``policy``: ``bucket`` in full windows of ``window`` batches.
+    ``shape_rounds``: for each rounding, the distinct pass shapes the epoch meets as images
+    go by (``shape_diversity.shape_curve``; a compiling sweep's break-even reads them)."""
     h, w = transformed_arrays(iset, shapes.heights, shapes.widths)
     idx = epoch_indices(policy, h, w, seed, run, iset.batch_size)
-    return _summary(idx, h, w, label_codes(shapes), policy) | {"window": policy.window if policy.batching == "bucket"
-                                                               else None}
+    out = _summary(idx, h, w, label_codes(shapes), policy) | {"window": policy.window if policy.batching == "bucket"
+                                                              else None}
+    if shape_rounds:
+        out["pass_shapes"] = [shape_curve(h, w, idx, replace(policy, shape_round=r)) for r in shape_rounds]
+    return out
 
 
 def policy_views(sweep: Sweep, shapes: ShapeTable, batching: Sequence[str] | None = None,
@@ -85,6 +92,8 @@ def policy_views(sweep: Sweep, shapes: ShapeTable, batching: Sequence[str] | Non
     plans over ``shapes`` (the driver passes its own, so no cell's plan is made twice)."""
     base = sweep.remedies.combinations()[0]
     t = sweep.training
+    # only a compiling sweep needs the epoch's shape curves (its break-even projection)
+    rounds = sweep.remedies.shape_round if sweep.remedies.replays else ()
     plans = plans or StepPlans(shapes)
     out = {}
     for iset in sweep.input_sets:
@@ -92,7 +101,7 @@ def policy_views(sweep: Sweep, shapes: ShapeTable, batching: Sequence[str] | Non
             policy = replace(base, batching=b)
             out[(iset.name, b)] = {"sampled": sampled_view(iset, policy, shapes, t.seed, t.runs, t.warmup_steps,
                                                            t.steps, plans),
-                                   "epoch": epoch_view(iset, policy, shapes, t.seed)}
+                                   "epoch": epoch_view(iset, policy, shapes, t.seed, shape_rounds=rounds)}
     return out
 
 

@@ -50,3 +50,19 @@ def distinct_counts(steps: list[list[PassShape]]) -> np.ndarray:
     """Distinct pass shapes seen after each step (cumulative)."""
     counter = ShapeCounter()
     return np.array([counter.see(s)[0] for s in steps], dtype=np.int64)
+
+
+def shape_curve(heights: np.ndarray, widths: np.ndarray, idx: np.ndarray, remedy: Remedy,
+                points: int = 48) -> dict[str, list[int] | int]:
+    """How many distinct pass shapes an epoch's steps ``idx`` meet as images go by, at about
+    ``points`` step checkpoints spaced geometrically (every early step, then sparser) and the
+    epoch's last step: ``{"shape_round", "images", "distinct"}``. What a compiled cell's
+    break-even projection reads (``report.compile_section``): a static graph recompiles per
+    new pass shape, so compile seconds grow with this curve, not with the images."""
+    counts = distinct_counts(step_pass_shapes(heights, widths, idx, remedy))
+    n = len(counts)
+    if n == 0:
+        return {"shape_round": remedy.shape_round, "images": [], "distinct": []}
+    at = np.unique(np.concatenate([np.geomspace(1, n, num=min(points, n)).astype(np.int64), [n]])) - 1
+    return {"shape_round": remedy.shape_round, "images": [int((i + 1) * idx.shape[1]) for i in at],
+            "distinct": [int(counts[i]) for i in at]}

@@ -91,7 +91,7 @@ def _sections(m: Merged) -> list[tuple[str, str]]:
         ("Tables from the paper", "\n".join(html.table(t) for t in (tables.table1(m), tables.table2(m),
                                                                         *_cache_share(m), tables.table3(m)))),
         *_shape_diversity(m),
-        *_compiling(m),
+        *_compiling(m, views),
         ("Memory model", html.table(memory.predicted_vs_measured(m)) + "\n"
          + html.table(memory_out_of_sample.out_of_sample(m))),
         ("Determinism check", html.table(det, None)),
@@ -106,11 +106,11 @@ def _cache_share(m: Merged) -> list:
     return [t] if t.rows else []
 
 
-def _compiling(m: Merged) -> list[tuple[str, str]]:
+def _compiling(m: Merged, views: dict) -> list[tuple[str, str]]:
     """torch.compile against eager, only where the results compiled something."""
     if not compile_section.has_compile(m):
         return []
-    t = compile_section.table(m)
+    t = compile_section.table(m, views)
     sentences = "".join(f"<li>{html.esc(a)}</li>" for a in compile_section.answers(t))
     return [("Compiling", f"<ul>{sentences}</ul>\n" + html.table(t))]
 

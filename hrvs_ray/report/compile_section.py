@@ -18,17 +18,21 @@ from collections import Counter
 import pandas as pd
 
 from ..metrics import figure
-from ..metrics.interval import ratio_interval
+from ..metrics.interval import LEVEL, ratio_interval
 from .fmt import Cell, Table, sig
 from .load import Merged
 
 KEYS = ["cluster", "scope", "input_set"]
 # the setup a compiled cell is compared with: every axis but compile and its parameters
 SAME = ["batching", "precision", "memory_format", "checkpointing", "kernel_cache", "shape_round"]
-PROJECTION = ("break-even is a projection: images at which projected compile seconds (first compile + the "
-              "measured seconds per recompile × the new pass shapes met per image as measured, up to the "
-              "recompile limit) equal the measured steady-state saving per image; 'never' when the saving's "
-              "interval includes 0, compiling is slower, or the limit comes first")
+PROJECTION = ("break-even is a projection: images at which projected compile seconds equal the measured "
+              "steady-state saving per image × images. Projected compile seconds = the first compile + the "
+              "measured seconds per recompile × the measured recompiles per new pass shape × the new pass "
+              "shapes an epoch meets by then (from the plan's metadata: the epoch's distinct pass shapes as "
+              "images go by, at this rounding; where the results hold no plan, the cell's own recompiles per "
+              "image), up to the recompile limit; 'never' when the saving's interval includes 0, compiling is "
+              "slower, or the limit comes first. Intervals: simultaneous 95 % over the compile values of one "
+              "setup.")
 
 
 def has_compile(m: Merged) -> bool:
@@ -59,22 +63,64 @@ def _reasons(g: pd.DataFrame) -> str:
     return "; ".join(f"{n}× {r}" for r, n in c.most_common(4)) or "-"
 
 
-def _break_even(g: pd.DataFrame, saving_s_per_image: float, lo_saving: float, limit: int) -> str:
-    """Images at which compile seconds are paid back (a projection; see PROJECTION)."""
-    if not (saving_s_per_image > 0 and lo_saving > 0):
-        return "never"
+def _measured_compiles(g: pd.DataFrame) -> tuple[float, float, float, float, float] | None:
+    """From the cell's first run's planned steps: (first compile s, s per recompile, recompiles
+    per new pass shape after the first step, recompiles per image after the first step, images
+    of the first step); None when nothing compiled."""
     planned = g[~g["replay"].fillna(False).astype(bool)].sort_values(["run", "step"])
     first_run = planned[planned["run"] == planned["run"].min()]
     compiles = first_run[first_run["compiles"].fillna(0) > 0]
     if compiles.empty:
-        return "n/a (no compile recorded)"
+        return None
     first = float(compiles["compile_seconds"].iloc[0])
     later = compiles.iloc[1:]
-    per_recompile = float(later["compile_seconds"].sum() / later["compiles"].sum()) if len(later) else 0.0
-    images = float(first_run["batch_size"].sum())
-    # recompiles per image: (compiles after the first) ÷ images after the first step
-    rest = images - float(first_run["batch_size"].iloc[0])
-    rate = float(later["compiles"].sum()) / rest if rest > 0 else 0.0
+    n_later = float(later["compiles"].sum())
+    per_recompile = float(later["compile_seconds"].sum() / n_later) if n_later else 0.0
+    first_images = float(first_run["batch_size"].iloc[0])
+    rest = float(first_run["batch_size"].sum()) - first_images
+    new_later = float(first_run["new_shape"].fillna(False).astype(bool).iloc[1:].sum())
+    per_shape = n_later / new_later if new_later else (1.0 if n_later else 0.0)
+    return first, per_recompile, per_shape, (n_later / rest if rest > 0 else 0.0), first_images
+
+
+def _from_curve(first: float, per_recompile: float, per_shape: float, saving: float, limit: int,
+                curve: dict) -> str:
+    """Break-even over the epoch's own shape curve (images -> distinct pass shapes met, from the
+    plan): compile seconds by N images = first + per_recompile × per_shape × (shapes(N) - 1);
+    the graphs by then, 1 + per_shape × (shapes(N) - 1), must stay within the limit."""
+    images, shapes = curve["images"], curve["distinct"]
+    n0, s0 = 0.0, 1.0
+    for n1, s1 in zip(images, shapes, strict=True):
+        # linear between checkpoints: cost(N) = a + b × N on [n0, n1]
+        b = per_recompile * per_shape * (s1 - s0) / (n1 - n0) if n1 > n0 else 0.0
+        a = first + per_recompile * per_shape * (s0 - 1) - b * n0
+        if 1 + per_shape * (s1 - 1) > limit:
+            # the limit falls in this segment: paid back only if before the graph that hits it
+            n_limit = n0 + (n1 - n0) * ((limit - 1) / per_shape + 1 - s0) / (s1 - s0) if s1 > s0 else n0
+            if saving > b and a / (saving - b) <= n_limit:
+                return f"{max(a / (saving - b), n0):,.0f} (projection)"
+            return f"never (the recompile limit, {limit}, comes first, by about {n_limit:,.0f} images)"
+        if saving > b and n0 <= a / (saving - b) <= n1:
+            return f"{max(a / (saving - b), 1):,.0f} (projection)"
+        n0, s0 = float(n1), float(s1)
+    return (f"not within an epoch ({images[-1]:,} images): "
+            f"{first + per_recompile * per_shape * (shapes[-1] - 1):,.0f} compile s against "
+            f"{saving * images[-1]:,.0f} s saved")
+
+
+def _break_even(g: pd.DataFrame, saving_s_per_image: float, lo_saving: float, limit: int,
+                curve: dict | None = None) -> str:
+    """Images at which compile seconds are paid back (a projection; see PROJECTION). ``curve``:
+    the epoch's distinct pass shapes as images go by (``plan.json``); without it, the cell's
+    own rate of recompiles per image."""
+    if not (saving_s_per_image > 0 and lo_saving > 0):
+        return "never"
+    got = _measured_compiles(g)
+    if got is None:
+        return "n/a (no compile recorded)"
+    first, per_recompile, per_shape, rate, _ = got
+    if curve and curve.get("images"):
+        return _from_curve(first, per_recompile, per_shape, saving_s_per_image, limit, curve)
     denom = saving_s_per_image - per_recompile * rate
     if denom <= 0:
         return "never (every new shape costs more than it saves)"
@@ -85,8 +131,21 @@ def _break_even(g: pd.DataFrame, saving_s_per_image: float, lo_saving: float, li
     return f"{n:,.0f} (projection)"
 
 
-def table(m: Merged) -> Table:
-    cols = ["cluster", "scope", "input set", "compile", "rounding", "steady s/inf-MP", "vs eager [95 % CI]",
+def _curve(views: dict | None, iset: str, batching: str, shape_round: int) -> dict | None:
+    """The epoch's shape curve for this input set, batching and rounding, if the plan has it."""
+    v = (views or {}).get((iset, batching))
+    for c in (v or {}).get("epoch", {}).get("pass_shapes", []):
+        if int(c["shape_round"]) == int(shape_round):
+            return c
+    return None
+
+
+def table(m: Merged, views: dict | None = None) -> Table:
+    """One row per compile value against eager on the same setup. ``views``: the plan's epoch
+    views (``report.epoch.plan_views``), whose shape curves the break-even reads. The "vs
+    eager" intervals of one setup are a family (one per compile value): simultaneous at 95 %."""
+    cols = ["cluster", "scope", "input set", "compile", "rounding", "steady s/inf-MP",
+            "vs eager [simultaneous 95 % CI]",
             "compile s (total)", "compiles / distinct pass shapes", "fell back to eager (steps)", "reasons",
             "break-even images"]
     rows: list[list] = []
@@ -98,9 +157,11 @@ def table(m: Merged) -> Table:
     s = s.assign(compile=s["compile"].fillna("eager"))
     for key, g in s.groupby(KEYS + SAME, sort=True, dropna=False):
         eager = g[g["compile"] == "eager"]
-        for setting, c in g[g["compile"] != "eager"].groupby("compile", sort=False):
+        compiled = g[g["compile"] != "eager"]
+        level = 1 - (1 - LEVEL) / max(1, compiled["compile"].nunique())
+        for setting, c in compiled.groupby("compile", sort=False):
             a, b = _paired_steps(_steady(c), _steady(eager))
-            iv = ratio_interval(a, b, "s_per_informative_mp") if len(a) and len(b) else None
+            iv = ratio_interval(a, b, "s_per_informative_mp", level=level) if len(a) and len(b) else None
             value = figure(a, "s_per_informative_mp") if len(a) else float("nan")
             planned = c[~c["replay"].fillna(False).astype(bool)]
             shapes = int(planned["new_shape"].fillna(False).astype(bool).sum())
@@ -116,7 +177,10 @@ def table(m: Merged) -> Table:
                          sig(float(c["compile_seconds"].fillna(0).sum())),
                          f"{int(c['compiles'].fillna(0).sum())} / {shapes}",
                          Cell(str(fell), "flag") if fell else "0", _reasons(c),
-                         _break_even(c, saving, lo_saving, limit) if math.isfinite(saving) else "n/a"])
+                         _break_even(c, saving, lo_saving, limit,
+                                     _curve(views, key[2], key[KEYS.index("input_set") + 1 + SAME.index("batching")],
+                                            rnd))
+                         if math.isfinite(saving) else "n/a"])
     return t
 
 
