@@ -104,10 +104,11 @@ def is_data_parallel(rows: pd.DataFrame) -> pd.Series:
     """Which rows (steps or cells) belong to a data-parallel cell (ranks > 1)."""
     if "ranks" in rows:
         return pd.to_numeric(rows["ranks"], errors="coerce").fillna(1).astype(int) > 1
-    return rows["scope"].map(_ranks).astype(int) > 1 if "scope" in rows else pd.Series(False, index=rows.index)
+    return rows["scope"].map(scope_ranks).astype(int) > 1 if "scope" in rows else pd.Series(False, index=rows.index)
 
 
-def _ranks(scope: object) -> int:
+def scope_ranks(scope: object) -> int:
+    """The rank count a scope names (1 for a single-rank scope or anything unparsable)."""
     try:
         return ranks_of(str(scope))
     except ValueError:
