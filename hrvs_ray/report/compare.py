@@ -239,7 +239,7 @@ def compare(base_dir: Path, new_dir: Path, threshold_pct: float = 5.0, alpha: fl
         c.only_new += [(nc, *k) for k in b if k not in a]
         for k in (k for k in a if k in b):
             if _different_images(a[k], b[k]):
-                differ.append(f"{bc}/{nc} {' '.join(map(str, k))}")
+                differ.append(f"{bc}/{nc} {' '.join(map(str, k[:3]))}")
                 continue
             c.groups.append(_group(a[k], b[k], noises, (bc, nc), k))
     c.only_base += [(cl, *k) for cl in base.clusters if cl not in {p[0] for p in pairs} for k in _groups(base, cl)]
