@@ -199,4 +199,5 @@ def answers(g: pd.DataFrame, chosen: dict[tuple, Choice] | None = None) -> Table
                       "same images, with its 95 % interval; 'not measurable' where the interval includes 1. The "
                       "fastest split is picked from the data, so it is claimed only when every other split is slower "
                       "with intervals corrected over all comparisons with it; otherwise the splits that cannot be "
-                      "told apart are named together.")
+                      "told apart are named together.",
+                 empty="No data-parallel cell has timed steps: see Failed and skipped cells.")

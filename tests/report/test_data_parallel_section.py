@@ -18,6 +18,7 @@ from hrvs_ray.report.charts import _scaling_data
 from hrvs_ray.report.compare import compare, to_json
 from hrvs_ray.report.load import load
 from hrvs_ray.report.remedies_section import grid as remedies_grid
+from hrvs_ray.store import ResultStore
 from tests.fixtures.report_results import downgrade_to_v1, make_results, stored_steps
 
 SPLITS = ("shard", "balanced", "uniform")
@@ -114,3 +115,17 @@ def test_an_old_folder_matches_a_new_one_as_1_rank_shard(tmp_path):
     doc = to_json(compare(base, new))
     assert [(g["scope"], g["ranks"], g["split"]) for g in doc["groups"]] == [("cores:1", 1, "shard")]
     assert {(k["scope"], k["ranks"], k["split"]) for k in doc["only_new"]} == {("2*cores:1", 2, s) for s in SPLITS}
+
+
+
+def test_data_parallel_cells_without_timed_steps_say_so(tmp_path):
+    root = make_results(tmp_path / "r", scopes=("cores:1",), input_sets=("HR&VS",), runs=1, steps=2)
+    # a data-parallel cell that failed before its first step: a row naming its scope, no steps
+    ResultStore.open(root, "generated", "fp-generated", {}).write_cell(
+        {"sweep": "generated", "cell_id": "dp", "cluster": "gen-a", "scope": "2*cores:1", "input_set": "HR&VS",
+         "run": 0, "status": "failed", "error": "rank 1 on gen-a-n0 killed by SIGKILL"}, None)
+    m = load([root])
+    g = dps.grid(m)
+    assert dps.has_data_parallel(m) and g.empty
+    t = dps.answers(g, dps.choices(m, g))
+    assert not t.rows and t.empty.startswith("No data-parallel cell has timed steps")
