@@ -174,3 +174,27 @@ def resolve_scope(topo: Topology, scope: str, smt: bool = False,
         return _placement(topo, scope, cores, False, allow)
     cores = _pick_socket(topo, smt, allow) if s.kind == "socket" else _pick_node(topo, smt, allow)
     return _placement(topo, scope, cores, smt, allow)
+
+
+def rank_placements(topo: Topology, scope: str, smt: bool = False,
+                    allowed: set[int] | frozenset[int] | None = None) -> list[ScopePlacement]:
+    """The ranks of a data-parallel ``N*SCOPE`` this node can hold, each placed by SCOPE's own
+    rules (what a single-rank cell at SCOPE gets) on cores no earlier rank took: disjoint CPU
+    sets, never two ranks on one physical core (its SMT siblings go with it). ``N*node``
+    holds one rank per node; ``N*socket`` and ``N*cores:k`` up to N. Raises
+    :class:`ScopeUnavailable` when not even one rank fits."""
+    s = parse_scope(scope)
+    one = replace(s, ranks=1).text
+    allow = set(_allowed(topo, allowed) or {x for c in topo.cores for x in c.cpus})
+    out: list[ScopePlacement] = []
+    while len(out) < (1 if s.kind == "node" else s.ranks):
+        try:
+            p = resolve_scope(topo, one, smt, allowed=allow)
+        except ScopeUnavailable:
+            if out:
+                break
+            raise
+        out.append(p)
+        taken = set(p.cpus)
+        allow -= {x for c in topo.cores if taken & set(c.cpus) for x in c.cpus}
+    return out
