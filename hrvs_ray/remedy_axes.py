@@ -22,6 +22,11 @@ KERNEL_CACHE = ("default", "off")   # off: oneDNN primitive cache 0, ideep LRU c
 # PyTorch's default (dynamic=None: the first recompile turns sizes symbolic), dynamic =
 # dynamic=True (every size symbolic from the first compile). See train.compiling.
 COMPILE = ("eager", "static", "auto", "dynamic")
+# how a data-parallel cell deals each optimizer step's images to its ranks (plan.rank_split):
+# shard = in order, as torch's DistributedSampler (the default); balanced = equal counts ±1,
+# the largest rank's padded pixels made small; uniform = shard's images, every rank padded
+# to the step's largest. A single-rank cell runs shard only (it has nothing to split).
+SPLIT = ("shard", "balanced", "uniform")
 COMPILE_CACHE = ("cold", "warm")   # cold: an empty compiler cache folder per cell
 DEFAULT_RECOMPILE_LIMIT = 8        # torch._dynamo.config.recompile_limit's own default
 # the parameters of a compiled cell: absent from ids, labels and rows of eager cells
@@ -31,8 +36,8 @@ AXES = ("batching", "precision", "memory_format", "checkpointing")   # product o
 # Opt-in axes (added after the first four): they enter a cell's id and label only when not at
 # their default, so every cell that does not use them keeps the id and label it had before
 # they existed.
-OPT_IN_AXES = ("kernel_cache", "shape_round", "compile")
-OPT_IN_DEFAULTS = {"kernel_cache": "default", "shape_round": 0, "compile": "eager"}
+OPT_IN_AXES = ("kernel_cache", "shape_round", "compile", "split")
+OPT_IN_DEFAULTS = {"kernel_cache": "default", "shape_round": 0, "compile": "eager", "split": "shard"}
 NO_ROUND = 0              # shape_round: 0 = passes padded only to their largest image
 DEFAULT_WINDOW = 64       # bucket: batches per shape-sorting window
 DEFAULT_MICRO_BATCH = 1   # accumulate: images per micro-batch
@@ -67,6 +72,7 @@ class Remedy:
     compile: str = "eager"                  # eager | static | auto | dynamic (torch.compile of the forward)
     compile_cache: str = "cold"             # used by compiled cells only: cold | warm
     recompile_limit: int = DEFAULT_RECOMPILE_LIMIT   # used by compiled cells only
+    split: str = "shard"                    # shard | balanced | uniform (data-parallel cells; SPLIT)
 
     @property
     def axes(self) -> tuple:
@@ -106,6 +112,8 @@ class Remedy:
             extra = "".join(f"({'warm' if p == 'compile_cache' else f'lim{v}'})"
                             for p, v in self.compile_params().items() if v != COMPILE_PARAM_DEFAULTS[p])
             parts.append(f"compile-{self.compile}{extra}")
+        if self.split != "shard":
+            parts.append(f"split-{self.split}")
         return "+".join(p for p in parts if p)
 
     def to_row(self) -> dict[str, Any]:
@@ -133,6 +141,8 @@ class Remedy:
             values["compile_cache"] = get("compile_cache")
         if _present(get("recompile_limit")):
             values["recompile_limit"] = int(get("recompile_limit"))
+        if _present(get("split")):
+            values["split"] = get("split")
         return cls(**values)
 
     def id_params(self, base: Remedy | None = None) -> dict:
@@ -166,18 +176,22 @@ class RemediesSpec:
     compile: tuple[str, ...] = ("eager",)
     compile_cache: str = "cold"
     recompile_limit: int = DEFAULT_RECOMPILE_LIMIT
+    split: tuple[str, ...] = ("shard",)
 
-    def combinations(self) -> list[Remedy]:
+    def combinations(self, ranks: int | None = None) -> list[Remedy]:
         """The cartesian product in a fixed order: batching outermost, then precision,
-        memory format, checkpointing, kernel cache, shape rounding, compile (each in the
-        order the sweep lists them)."""
+        memory format, checkpointing, kernel cache, shape rounding, compile, split (each in
+        the order the sweep lists them). ``ranks`` is the rank count of the scope they run
+        at: with 1 every combination runs split ``shard`` only, once, whatever ``split``
+        lists (a single rank has nothing to split); None or > 1: every listed split."""
+        splits = ("shard",) if ranks == 1 else self.split
         # an eager cell carries the compiler parameters' defaults: they mean nothing to it
         return [Remedy(b, p, m, c, self.window, self.micro_batch, k, r, cp,
                        *((self.compile_cache, self.recompile_limit) if cp != "eager" else
-                         (COMPILE_PARAM_DEFAULTS["compile_cache"], DEFAULT_RECOMPILE_LIMIT)))
-                for b, p, m, c, k, r, cp in itertools.product(self.batching, self.precision, self.memory_format,
-                                                              self.checkpointing, self.kernel_cache, self.shape_round,
-                                                              self.compile)]
+                         (COMPILE_PARAM_DEFAULTS["compile_cache"], DEFAULT_RECOMPILE_LIMIT)), sp)
+                for b, p, m, c, k, r, cp, sp in itertools.product(
+                    self.batching, self.precision, self.memory_format, self.checkpointing, self.kernel_cache,
+                    self.shape_round, self.compile, splits)]
 
     @property
     def replays(self) -> bool:

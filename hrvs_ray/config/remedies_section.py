@@ -4,6 +4,10 @@ Pure: imports neither torch nor ray. Each axis takes one value or a non-empty li
 duplicates; the sweep runs their cartesian product (``RemediesSpec.combinations``).
 ``model.precision`` and ``model.memory_format`` (the older, single-value spelling) set an
 axis that ``remedies`` does not list; given in both places they must agree.
+
+``split`` (shard | balanced | uniform, or a list) says how a data-parallel scope (``N*SCOPE``)
+deals each optimizer step's images to its ranks (``plan.rank_split``); single-rank scopes run
+``shard`` only, whatever it lists (``RemediesSpec.combinations(ranks=1)``).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from ..remedy_axes import (
     PARAM_DEFAULTS,
     POLICY_PARAMS,
     PRECISION,
+    SPLIT,
     RemediesSpec,
     uses,
 )
@@ -47,7 +52,7 @@ def parse_remedies(v: Validator, value: Any, model: ModelSpec, model_keys: set[s
     section spelled out (a default must not conflict with an explicit remedies list)."""
     k = "remedies"
     m = v.mapping(value, k, {*AXIS_VALUES, "window", "micro_batch", "kernel_cache", "shape_round",
-                                    "compile", "compile_cache", "recompile_limit"})
+                                    "compile", "compile_cache", "recompile_limit", "split"})
     axes: dict[str, tuple[str, ...]] = {}
     for axis, allowed in AXIS_VALUES.items():
         if axis in m:
@@ -72,7 +77,8 @@ def parse_remedies(v: Validator, value: Any, model: ModelSpec, model_keys: set[s
                 v.fail(f"{k}.micro_batch", f"{micro} exceeds the batch_size {s.batch_size} of input set "
                                            f"{s.name!r} (a micro-batch is part of one batch)")
     return RemediesSpec(**axes, window=window, micro_batch=micro, kernel_cache=_kernel_cache(v, m, model),
-                        shape_round=_shape_round(v, m), **_compile(v, m))
+                        shape_round=_shape_round(v, m), **_compile(v, m),
+                        split=v.choices(m["split"], f"{k}.split", SPLIT) if "split" in m else ("shard",))
 
 
 def _compile(v: Validator, m: dict) -> dict[str, Any]:

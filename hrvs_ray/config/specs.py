@@ -202,7 +202,8 @@ class Sweep:
         else:
             d["remedies"] = asdict(remedies)
             # axes added later hash only when used, so older definitions keep their fingerprint
-            for axis, default in (("kernel_cache", ("default",)), ("shape_round", (0,)), ("compile", ("eager",))):
+            for axis, default in (("kernel_cache", ("default",)), ("shape_round", (0,)), ("compile", ("eager",)),
+                                  ("split", ("shard",))):
                 if d["remedies"][axis] == default:
                     d["remedies"].pop(axis)
             if "compile" not in d["remedies"]:   # the compiler's parameters mean nothing without it

@@ -16,6 +16,7 @@ from ..config import CounterSpec, InputSetSpec, NetworkSpec, OptimizerSpec, Swee
 from ..data.shapes import transformed_arrays
 from ..names import id_part
 from ..remedy_axes import PAPER, Remedy
+from ..scopes import ranks_of
 from .policies import step_indices
 
 
@@ -108,7 +109,11 @@ def cluster_counters(sweep: Sweep, cluster: str) -> CounterSpec:
 def plan_cells(sweep: Sweep, clusters: Sequence[str]) -> list[CellSpec]:
     """Every (cluster, run, scope, input set, remedy), in that fixed order: runs outermost so
     an interrupted sweep already has one run of everything; remedies innermost, in the
-    order of ``RemediesSpec.combinations`` (batching, precision, memory format, checkpointing)."""
+    order of ``RemediesSpec.combinations`` (batching, precision, memory format, checkpointing,
+    ..., split). A single-rank scope runs split ``shard`` only: once, whatever
+    ``remedies.split`` lists; a data-parallel scope (``N*SCOPE``) runs every listed split.
+    Every split of a scope trains the same images per step (the split only deals them to
+    ranks), and so does every rank count: the global batch is the 1-rank cell's step."""
     cells = []
     t = sweep.training
     base = base_remedy(sweep)
@@ -117,7 +122,7 @@ def plan_cells(sweep: Sweep, clusters: Sequence[str]) -> list[CellSpec]:
         for run in range(t.runs):
             for scope in cluster_scopes(sweep, cluster):
                 for iset in sweep.input_sets:
-                    for remedy in sweep.remedies.combinations():
+                    for remedy in sweep.remedies.combinations(ranks_of(scope)):
                         params = {"sweep": sweep.fingerprint(), "cluster": cluster, "scope": scope,
                                   "input_set": asdict(iset), "run": run, "counters": asdict(counters)}
                         extra = remedy.id_params(base)

@@ -13,7 +13,16 @@ from pathlib import Path
 import pandas as pd
 
 from ..metrics import derive
-from ..remedy_axes import AXES, BATCHING, CHECKPOINTING, MEMORY_FORMAT, OPT_IN_AXES, PAPER, PRECISION
+from ..remedy_axes import (
+    AXES,
+    BATCHING,
+    CHECKPOINTING,
+    MEMORY_FORMAT,
+    OPT_IN_AXES,
+    OPT_IN_DEFAULTS,
+    PAPER,
+    PRECISION,
+)
 from ..scopes import scope_key, scope_label
 from ..store import ResultsError, read_results
 
@@ -156,6 +165,10 @@ def load(dirs: list[Path]) -> Merged:
     for r in read:
         name = str(r.sweep.get("sweep", ""))
         steps, cells, nodes = r.steps.to_pandas(), r.cells.to_pandas(), r.nodes.to_pandas()
+        for df in (steps, cells):   # an opt-in axis its schema has no column for ran at its default
+            for axis in OPT_IN_AXES:
+                if axis not in df.columns:
+                    df[axis] = OPT_IN_DEFAULTS[axis]
         dup = set(cells["cell_id"]) & known_cells
         if dup:
             notes.append(f"{r.root}: {len(dup)} cell(s) already read from an earlier folder were ignored")

@@ -23,3 +23,15 @@ def test_exit_codes_are_chosen_in_one_place():
     """The commands raise UserError; only cli.main turns it into exit 2."""
     text = (REPO / "hrvs_ray" / "cli" / "commands.py").read_text()
     assert "EXIT_BAD_INPUT" not in text
+
+
+def test_a_bad_data_parallel_scope_exits_2_naming_key_and_grammar(tmp_path, capsys):
+    import json
+
+    from hrvs_ray.scopes import SCOPE_HELP
+    from tests.helpers import tiny_sweep_dict
+    sweep = tmp_path / "bad.yaml"
+    sweep.write_text(json.dumps(tiny_sweep_dict(tmp_path, scopes=["node", "2*cores:"])))   # JSON is YAML
+    assert main(["plan", str(sweep)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert f"scopes[1]: {SCOPE_HELP}" in err and "Traceback" not in err

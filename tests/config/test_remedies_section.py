@@ -112,3 +112,37 @@ def test_plan_version_enters_the_fingerprint_only_where_batches_changed(tmp_path
               "quick": "12b8a3d7a4341059", "smoke": "e82f77c4bb564287"}
     now = {n: load_sweep(REPO / "sweeps" / f"{n}.yaml").fingerprint() for n in before}
     assert [n for n in before if now[n] != before[n]] == ["quick-remedies", "remedies"]
+
+
+def test_split_is_an_opt_in_axis(tmp_path):
+    assert _parse(tmp_path).remedies.split == ("shard",)
+    r = _parse(tmp_path, {"split": ["shard", "balanced", "uniform"]}).remedies
+    assert r.split == ("shard", "balanced", "uniform")
+    assert [c.split for c in r.combinations()] == ["shard", "balanced", "uniform"]
+    assert [c.split for c in r.combinations(ranks=2)] == ["shard", "balanced", "uniform"]
+    assert [c.split for c in r.combinations(ranks=1)] == ["shard"]   # one rank: nothing to split, one cell
+    only = _parse(tmp_path, {"split": "balanced", "batching": ["pad", "bucket"]}).remedies
+    assert [(c.batching, c.split) for c in only.combinations(ranks=1)] == [("pad", "shard"), ("bucket", "shard")]
+
+
+@pytest.mark.parametrize("remedies, key, problem", [
+    ({"split": "even"}, "remedies.split", "must be one of shard, balanced, uniform, got 'even'"),
+    ({"split": ["shard", "shard"]}, "remedies.split[1]", "duplicate value 'shard'"),
+    ({"split": []}, "remedies.split", "non-empty list"),
+])
+def test_bad_split_names_key_and_problem(tmp_path, remedies, key, problem):
+    e = _error(tmp_path, remedies)
+    assert e.key == key and problem in e.problem
+
+
+def test_split_enters_ids_labels_and_fingerprints_only_when_used(tmp_path):
+    from hrvs_ray.remedy_axes import PAPER, Remedy
+    assert Remedy(split="balanced").label == "pad+fp32+nchw+split-balanced"
+    assert Remedy(split="shard").label == PAPER.label and Remedy(split="shard").id_params() == {}
+    assert Remedy(split="uniform").id_params()["split"] == "uniform"
+    assert Remedy.from_row(Remedy(split="uniform").to_row()) == Remedy(split="uniform")
+    assert Remedy.from_row({k: v for k, v in PAPER.to_row().items() if k != "split"}) == PAPER
+    base = _parse(tmp_path)
+    listed = _parse(tmp_path, {"split": "shard"})
+    assert base.fingerprint() == listed.fingerprint()
+    assert _parse(tmp_path, {"split": ["shard", "balanced"]}).fingerprint() != base.fingerprint()

@@ -57,3 +57,32 @@ def test_cells_that_differ_only_in_remedy_train_on_the_same_images(name):
         buckets = [v[2] for k, v in by_remedy.items() if k.startswith("bucket")]
         if key[2] != "LR&FS":              # fixed-size sets: every order has no padding to cut
             assert buckets and all(b != pad[2] for b in buckets), key   # regrouped, not pad's batches
+
+
+def test_split_runs_on_data_parallel_scopes_only_and_every_split_trains_the_same_images(tmp_path):
+    from hrvs_ray.data.shapes import shipped_shape_table
+    from hrvs_ray.plan.cells import step_plan
+    from hrvs_ray.scopes import ranks_of
+    d = tiny_sweep_dict(tmp_path, scopes=["cores:1", "2*cores:1"], remedies={"split": ["balanced", "shard", "uniform"]})
+    cells = plan_cells(parse_sweep(d), ["x"])
+    sets = ("LR&FS", "MR&VS", "HR&VS")
+    per_scope = {s: [(c.input_set.name, c.remedy.split) for c in cells if c.scope == s]
+                 for s in ("cores:1", "2*cores:1")}
+    assert per_scope["cores:1"] == [(i, "shard") for i in sets]
+    assert per_scope["2*cores:1"] == [(i, s) for i in sets for s in ("balanced", "shard", "uniform")]
+    assert all(ranks_of(c.scope) == 2 for c in cells if c.remedy.split != "shard")
+    assert len({c.cell_id for c in cells}) == len(cells)
+    dp = next(c for c in cells if c.remedy.split == "balanced")
+    assert ".2-cores-1." in dp.cell_id and "split-balanced" in dp.cell_id
+    t = shipped_shape_table().select("train").sorted()
+    h, w = t.heights[:200], t.widths[:200]
+    for name in ("MR&VS", "HR&VS"):       # the global batch is the 1-rank cell's step, whatever the split
+        plans = {(c.scope, c.remedy.split): step_plan(c, h, w).tolist() for c in cells if c.input_set.name == name}
+        assert len({str(p) for p in plans.values()}) == 1, name
+
+
+def test_a_sweep_without_split_keeps_its_cells(tmp_path):
+    d = tiny_sweep_dict(tmp_path, scopes=["cores:2", "node"])
+    before = [(c.cell_id, c.remedy.label) for c in plan_cells(parse_sweep(d), ["x"])]
+    d["remedies"] = {"split": "shard"}
+    assert [(c.cell_id, c.remedy.label) for c in plan_cells(parse_sweep(d), ["x"])] == before
