@@ -40,7 +40,8 @@ from ..scopes import parse_scope, ranks_of
 from .failures import Failure, FailureKind, shorten
 from .records import CellOutcome
 
-START_TIMEOUT_S = 300.0       # the placement group waits this long for its nodes' CPUs
+# Ray's default label on every node: its node id (documented with label selectors)
+NODE_ID_LABEL = "ray.io/node-id"
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def drive_cell(cell: CellSpec, dataset: DatasetSpec, nodes: list[RankNode], excl
                                      resources_per_worker={"CPU": worker_cpus(cell.scope, nodes, exclusive),
                                                            **({"GPU": gpus} if gpus else {})},
                                      placement_strategy=strategy(cell.scope),
-                                     label_selector=[{ray._raylet.RAY_NODE_ID_KEY: nid} for nid in chosen]),
+                                     label_selector=[{NODE_ID_LABEL: nid} for nid in chosen]),
         torch_config=TorchConfig(backend=backend_of(cell)),
         run_config=RunConfig(name=cell.cell_id, storage_path=str(storage),
                              failure_config=FailureConfig(max_failures=0)))
