@@ -2,6 +2,18 @@
 
 Format history (like pyperf's JSON format history), newest first:
 
+- **5** (issue 28, data-parallel cells on Ray Train): steps and cells gain ``ranks`` (int; 1
+  for a single-rank cell; a data-parallel scope ``N*SCOPE`` has N) and ``split`` (the remedy
+  axis: ``shard`` | ``balanced`` | ``uniform``); steps gain the per-rank lists
+  ``rank_compute_seconds``, ``rank_sync_seconds``, ``rank_px`` (each rank's pixels as trained,
+  padding included) and ``image_rank`` (the rank that trained each image, aligned with
+  ``image_ids``), null for a single-rank step; cells gain ``dp_backend`` (``gloo`` | ``nccl``),
+  ``dp_backend_version`` (NCCL's version for nccl, torch's for gloo) and ``ray_train_version``,
+  null for a single-rank cell. A data-parallel step's ``seconds`` is its slowest rank's step,
+  its ``cores`` the total over its ranks, and its pixel columns and ``image_ids`` cover the
+  whole global batch. Older folders read as ``ranks`` = 1 (every cell was single-rank; a
+  newer row without it, e.g. a skipped cell, takes its scope's rank count) and ``split`` =
+  ``shard``, the rest null.
 - **4** (issue 25): cells gain ``process``, how the cell's process started: ``fork`` (a fork
   of the node's zygote) or ``fresh`` (a new interpreter, ``execution.process: fresh``);
   ``unknown`` in older folders (they forked from a zygote since the zygote existed, and ran
@@ -55,6 +67,7 @@ import pyarrow.compute as pc
 
 from ..errors import UserError
 from ..remedy_axes import PAPER, ROW_COLUMNS, RemediesSpec, Remedy
+from ..scopes import ranks_of
 from .schema import SCHEMA_VERSION, conform
 
 
@@ -101,7 +114,20 @@ def upgrade(path: Path, t: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 _FILLED = ("batching", "precision", "memory_format", "checkpointing", "remedy", "micro_batches", "growth_bytes",
-           "pass_px", "kernel_cache", "shape_round", "compile", "replay")
+           "pass_px", "kernel_cache", "shape_round", "compile", "replay", "ranks", "split")
+
+
+def _scope_ranks(scope: pa.ChunkedArray | None, n: int) -> pa.Array:
+    """Each row's rank count as its scope names it (1 for a single-rank or unknown scope)."""
+    values = scope.to_pylist() if scope is not None else [None] * n
+    return pa.array([_ranks_of(s) for s in values], pa.int32())
+
+
+def _ranks_of(scope: object) -> int:
+    try:
+        return ranks_of(scope) if isinstance(scope, str) else 1   # type: ignore[arg-type]
+    except ValueError:
+        return 1
 
 
 def fill_defaults(t: pa.Table) -> pa.Table:
@@ -128,9 +154,13 @@ def fill_defaults(t: pa.Table) -> pa.Table:
                 put(c, [v if v is not None else m.get(c) for v, m in zip(cols[c].to_pylist(), models, strict=True)])
     # schema < 3: before the kernel-cache and shape-rounding axes every cell ran torch's
     # default caches and unrounded passes (distinct_shapes_seen / new_shape stay null);
-    # schema < 4: nothing was compiled and no step replayed
+    # schema < 4: nothing was compiled and no step replayed; schema < 5: one rank, which is
+    # the shard split's own case (a 1-rank cell runs once, as shard)
+    if "ranks" in cols and cols["ranks"].null_count:
+        put("ranks", pc.coalesce(cols["ranks"], _scope_ranks(cols.get("scope"), t.num_rows)))
     constants = {"precision": "float32", "memory_format": "contiguous", "batching": "pad", "checkpointing": "none",
-                 "kernel_cache": "default", "shape_round": 0, "compile": "eager", "replay": False}
+                 "kernel_cache": "default", "shape_round": 0, "compile": "eager", "replay": False,
+                 "split": "shard"}
     for c, v in constants.items():
         if c in cols and cols[c].null_count:
             put(c, pc.fill_null(cols[c], pa.scalar(v, t.schema.field(c).type)))

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from .. import __version__
 
-SCHEMA_VERSION = 4   # the format history is in migrate.py
+SCHEMA_VERSION = 5   # the format history is in migrate.py
 
 STEPS_SCHEMA = pa.schema([
     ("sweep", pa.string()), ("cell_id", pa.string()), ("cluster", pa.string()), ("node", pa.string()),
@@ -59,6 +59,15 @@ STEPS_SCHEMA = pa.schema([
     ("replay", pa.bool_()), ("compiles", pa.int32()), ("compile_seconds", pa.float64()),
     ("recompile_limit_hit", pa.bool_()), ("ran_eager", pa.bool_()), ("graph_breaks", pa.int32()),
     ("compile_reasons", pa.string()), ("compiler_child_peak_bytes", pa.int64()),
+    # schema 5 (issue 28): data-parallel cells. ``ranks`` (1: a single-rank step), the split
+    # policy (``split``: a remedy axis, ``Remedy.to_row``), and per rank (null for a
+    # single-rank step): compute up to its last gradient hook, sync from then until backward
+    # returned, its pixels as trained (padding included), and which rank trained each image
+    # (aligned with ``image_ids``). ``seconds`` is the slowest rank's step; ``cores`` the total
+    # over the ranks; the pixel columns and ``image_ids`` cover the whole global batch.
+    ("ranks", pa.int32()), ("split", pa.string()),
+    ("rank_compute_seconds", pa.list_(pa.float64())), ("rank_sync_seconds", pa.list_(pa.float64())),
+    ("rank_px", pa.list_(pa.int64())), ("image_rank", pa.list_(pa.int32())),
 ])
 CELLS_SCHEMA = pa.schema([
     ("sweep", pa.string()), ("cell_id", pa.string()), ("cluster", pa.string()), ("node", pa.string()),
@@ -88,6 +97,11 @@ CELLS_SCHEMA = pa.schema([
     # schema 4 (issue 27)
     ("compile", pa.string()), ("compile_cache", pa.string()), ("recompile_limit", pa.int32()),
     ("compiler_version", pa.string()), ("compile_cache_state", pa.string()),
+    # schema 5 (issue 28): ranks, the split policy, and the data-parallel stack (null for a single-rank cell):
+    # the torch.distributed backend (gloo | nccl), its version (NCCL's for nccl; torch's for
+    # gloo, which ships inside torch) and Ray Train's
+    ("ranks", pa.int32()), ("split", pa.string()), ("dp_backend", pa.string()),
+    ("dp_backend_version", pa.string()), ("ray_train_version", pa.string()),
 ])
 
 NODES_SCHEMA = pa.schema([

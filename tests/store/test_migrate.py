@@ -156,3 +156,62 @@ def test_a_corrupt_sweep_json_is_refused_not_overwritten(tmp_path):
     with pytest.raises(ResultsError, match="sweep.json: unreadable"):
         ResultStore.open(tmp_path / "r", "s", "fp1", {})
     assert (tmp_path / "r" / "sweep.json").read_text() == "{not json"
+
+
+# ---------------------------------------------------------------- schema 5 (issue 28): data-parallel cells
+
+DP_STEP_COLUMNS = ("rank_compute_seconds", "rank_sync_seconds", "rank_px", "image_rank")
+DP_CELL_COLUMNS = ("dp_backend", "dp_backend_version", "ray_train_version")
+
+
+def test_a_schema_1_folder_reads_as_single_rank_shard_cells(tmp_path):
+    res = read_results(_v1_folder(tmp_path / "r"))
+    for t in (res.steps, res.cells):
+        assert set(t.column("ranks").to_pylist()) == {1} and set(t.column("split").to_pylist()) == {"shard"}
+    assert all(res.steps.column(c).null_count == res.steps.num_rows for c in DP_STEP_COLUMNS)
+    assert all(res.cells.column(c).null_count == res.cells.num_rows for c in DP_CELL_COLUMNS)
+
+
+def _as_schema_4(root: Path) -> Path:
+    """A folder rewritten as schema 4 stored it: without schema 5's columns, version 4."""
+    new = set(STEPS_SCHEMA.names) - set(_SCHEMA_4_STEPS) | set(CELLS_SCHEMA.names) - set(_SCHEMA_4_CELLS)
+    for f in [root / "cells.parquet", *sorted((root / "steps").rglob("*.parquet"))]:
+        t = pq.read_table(f)
+        keep = [c for c in t.column_names if c not in new]
+        pq.write_table(t.select(keep).replace_schema_metadata({**t.schema.metadata, b"schema_version": b"4"}), f)
+    return root
+
+
+_SCHEMA_4_STEPS = [n for n in STEPS_SCHEMA.names if n not in ("ranks", "split", *DP_STEP_COLUMNS)]
+_SCHEMA_4_CELLS = [n for n in CELLS_SCHEMA.names if n not in ("ranks", "split", *DP_CELL_COLUMNS)]
+
+
+def test_a_schema_4_folder_written_by_todays_writer_reads_with_the_new_defaults(tmp_path):
+    from tests.fixtures.report_results import make_results
+    root = _as_schema_4(make_results(tmp_path / "r", scopes=("cores:1",), input_sets=("HR&VS",), runs=1, steps=2))
+    assert "ranks" not in pq.read_table(root / "cells.parquet").column_names
+    res = read_results(root)
+    assert res.steps.schema == STEPS_SCHEMA and res.cells.schema == CELLS_SCHEMA
+    assert res.steps.column("ranks").to_pylist() == [1, 1] and res.steps.column("split").to_pylist() == ["shard"] * 2
+    assert res.cells.column("ranks").to_pylist() == [1] and res.cells.column("split").to_pylist() == ["shard"]
+    assert res.steps.column("rank_px").null_count == 2 and res.cells.column("dp_backend").null_count == 1
+
+
+def test_data_parallel_rows_keep_their_rank_lists_and_a_row_without_ranks_takes_its_scopes(tmp_path):
+    st = ResultStore.open(tmp_path / "r", "s", "fp1", {})
+    step = {"sweep": "s", "cell_id": "dp", "cluster": "c1", "scope": "2*cores:1", "run": 0, "step": 1, "ranks": 2,
+            "split": "balanced", "seconds": 1.5, "total_px": 10, "rank_compute_seconds": [1.0, 1.4],
+            "rank_sync_seconds": [0.5, 0.1], "rank_px": [6, 4], "image_ids": ["a.jpg", "b.jpg", "c.jpg"],
+            "image_rank": [0, 1, 0]}
+    st.write_cell({"sweep": "s", "cell_id": "dp", "cluster": "c1", "scope": "2*cores:1", "status": "ok",
+                   "started_at": T0, "ranks": 2, "split": "balanced", "dp_backend": "gloo",
+                   "dp_backend_version": "2.14.1", "ray_train_version": "2.60.0"}, conform([step], STEPS_SCHEMA))
+    # a data-parallel cell the driver skipped before it ran: its row names the scope, not the ranks
+    st.write_cell({"sweep": "s", "cell_id": "sk", "cluster": "c1", "scope": "4*node", "status": "skipped",
+                   "started_at": T0}, None)
+    res = read_results(tmp_path / "r")
+    got = res.steps.to_pylist()[0]
+    assert {k: got[k] for k in step} == step
+    cells = {r["cell_id"]: r for r in res.cells.to_pylist()}
+    assert (cells["dp"]["ranks"], cells["dp"]["split"], cells["dp"]["dp_backend"]) == (2, "balanced", "gloo")
+    assert (cells["sk"]["ranks"], cells["sk"]["split"], cells["sk"]["dp_backend"]) == (4, "shard", None)
