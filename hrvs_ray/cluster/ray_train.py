@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -119,15 +120,15 @@ def drive_cell(cell: CellSpec, dataset: DatasetSpec, nodes: list[RankNode], excl
     """Run the cell with ``TorchTrainer`` and wait for it; every failure comes back as a
     failed outcome naming the rank and node where one died."""
     import ray
-    import ray.train
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     here = ray.get_runtime_context().get_node_id()
     board = ray.remote(num_cpus=0)(RankBoard).options(
-        scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(here, soft=False)).remote()
+        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
     ranks = ranks_of(cell.scope)
     # worker i's node: for N*node node i; for N*cores:k every rank on the one node
     chosen = [n.ray_node_id for n in nodes] if len(nodes) == ranks else [nodes[0].ray_node_id] * ranks
@@ -175,7 +176,10 @@ def rank_failure(exc: BaseException, pins: dict[int, dict[str, Any]], nodes: lis
     """The failure of a data-parallel cell in words: which rank died, on which node, with
     which signal where Ray says it, else Ray Train's own first lines."""
     text = str(exc)
-    dead = [r for r, info in sorted(pins.items()) if not _alive(info)]
+    # the rank Ray's words name by its pid; else those whose process is gone (Ray Train ends
+    # the others too once it has noticed, so the pid in Ray's text is the better witness)
+    dead = [r for r, info in sorted(pins.items()) if re.search(rf"\b{info['pid']}\b", text)] or \
+        [r for r, info in sorted(pins.items()) if not _alive(info)]
     named = [f"rank {r} (pid {pins[r]['pid']}) on {pins[r]['node']}" for r in dead]
     signal = next((w for w in ("SIGKILL", "SIGTERM", "SIGSEGV", "SIGABRT") if w in text), None)
     if signal is None and "signal 9" in text:

@@ -236,7 +236,7 @@ def step_identity(spec: CellSpec, node: str, cores: int, step: int) -> dict[str,
     return {"sweep": spec.sweep, "cell_id": spec.cell_id, "cluster": spec.cluster, "node": node,
             "scope": spec.scope, "cores": cores, "input_set": spec.input_set.name,
             "batch_size": spec.input_set.batch_size, "run": spec.run, "step": step,
-            "warmup": step < spec.warmup_steps, "device": spec.model.device, **r.to_row()}
+            "warmup": step < spec.warmup_steps, "device": spec.model.device, "ranks": 1, **r.to_row()}
 
 
 def step_pixels(spec: CellSpec, g: Sequence[BatchGeometry], fingerprint: str) -> dict[str, Any]:
