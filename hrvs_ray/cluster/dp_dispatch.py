@@ -16,18 +16,32 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from ..config import Sweep
+from ..store import ResultStore
 from . import ray_io, ray_train
 from .failures import Failure, FailureKind
 from .nodes import NodeView
 from .records import CellOutcome
-from .scheduler import Pending
-
-if TYPE_CHECKING:
-    from .driver import CellLoop
+from .scheduler import Pending, Scheduler
 
 SCRATCH = ".scratch"      # inside the results folder: Ray Train's storage_path, removed per cell
+
+
+class Loop(Protocol):
+    """What this module uses of the driver's ``CellLoop`` (named here, not imported: the
+    driver imports this module)."""
+    sweep: Sweep
+    store: ResultStore
+    sched: Scheduler
+    by_id: dict[str, NodeView]
+    idle: set[str]
+    hosts: dict[str, Any]
+
+    def finish(self, p: Pending, node: NodeView | None, outcome: CellOutcome) -> None: ...
+    def crashed(self, p: Pending, node: NodeView | None, failure: Failure) -> None: ...
+    def lose_node(self, nid: str) -> None: ...
 
 
 @dataclass
@@ -41,7 +55,7 @@ class GroupRunning:
 class DataParallelCells:
     """The data-parallel cells of one ``CellLoop``: those in flight, by their driving task's ref."""
 
-    def __init__(self, loop: CellLoop) -> None:
+    def __init__(self, loop: Loop) -> None:
         self.loop = loop
         self.inflight: dict[Any, GroupRunning] = {}
         self.scratch = Path(loop.store.root) / SCRATCH
