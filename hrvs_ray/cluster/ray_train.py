@@ -175,10 +175,13 @@ def _pins_now(board: Any) -> dict[int, dict[str, Any]]:
 def rank_failure(exc: BaseException, pins: dict[int, dict[str, Any]], nodes: list[RankNode]) -> Failure:
     """The failure of a data-parallel cell in words: which rank died, on which node, with
     which signal where Ray says it, else Ray Train's own first lines."""
-    text = str(exc)
-    # the rank Ray's words name by its pid; else those whose process is gone (Ray Train ends
-    # the others too once it has noticed, so the pid in Ray's text is the better witness)
-    dead = [r for r, info in sorted(pins.items()) if re.search(rf"\b{info['pid']}\b", text)] or \
+    # Ray Train's WorkerGroupError maps each failed worker's world rank to its exception
+    failures = getattr(exc, "worker_failures", None) or {}
+    text = "\n".join([str(exc), *(str(v) for v in failures.values())])
+    # else the rank Ray's words name by its pid; else those whose process is gone (Ray Train
+    # ends the others too once it has noticed, so Ray's own words are the better witness)
+    dead = sorted(r for r in failures if r in pins) or \
+        [r for r, info in sorted(pins.items()) if re.search(rf"\b{info['pid']}\b", text)] or \
         [r for r, info in sorted(pins.items()) if not _alive(info)]
     named = [f"rank {r} (pid {pins[r]['pid']}) on {pins[r]['node']}" for r in dead]
     signal = next((w for w in ("SIGKILL", "SIGTERM", "SIGSEGV", "SIGABRT") if w in text), None)
@@ -189,11 +192,21 @@ def rank_failure(exc: BaseException, pins: dict[int, dict[str, Any]], nodes: lis
     if lost:
         return Failure(FailureKind.NODE_LOST, shorten(f"{', '.join(lost)} left the cluster mid-cell"
                                                       + (f"; {'; '.join(named)} ended" if named else "")))
-    if named:
+    died = signal is not None or "died" in text.lower()
+    if named and died:
         how = f"killed by {signal}" if signal else "ended without a result"
         return Failure(FailureKind.PROCESS_DIED, shorten(f"{'; '.join(named)} {how} ({type(exc).__name__}: {first})"))
-    kind = FailureKind.PROCESS_DIED if "died" in text.lower() else FailureKind.CELL_ERROR
+    if named:        # a rank raised: the cell's own failure, in the rank's words
+        why = "; ".join(f"rank {r}: {_last_line(failures.get(r))}" for r in dead)
+        return Failure(FailureKind.CELL_ERROR, shorten(f"{'; '.join(named)}: {why}", 600))
+    kind = FailureKind.PROCESS_DIED if died else FailureKind.CELL_ERROR
     return Failure(kind, shorten(f"{type(exc).__name__}: {first}", 600))
+
+
+def _last_line(exc: BaseException | None) -> str:
+    """The last non-empty line of an exception's text (a traceback's own exception line)."""
+    lines = [ln.strip() for ln in str(exc or "").splitlines() if ln.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def _alive(info: dict[str, Any]) -> bool:

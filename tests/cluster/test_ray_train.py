@@ -55,6 +55,19 @@ def train_workers() -> list[psutil.Process]:
     return found
 
 
+def _affinity(pid: int) -> int:
+    try:
+        return len(psutil.Process(pid).cpu_affinity())
+    except psutil.Error:
+        return 0
+
+
+def _wait(pred, timeout: float) -> None:
+    t0 = time.monotonic()
+    while not pred() and time.monotonic() - t0 < timeout:
+        time.sleep(0.05)
+
+
 class Killer(threading.Thread):
     """Kills one rank of the first data-parallel cell with SIGKILL once it is training, and
     records the ranks of every cell it sees: which pids were alive when the next cell's
@@ -76,8 +89,9 @@ class Killer(threading.Thread):
                     self.alive_at_next |= {p for p in self.groups[-1] if psutil.pid_exists(p)}
                 self.groups.append(new)
                 if self.killed is None:
-                    time.sleep(8.0)    # into its steps: past Ray Train's set-up and the barrier
                     self.killed = max(new)
+                    # once the ranks have pinned themselves (one CPU each), the cell has begun
+                    _wait(lambda group=new: all(_affinity(p) == 1 for p in group), 120)
                     os.kill(self.killed, signal.SIGKILL)
             time.sleep(0.2)
 
