@@ -16,6 +16,7 @@ from . import (
     answers,
     checks,
     compile_section,
+    data_parallel_section,
     epoch,
     html,
     kernel_cache_section,
@@ -24,7 +25,7 @@ from . import (
     remedies_section,
     tables,
 )
-from .charts import scaling_figure, tradeoff_figures
+from .charts import data_parallel_figures, scaling_figure, tradeoff_figures
 from .figures import colours, scope_figures
 from .load import Merged, load, scope_label
 
@@ -87,6 +88,7 @@ def _sections(m: Merged) -> list[tuple[str, str]]:
          + html.figure(scaling_figure(m))),
         ("Figures per scope", _per_scope(m)),
         ("Remedies", _remedies(m, views)),
+        *_data_parallel(m),
         ("Sampled steps vs a full epoch", "\n".join(html.table(t) for t in epoch.section(m, views, plan_notes))),
         ("Tables from the paper", "\n".join(html.table(t) for t in (tables.table1(m), tables.table2(m),
                                                                         *_cache_share(m), tables.table3(m)))),
@@ -98,6 +100,17 @@ def _sections(m: Merged) -> list[tuple[str, str]]:
         ("Failed and skipped cells", html.table(fails, None)),
         ("Provenance", html.table(src) + "\n" + html.table(prov)),
     ]
+
+
+def _data_parallel(m: Merged) -> list[tuple[str, str]]:
+    """Data-parallel cells against their 1-rank cell and each other, only where the results hold some."""
+    if not data_parallel_section.has_data_parallel(m):
+        return []
+    g = data_parallel_section.grid(m)
+    out = [html.table(data_parallel_section.answers(g, data_parallel_section.choices(m, g)))]
+    out += [html.figure(f) for f in data_parallel_figures(m, g)]
+    out += [html.table(t) for t in data_parallel_section.tables(g)]
+    return [("Data-parallel", "\n".join(out))]
 
 
 def _cache_share(m: Merged) -> list:

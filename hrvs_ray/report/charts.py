@@ -1,7 +1,8 @@
-"""Two figures beyond the paper's per-scope boxes: how each input set scales with cores
-(scope by scope, against the ideal line), and the remedies' trade-off between time per
-informative megapixel and peak memory. Drawn like figures.py: matplotlib's SVG canvas, no
-pyplot, text kept as escaped SVG text, byte-identical output for identical data.
+"""Three figures beyond the paper's per-scope boxes: how each input set scales with cores
+(scope by scope, against the ideal line), the remedies' trade-off between time per
+informative megapixel and peak memory, and data-parallel cells per rank count and split.
+Drawn like figures.py: matplotlib's SVG canvas, no pyplot, text kept as escaped SVG text,
+byte-identical output for identical data.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from ..metrics import timed
+from ..metrics.data_parallel import is_data_parallel
 from ..metrics.interval import run_spread, value_interval
 from ..remedy_axes import PAPER
 from .figures import RC, RUN_MARKERS, FigureSVG, colours, log_y, to_svg
@@ -38,8 +40,11 @@ def _grid_axes(n: int, panel_in: float = 4.6) -> tuple[Figure, list]:
 
 
 def _scaling_data(m: Merged) -> pd.DataFrame:
-    """Per input set × cluster × scope: s/MP (ratio of sums) and its 95 % interval."""
+    """Per input set × cluster × scope: s/MP (ratio of sums) and its 95 % interval. Single-rank
+    scopes only: a data-parallel scope's cores are its ranks' total, not a place on this axis
+    (its own figure is in the Data-parallel section)."""
     t = timed(m.ref_steps)
+    t = t[~is_data_parallel(t)]
     keys = ["input_set", "cluster", "scope"]
     run_sd = run_spread(t, keys, "s_per_mp") if len(t) else None
     rows = []
@@ -193,4 +198,64 @@ def tradeoff_figures(g: pd.DataFrame) -> list[FigureSVG]:
                                  "interval against the paper's setup); "
                                  "shape = batching, colour = precision + memory format, hollow = activation "
                                  "checkpointing; ringed: the paper's setup.")))
+    return out
+
+
+SPLIT_MARKERS = {"shard": "o", "balanced": "s", "uniform": "^"}
+
+
+def _dp_panel(ax, e: pd.DataFrame, colour: str) -> None:
+    """One input set: s / informative MP per (ranks, split), the 1-rank cell as a line across
+    and, over each rank count, the ideal of strong scaling (the 1-rank figure ÷ ranks)."""
+    one = e[e["ranks"] == 1]
+    dp = e[e["ranks"] > 1].reset_index(drop=True)
+    ticks = []
+    for i, r in dp.iterrows():
+        bars = [[max(0.0, r["s_imp"] - r["s_imp_low"])], [max(0.0, r["s_imp_high"] - r["s_imp"])]] \
+            if not math.isnan(r["s_imp_low"]) else None
+        ax.errorbar([i], [r["s_imp"]], yerr=bars, color=colour, marker=SPLIT_MARKERS.get(r["split"], "D"),
+                    linestyle="", capsize=2, markersize=6)
+        ticks.append(f"{int(r['ranks'])} × {r['split']}")
+    if len(one) and len(dp):
+        base = float(one["s_imp"].iloc[0])
+        ax.axhline(base, color="#555555", linewidth=1.0)
+        for ranks, d in dp.groupby("ranks", sort=True):
+            lo, hi = float(d.index.min()) - 0.4, float(d.index.max()) + 0.4
+            ax.plot([lo, hi], [base / ranks] * 2, color="#777777", linestyle=":", linewidth=1.1)
+    ax.set_xticks(range(len(ticks)))
+    ax.set_xticklabels(ticks, rotation=20, ha="right")
+    ax.set_xlim(-0.7, max(0.7, len(ticks) - 0.3))
+    ax.margins(y=0.2)
+    ax.set_ylabel("seconds / informative MP, Σ s ÷ Σ MP")
+    ax.grid(axis="y", color="#e5e5e5", linewidth=0.6)
+
+
+def data_parallel_figures(m: Merged, g: pd.DataFrame) -> list[FigureSVG]:
+    """Per cluster × rank scope (``data_parallel_section.grid``): s / informative MP of every
+    data-parallel cell by rank count and split, beside its 1-rank cell, a panel per input set.
+    Drawn apart from the scaling figure: a data-parallel scope is not a point on its cores axis."""
+    out = []
+    cmap = colours(m.input_sets)
+    for i, ((cluster, rscope), d) in enumerate(g.groupby(["cluster", "rank_scope"], sort=False)):
+        sets = list(dict.fromkeys(d["input_set"]))
+        with matplotlib.rc_context(RC):
+            fig, axes = _grid_axes(len(sets))
+            for ax, name in zip(axes, sets, strict=False):
+                e = d[d["input_set"] == name]
+                setups = list(dict.fromkeys(e["setup"]))
+                ax.set_title(name if len(setups) == 1 else f"{name} ({setups[0]}; {len(setups) - 1} more in the table)",
+                             loc="left")
+                _dp_panel(ax, e[e["setup"] == setups[0]], cmap.get(name, "#000000"))
+            h = [Line2D([], [], marker=mk, color="#444444", linestyle="", label=s) for s, mk in SPLIT_MARKERS.items()]
+            h += [Line2D([], [], color="#555555", label="1 rank"),
+                  Line2D([], [], color="#777777", linestyle=":", label="ideal: 1 rank ÷ ranks")]
+            fig.legend(handles=h, loc="outside upper center", ncol=5, frameon=False, fontsize=7.5)
+            svg = to_svg(fig, f"hrvs-data-parallel-{i}")
+        out.append(FigureSVG(f"Data-parallel — {cluster}, each rank {scope_label(rscope)}", svg,
+                             f"Seconds per informative MP per rank count and split on {cluster}, each rank "
+                             f"{scope_label(rscope)}, against the 1-rank cell", caption=(
+                                 "Points: Σ seconds ÷ Σ informative megapixels of the timed steps per rank count "
+                                 "and split (marker), bars: its 95 % interval. Solid line: the 1-rank cell on the "
+                                 "same images; dotted: the ideal of strong scaling (1 rank ÷ ranks). Lower is "
+                                 "better.")))
     return out

@@ -26,11 +26,12 @@ import numpy as np
 import pandas as pd
 
 from ..metrics import timed
+from ..metrics.data_parallel import DP_KEYS, key_json, side_figures
 from ..metrics.interval import PEAK, Interval, Noise, per_run, ratio_interval, run_spread, strata_of
 from ..metrics.stats import ALPHA, INCONCLUSIVE, SLOWER, Tested, chi2_sf, detectable, verdicts
 from ..store import ResultsError, read_results
 
-KEYS = ["scope", "input_set", "remedy"]
+KEYS = ["scope", "input_set", "remedy", *DP_KEYS]   # ranks and split: older folders read 1 and shard
 # what a node or cell records about the machine and software: (label, table, column)
 IDENTITY = (("CPU model", "nodes", "cpu_model"), ("physical cores", "nodes", "physical"),
             ("logical CPUs", "nodes", "logical_cpus"), ("kernel", "nodes", "kernel"),
@@ -70,7 +71,7 @@ class Test:
 @dataclass
 class GroupResult:
     clusters: tuple[str, str]           # (base, new)
-    key: tuple[str, str, str]           # scope, input set, remedy
+    key: tuple                          # scope, input set, remedy, ranks, split
     steps: tuple[int, int]
     runs: tuple[int, int]
     s_mp: Interval
@@ -78,6 +79,7 @@ class GroupResult:
     peak: tuple[float, float]           # bytes, base and new (largest per-step peak)
     growth: Interval
     tests: list[Test] = field(default_factory=list)
+    dp: dict[str, dict[str, float | None]] | None = None   # data-parallel figures, base and new
 
     def test(self, metric: str) -> Test | None:
         return next((t for t in self.tests if t.metric == metric), None)
@@ -129,7 +131,8 @@ def _pairs(base: Side, new: Side) -> list[tuple[str, str]]:
 
 def _groups(side: Side, cluster: str) -> dict[tuple, pd.DataFrame]:
     s = side.steps[side.steps["cluster"] == cluster]
-    return {k: g for k, g in s.groupby(KEYS, sort=True)}
+    # plain Python values: the keys go into the JSON (ranks is an int32 column)
+    return {tuple(x.item() if hasattr(x, "item") else x for x in k): g for k, g in s.groupby(KEYS, sort=True)}
 
 
 def _different_images(a: pd.DataFrame, b: pd.DataFrame) -> bool:
@@ -236,7 +239,7 @@ def compare(base_dir: Path, new_dir: Path, threshold_pct: float = 5.0, alpha: fl
         c.only_new += [(nc, *k) for k in b if k not in a]
         for k in (k for k in a if k in b):
             if _different_images(a[k], b[k]):
-                differ.append(f"{bc}/{nc} {' '.join(map(str, k))}")
+                differ.append(f"{bc}/{nc} {' '.join(map(str, k[:3]))}")
                 continue
             c.groups.append(_group(a[k], b[k], noises, (bc, nc), k))
     c.only_base += [(cl, *k) for cl in base.clusters if cl not in {p[0] for p in pairs} for k in _groups(base, cl)]
@@ -262,6 +265,7 @@ def _group(a: pd.DataFrame, b: pd.DataFrame, noises: dict[str, Noise | None], cl
     g = GroupResult(clusters, key, (len(a), len(b)), (int(a["run"].nunique()), int(b["run"].nunique())),
                     ivs["s_per_mp"], ivs["s_per_informative_mp"], peak,  # type: ignore[arg-type]
                     ratio_interval(b, a, "growth_per_mp", growth_noise))
+    g.dp = side_figures(a, b) if int(key[3]) > 1 else None
     metrics = [n for n in METRICS if n != "s_per_informative_mp" or not _same_ratio(a, b)]
     g.tests = [Test(n, ivs[n], None, float("nan")) for n in metrics]
     return g
@@ -303,7 +307,8 @@ def to_json(c: Comparison) -> dict[str, Any]:
     def group(g: GroupResult) -> dict[str, Any]:
         first = g.tests[0] if g.tests else None
         return {"cluster_base": g.clusters[0], "cluster_new": g.clusters[1], "scope": g.key[0],
-                "input_set": g.key[1], "remedy": g.key[2], "steps_base": g.steps[0], "steps_new": g.steps[1],
+                "input_set": g.key[1], "remedy": g.key[2], **key_json(g.key[3:], g.dp),
+                "steps_base": g.steps[0], "steps_new": g.steps[1],
                 "runs_base": g.runs[0], "runs_new": g.runs[1], "s_per_mp": _iv(g.s_mp),
                 "s_per_informative_mp": _iv(g.s_imp),
                 "peak_rss": {"base_bytes": g.peak[0], "new_bytes": g.peak[1],
@@ -347,7 +352,7 @@ def to_text(c: Comparison) -> str:
     lines += [f"  differs: {w}: base {', '.join(a) or '—'}; new {', '.join(b) or '—'}" for w, a, b in c.identity]
     head = ["cluster", "scope", "input set", "remedy", "runs", "s/MP new÷base", "s/inf-MP new÷base",
             "peak RSS new÷base", "growth/MP new÷base", "detectable slowdown"]
-    rows = [[g.clusters[0] if g.clusters[0] == g.clusters[1] else f"{g.clusters[0]}→{g.clusters[1]}", *g.key,
+    rows = [[g.clusters[0] if g.clusters[0] == g.clusters[1] else f"{g.clusters[0]}→{g.clusters[1]}", *g.key[:3],
              f"{g.runs[0]}/{g.runs[1]}", _cell(g.test("s_per_mp"), c), _cell(g.test("s_per_informative_mp"), c),
              _cell(g.test(PEAK), c) if g.test(PEAK) else f"{_gb(g.peak[0])}→{_gb(g.peak[1])} GB",
              g.growth.text() + " (not tested)",
@@ -371,7 +376,8 @@ def to_text(c: Comparison) -> str:
                      f"(one run a side); add runs or --noise-from a calibration folder")
     if c.groups and max(max(g.runs) for g in c.groups) <= 2:
         lines.append("note: " + FEW_RUNS_NOTE)
-    lines += [f"only in base: {' '.join(k)}" for k in c.only_base] + [f"only in new: {' '.join(k)}" for k in c.only_new]
+    lines += [f"only in {w}: {' '.join(map(str, k[:4]))}" for w, ks in (("base", c.only_base), ("new", c.only_new))
+              for k in ks]
     n = sum(g.regression for g in c.groups)
     lines.append(f"{n} group(s) beyond +{c.threshold_pct:g} % (Holm-adjusted p < {c.alpha:g}): exit 1" if n else
                  f"no group beyond +{c.threshold_pct:g} % at family-wise α = {c.alpha:g}: exit 0")

@@ -19,6 +19,7 @@ import re
 import pandas as pd
 
 from ..metrics import GROUP_KEYS, figures, timed
+from ..metrics.data_parallel import ONE_RANK_SPLIT, scope_ranks
 from ..metrics.interval import PEAK, Interval, ratio_interval, run_spread, value_interval, verdict
 from ..metrics.stats import Choice, choose
 from ..remedy_axes import AXES, OPT_IN_AXES, PAPER
@@ -98,7 +99,9 @@ def grid(m: Merged) -> pd.DataFrame:
                         | set(zip(cc["scope"], cc["input_set"], strict=False)),
                         key=lambda k: (scope_key(k[0]), order.get(k[1], len(order))))
         for scope, name in places:
-            for label in labels:
+            # a 1-rank cell runs once, as shard: other splits are no combination it lacks
+            one = scope_ranks(scope) == 1
+            for label in (x for x in labels if not (one and _splits(axes, x))):
                 key = (cluster, scope, name, label)
                 row = {**dict(zip(GROUP_KEYS, key, strict=False)),
                        **axes.loc[label, list(AXES + OPT_IN_AXES)].to_dict()}
@@ -116,6 +119,11 @@ def grid(m: Merged) -> pd.DataFrame:
     g["mem_ratio"] = g["peak_gb"].to_numpy() / paper["peak_gb"].reindex(idx).to_numpy()
     g["speedup"] = _speedups(m, g)
     return g
+
+
+def _splits(axes: pd.DataFrame, label: str) -> bool:
+    """Whether combination ``label`` splits a global batch other than by shard (data-parallel only)."""
+    return "split" in axes.columns and axes.loc[label, "split"] not in (None, ONE_RANK_SPLIT)
 
 
 def _speedups(m: Merged, g: pd.DataFrame) -> list[Interval | None]:
