@@ -172,57 +172,47 @@ def _pins_now(board: Any) -> dict[int, dict[str, Any]]:
         return {}
 
 
+SNIPPET = re.compile(r"\[Rank (\d+) Error Snippet\]:\n(.*?)(?=\n\[Rank \d+ Error Snippet\]|\Z)", re.S)
+# Ray's list of what may have killed a worker: possibilities, not what happened
+BOILERPLATE = re.compile(r"(Some common causes include|There are some potential root causes).*", re.S)
+
+
 def rank_failure(exc: BaseException, pins: dict[int, dict[str, Any]], nodes: list[RankNode]) -> Failure:
-    """The failure of a data-parallel cell in words: which rank died, on which node, with
-    which signal where Ray says it, else Ray Train's own first lines."""
-    # Ray Train's WorkerGroupError maps each failed worker's world rank to its exception
-    failures = getattr(exc, "worker_failures", None) or {}
-    text = "\n".join([str(exc), *(str(v) for v in failures.values())])
-    # else the rank Ray's words name by its pid; else those whose process is gone (Ray Train
-    # ends the others too once it has noticed, so Ray's own words are the better witness)
-    dead = sorted(r for r in failures if r in pins) or \
-        [r for r, info in sorted(pins.items()) if re.search(rf"\b{info['pid']}\b", text)] or \
-        [r for r, info in sorted(pins.items()) if not _alive(info)]
-    named = [f"rank {r} (pid {pins[r]['pid']}) on {pins[r]['node']}" for r in dead]
-    signal = next((w for w in ("SIGKILL", "SIGTERM", "SIGSEGV", "SIGABRT") if w in text), None)
-    if signal is None and "signal 9" in text:
-        signal = "SIGKILL"
-    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    """The failure of a data-parallel cell in words: which rank died (Ray Train's health check
+    names it: the others then fail on their closed connections), its pid and node, and the
+    signal only where Ray states one; a rank that raised, in its own last line."""
+    text = str(exc)
+    snippets = {int(r): body for r, body in SNIPPET.findall(text)}
+    died = sorted(r for r, body in snippets.items() if "health check failed" in body or "actor died" in body)
+    raised = sorted(set(snippets) - set(died))
     lost = [n.name for n in nodes if not _node_alive(n.ray_node_id)]
+
+    def who(r: int) -> str:
+        info = pins.get(r)
+        return f"rank {r} (pid {info['pid']}) on {info['node']}" if info else f"rank {r}"
+
     if lost:
         return Failure(FailureKind.NODE_LOST, shorten(f"{', '.join(lost)} left the cluster mid-cell"
-                                                      + (f"; {'; '.join(named)} ended" if named else "")))
-    died = signal is not None or "died" in text.lower()
-    if named and died:
-        how = f"killed by {signal}" if signal else "ended without a result"
-        return Failure(FailureKind.PROCESS_DIED, shorten(f"{'; '.join(named)} {how} ({type(exc).__name__}: {first})"))
-    if named:        # a rank raised: the cell's own failure, in the rank's words
-        why = "; ".join(f"rank {r}: {_last_line(failures.get(r))}" for r in dead)
-        return Failure(FailureKind.CELL_ERROR, shorten(f"{'; '.join(named)}: {why}", 600))
-    kind = FailureKind.PROCESS_DIED if died else FailureKind.CELL_ERROR
+                                                      + (f"; {', '.join(map(who, died))} died" if died else "")))
+    if died:
+        said = [BOILERPLATE.sub("", snippets[r]) for r in died]
+        sig = next((m.group(0) for b in said if (m := re.search(r"\bSIG[A-Z]+\b|signal \d+", b))), None)
+        detail = next((m.group(1).strip() for b in said if (m := re.search(r"Worker exit detail: ([^.]*)", b))), "")
+        how = f"killed by {sig}" if sig else "died (Ray does not say by which signal)"
+        return Failure(FailureKind.PROCESS_DIED, shorten(f"{', '.join(map(who, died))} {how}"
+                                                         + (f"; Ray: {detail}" if detail else "")))
+    if raised:       # a rank raised: the cell's own failure, in the rank's words
+        why = "; ".join(f"{who(r)}: {_last_line(snippets[r])}" for r in raised)
+        return Failure(FailureKind.CELL_ERROR, shorten(why, 600))
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    kind = FailureKind.PROCESS_DIED if "died" in text.lower() else FailureKind.CELL_ERROR
     return Failure(kind, shorten(f"{type(exc).__name__}: {first}", 600))
 
 
-def _last_line(exc: BaseException | None) -> str:
-    """The last non-empty line of an exception's text (a traceback's own exception line)."""
-    lines = [ln.strip() for ln in str(exc or "").splitlines() if ln.strip()]
-    return lines[-1] if lines else type(exc).__name__
-
-
-def _alive(info: dict[str, Any]) -> bool:
-    """Whether a rank's process still runs (ranks on other hosts: asked through their node's
-    liveness, which is what the driver can know)."""
-    import socket
-
-    if info.get("hostname") != socket.gethostname():
-        return _node_alive(info.get("ray_node_id", ""))
-    try:
-        os.kill(int(info["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _last_line(text: str) -> str:
+    """The last non-empty line of a traceback: its own exception line."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else "(no words)"
 
 
 def _node_alive(node_id: str) -> bool:
@@ -265,7 +255,10 @@ def _train_loop(config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, local = ctx.get_world_rank(), ctx.get_local_rank()
     node_id = ray.get_runtime_context().get_node_id()
-    placement = config["placements"][node_id][local]
+    offered = config["placements"][node_id]
+    # N*node: the node's one placement (several Cluster nodes on one host share an IP, and Ray
+    # Train counts local ranks by IP); N*cores:k and N*socket: this rank's disjoint CPU set
+    placement = offered[0] if len(offered) == 1 else offered[local]
     applied = pin_rank(placement)
     ray.get(config["board"].pinned.remote(rank, {
         "pid": os.getpid(), "node": config["names"][node_id], "ray_node_id": node_id,

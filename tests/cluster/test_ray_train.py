@@ -119,7 +119,10 @@ def test_two_ranks_on_this_machine_and_a_rank_killed(tmp_path, write_sweep):
     assert killed["status"] == "failed", killed["error"]
     assert f"pid {killer.killed}" in killed["error"] and "rank " in killed["error"], killed["error"]
     assert killed["node"] in killed["error"]
-    assert "SIGKILL" in killed["error"] or "ended without a result" in killed["error"]
+    # Ray 2.60 does not say which signal ended a worker (only a list of common causes, which
+    # must not be read as the cause)
+    assert "SIGKILL" in killed["error"] or "does not say" in killed["error"], killed["error"]
+    assert "SIGSEGV" not in killed["error"]
     # no rank outlived its cell: when the next cell's ranks started, the killed cell's were gone
     assert len(killer.groups) >= 2 and not killer.alive_at_next, (killer.groups, killer.alive_at_next)
     assert not any(psutil.pid_exists(p) for g in killer.groups for p in g)
