@@ -152,12 +152,12 @@ def test_two_ranks_on_this_machine_and_a_rank_killed(tmp_path, write_sweep):
     # one global batch: the same images per step as the 1-rank cell
     assert [list(x) for x in dp["image_ids"]] == [list(x) for x in one["image_ids"]]
     # uniform trains exactly the 1-rank cell's tensors; only BatchNorm's batch statistics are
-    # per rank (2 images each instead of 4). Measured on this tiny cell (2026-12-07): the
-    # first step's losses agree to 1e-6 relative (the forward uses the same weights, BN's
-    # per-rank statistics change the normalised activations only slightly at init) and
-    # later steps drift to ~2e-3 relative. Tested with a 10x margin.
+    # per rank (2 images each instead of 4). Measured on this cell (2026-12-07, 2-core VM):
+    # relative loss differences 0.8 %, 2.0 %, 4.7 % over its three steps (step 0 differs
+    # by BatchNorm alone; later steps add the drift of weights updated from slightly
+    # different gradients). Bound: 15 %, three times the largest seen.
     rel = np.abs(dp["loss"].to_numpy() - one["loss"].to_numpy()) / np.abs(one["loss"].to_numpy())
-    assert rel.max() < 5e-2, rel
+    assert rel.max() < 0.15, rel
 
 
 @pytest.fixture
