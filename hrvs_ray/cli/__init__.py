@@ -52,6 +52,9 @@ def _run_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--format", choices=("table", "json"), default="table")
     s.add_argument("--memory-from", metavar="RESULTS_DIR",
                    help="plan memory with the model calibrated on this results folder's measured steps")
+    s.add_argument("--sysroot", "--root", dest="sysroot", default="/", metavar="DIR",
+                   help="where data-parallel scopes (N*SCOPE) are mapped: a recorded snapshot (a folder holding "
+                        "sys/ and proc/) instead of this machine")
     s.set_defaults(func=cmd_plan)
 
     s = sub.add_parser("compare", help="NEW ÷ BASE per matched group with 95 %% intervals and four verdicts; "

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import UserError
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, _err
-from .summary import _print_plan, print_summary
+from .summary import _print_data_parallel, _print_plan, print_summary
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -44,6 +44,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
           f"({len(shapes)} images, subset {sweep.dataset.subset})")
     _print_plan(table)
     print(f"(memory: {memory_source})")
+    from ..plan.table import data_parallel_ranks, split_table
+    if data_parallel_ranks(sweep):
+        from ..node.node_info import map_scope
+        from ..node.topology import read_topology
+        from ..scopes import ranks_of, scope_key
+        scopes = set(sweep.scopes) | {s for c in sweep.clusters if c.scopes for s in c.scopes}
+        topo = read_topology(args.sysroot)      # an unreadable snapshot raises TopologyError
+        _print_data_parallel(split_table(sweep, args.batches, shapes), args.sysroot,
+                             {s: map_scope(topo, s) for s in sorted(scopes, key=scope_key) if ranks_of(s) > 1})
     return EXIT_OK
 
 
@@ -193,7 +202,8 @@ def cmd_node_info(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from e
     if Path(args.sysroot) == Path("/"):         # a snapshot has no CPUs to run kernels on
         from ..probes.ceiling import measure_scope
+        # a data-parallel scope's ranks each have their rank scope's ceiling: measure that scope
         doc["ceilings"] = {s: measure_scope(p["cpus"], p["threads"]) for s, p in doc["scopes"].items()
-                           if "cpus" in p}
+                           if "cpus" in p and "ranks" not in p}
     print(json.dumps(doc, indent=2, default=str) if args.format == "json" else format_node_info(doc))
     return EXIT_OK

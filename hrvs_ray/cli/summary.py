@@ -30,6 +30,31 @@ def _print_plan(table: dict[str, dict]) -> None:
     _print_sampled_vs_epoch(table, width)
 
 
+def _print_data_parallel(splits: list[dict], root: str, placements: dict[str, dict]) -> None:
+    """The sweep's data-parallel scopes: the pixel side of each split (``plan.table.split_table``)
+    and how each scope maps on this machine (or the snapshot at ``root``), rank by rank."""
+    from ..node.node_info import placement_text
+
+    print("\ndata-parallel steps, pixel side per split (same planned steps; imbalance = largest rank's padded px "
+          "÷ the ranks' mean, per step, averaged; largest rank = Σ over the steps of its padded MP; "
+          "vs shard = shard's Σ ÷ this split's):")
+    width = max(10, *(len(r["input_set"]) for r in splits))
+    print(f"  {'input set':<{width}} {'batching':<10} {'ranks':>5}  {'split':<8} {'imbalance':>9}  "
+          f"{'largest rank MP':>15}  {'vs shard':>8}")
+    for r in splits:
+        print(f"  {r['input_set']:<{width}} {r['batching']:<10} {r['ranks']:>5}  {r['split']:<8} "
+              f"{r['imbalance']:>9.2f}  {r['largest_rank_mp']:>15.2f}  {r['vs_shard']:>7.2f}x")
+    print(f"\ndata-parallel scopes on {'this machine' if root == '/' else root} (one node; each rank gets what "
+          "a single-rank cell of its scope gets, ranks never share a core):")
+    for scope, p in placements.items():
+        if "unavailable" in p:
+            print(f"  {scope}: unavailable here: {p['unavailable']}")
+            continue
+        print(f"  {scope}: {placement_text(p)}")
+        for rank in p["ranks"]:
+            print(f"    rank {rank['rank']} ({rank['scope']}): {placement_text(rank)}")
+
+
 def _print_sampled_vs_epoch(table: dict[str, dict], width: int) -> None:
     """What the sweep's timed steps stand for: padding and label diversity over them and
     over one full epoch (plan.epoch)."""

@@ -5,27 +5,43 @@ Plain nested JSON throughout (no JSON text inside JSON). Top level: ``sockets``,
 (physical) and ``cpus`` that this job may use, ``numa_nodes`` (the ids of the memory nodes it may
 use), ``core_kinds`` (names, fastest first) with ``core_kind_detail``, ``numa_warning``,
 ``allowed`` (the CPU / memory-node restrictions found and where), ``scopes`` (each scope ->
-its placement, or ``{"unavailable": reason}``) and ``node`` (the nodes-table description).
+its placement, or ``{"unavailable": reason}``; a data-parallel scope ``R*SCOPE`` placed on this
+node alone is the union of its ranks' CPUs, with ``ranks``: each rank's own placement) and
+``node`` (the nodes-table description).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from ..scopes import parse_scope
 from .description import collect_node_info
-from .placement import resolve_scope, restrict
+from .placement import rank_placements, resolve_scope, restrict
 from .sysfs import format_cpulist
 from .topology import read_topology
 from .topology_types import ScopeUnavailable, Topology
 
 
-def _scope(topo: Topology, scope: str) -> dict[str, Any]:
+def map_scope(topo: Topology, scope: str) -> dict[str, Any]:
+    """One scope on this node: its placement as plain JSON (without the scope itself), or
+    ``{"unavailable": reason}``; a data-parallel scope adds ``ranks``."""
     try:
         d = resolve_scope(topo, scope).to_dict()
+        ranks = rank_placements(topo, scope) if parse_scope(scope).ranks > 1 else []
     except ScopeUnavailable as e:
         return {"unavailable": e.reason}
     d.pop("scope")
+    if ranks:
+        d["ranks"] = [{"rank": r, **p.to_dict()} for r, p in enumerate(ranks)]
     return d
+
+
+def placement_text(p: dict[str, Any]) -> str:
+    """A placement (``map_scope``'s form) in words: CPUs, core kinds, memory nodes."""
+    kinds = ", ".join(f"{n} {k}" for k, n in p["core_kinds"].items())
+    text = (f"CPUs {format_cpulist(p['cpus'])} ({kinds}), "
+            f"memory nodes {format_cpulist(p['numa_nodes']) or 'not bound'}")
+    return text + (f"; {p['numa_warning']}" if p.get("numa_warning") else "")
 
 
 def describe_node(root: str | Path = "/", scopes: list[str] | tuple[str, ...] = ("socket", "node"),
@@ -49,7 +65,7 @@ def describe_node(root: str | Path = "/", scopes: list[str] | tuple[str, ...] = 
         "allowed": {"cpus": sorted(topo.allowed_cpus) if topo.allowed_cpus is not None else None,
                     "numa_nodes": sorted(topo.allowed_mems) if topo.allowed_mems is not None else None,
                     "sources": list(topo.allowed_sources)},
-        "scopes": {s: _scope(topo, s) for s in scopes},
+        "scopes": {s: map_scope(topo, s) for s in scopes},
         "node": collect_node_info(root, llc_event, topo=topo),
     }
 
@@ -114,10 +130,8 @@ def format_node_info(doc: dict[str, Any]) -> str:
         if "unavailable" in p:
             rows.append((f"scope {scope}", f"unavailable: {p['unavailable']}"))
             continue
-        kinds = ", ".join(f"{n} {k}" for k, n in p["core_kinds"].items())
-        text = (f"CPUs {format_cpulist(p['cpus'])} ({kinds}), "
-                f"memory nodes {format_cpulist(p['numa_nodes']) or 'not bound'}")
-        rows.append((f"scope {scope}", text + (f"; {p['numa_warning']}" if p.get("numa_warning") else "")))
+        rows.append((f"scope {scope}", placement_text(p)))
+        rows += [(f"  rank {r['rank']} ({r['scope']})", placement_text(r)) for r in p.get("ranks", [])]
         if scope in (doc.get("ceilings") or {}):
             rows.append(("  measured ceiling", ceiling_text(doc["ceilings"][scope])))
     width = max(len(k) for k, _ in rows)

@@ -16,14 +16,26 @@
 * Memory binds to the NUMA nodes of the chosen CPUs that the job may use (cpuset mems). When
   the NUMA data contradicts itself, or none of those nodes is allowed, nothing is bound and
   ``numa_warning`` says why.
+
+Data-parallel scopes ``R*SCOPE`` (``rank_placements``, ``place_ranks``): each rank gets what a
+single-rank ``SCOPE`` cell would get, by the rules above, and ranks on one node never share a
+CPU nor a physical core (SMT siblings included). Rank by rank, greedily: rank r gets the
+placement a single ``SCOPE`` cell would get on the CPUs that ranks 0..r-1 left (their cores
+removed whole), so rank 0 is exactly the single-rank cell's placement.
+
+* ``R*cores:k``: the R ranks on one node (the ranks of such a cell share a node by design:
+  ``cores:k`` is a part of one socket); a node that cannot hold R disjoint sets cannot place
+  the scope, with the reason.
+* ``R*socket``: R sockets, on one node when it has R wholly allowed sockets, else across nodes.
+* ``R*node``: one whole node per rank, on R distinct nodes; one node alone cannot place it.
 """
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Hashable
-from dataclasses import replace
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, replace
 
-from ..scopes import parse_scope
+from ..scopes import Scope, parse_scope
 from .sysfs import format_cpulist
 from .topology_types import Core, ScopePlacement, ScopeUnavailable, Topology
 
@@ -160,9 +172,13 @@ def resolve_scope(topo: Topology, scope: str, smt: bool = False,
     topology's own ``allowed_cpus`` always applies. ``smt`` uses every hardware thread of a
     socket's or node's cores; ``cores:N`` is always one thread per core (the paper's "N cores").
     Raises ValueError for a malformed scope, :class:`ScopeUnavailable` when this node cannot
-    provide it.
+    provide it. A data-parallel scope ``R*SCOPE`` placed on this node alone: the union of its
+    R ranks' CPUs (``rank_placements``), unavailable when this node cannot hold all R ranks
+    (``R*node`` never can: it needs R nodes).
     """
     s = parse_scope(scope)
+    if s.ranks > 1:
+        return _union(s, rank_placements(topo, s.text, smt, allowed), topo)
     scope = s.text
     allow = _allowed(topo, allowed)
     view = restrict(topo, allow) if allow is not None else topo
@@ -176,25 +192,96 @@ def resolve_scope(topo: Topology, scope: str, smt: bool = False,
     return _placement(topo, scope, cores, smt, allow)
 
 
+@dataclass(frozen=True)
+class RankPlacement:
+    """Where one rank of a data-parallel cell runs: its node (the name ``place_ranks`` was
+    given) and its placement there (``placement.scope`` is the rank scope, e.g. ``cores:1``)."""
+    rank: int
+    node: str
+    placement: ScopePlacement
+
+    def to_dict(self) -> dict:
+        return {"rank": self.rank, "node": self.node, **self.placement.to_dict()}
+
+
+def _used_cpus(topo: Topology, placements: list[ScopePlacement]) -> set[int]:
+    """Every hardware thread of every core the placements touch (so no rank shares a core)."""
+    taken = {x for p in placements for x in p.cpus}
+    return {x for c in topo.cores if taken & set(c.cpus) for x in c.cpus}
+
+
 def rank_placements(topo: Topology, scope: str, smt: bool = False,
                     allowed: set[int] | frozenset[int] | None = None) -> list[ScopePlacement]:
-    """The ranks of a data-parallel ``N*SCOPE`` this node can hold, each placed by SCOPE's own
-    rules (what a single-rank cell at SCOPE gets) on cores no earlier rank took: disjoint CPU
-    sets, never two ranks on one physical core (its SMT siblings go with it). ``N*node``
-    holds one rank per node; ``N*socket`` and ``N*cores:k`` up to N. Raises
-    :class:`ScopeUnavailable` when not even one rank fits."""
+    """The ranks of data-parallel ``scope`` (``R*SCOPE``; a single-rank scope is one rank) that
+    this node holds, rank by rank (module docstring): ``R*cores:k`` exactly R disjoint sets or
+    :class:`ScopeUnavailable`; ``R*socket`` up to R sockets, at least one; ``R*node`` the whole
+    node, once. Each placement's ``scope`` is the rank scope."""
     s = parse_scope(scope)
-    one = replace(s, ranks=1).text
-    allow = set(_allowed(topo, allowed) or {x for c in topo.cores for x in c.cpus})
+    one = s.rank.text
+    base = set(topo.online) if allowed is None else set(allowed)
+    want = s.ranks if s.kind != "node" else 1
     out: list[ScopePlacement] = []
-    while len(out) < (1 if s.kind == "node" else s.ranks):
+    while len(out) < want:
+        free = base - _used_cpus(topo, out)
         try:
-            p = resolve_scope(topo, one, smt, allowed=allow)
-        except ScopeUnavailable:
-            if out:
-                break
-            raise
-        out.append(p)
-        taken = set(p.cpus)
-        allow -= {x for c in topo.cores if taken & set(c.cpus) for x in c.cpus}
+            out.append(resolve_scope(topo, one, smt, free if out or allowed is not None else None))
+        except ScopeUnavailable as e:
+            if not out:
+                raise ScopeUnavailable(f"{s.text}: no rank fits on this node ({one}: {e.reason})") from e
+            if s.kind == "cores":
+                raise ScopeUnavailable(
+                    f"{s.text} needs {s.ranks} disjoint sets of {one} on one node (ranks never share a core); "
+                    f"this node holds {len(out)} (CPUs {', '.join(format_cpulist(p.cpus) for p in out)}); "
+                    f"rank {len(out)}: {e.reason}") from e
+            break                          # R*socket: the other sockets come from other nodes
     return out
+
+
+def _union(s: Scope, ranks: list[ScopePlacement], topo: Topology) -> ScopePlacement:
+    """The whole of ``s`` on one node: every rank's CPUs (the cell holds them all)."""
+    if len(ranks) < s.ranks:
+        what = "nodes, one whole node per rank" if s.kind == "node" else "sockets, one per rank"
+        raise ScopeUnavailable(f"{s.text} needs {s.ranks} {what}; this node holds {len(ranks)} "
+                               f"(the others must come from other nodes)")
+    cpus = tuple(sorted(x for p in ranks for x in p.cpus))
+    counts: Counter[str] = Counter()
+    for p in ranks:
+        counts.update(p.core_kinds)
+    kinds = {k: counts[k] for k in sorted(counts, key=topo.kind_rank)}
+    sockets = {p.socket for p in ranks}
+    warnings = list(dict.fromkeys(p.numa_warning for p in ranks if p.numa_warning))
+    return ScopePlacement(scope=s.text, cpus=cpus, threads=sum(p.threads for p in ranks),
+                          numa_nodes=tuple(sorted({n for p in ranks for n in p.numa_nodes})),
+                          socket=sockets.pop() if len(sockets) == 1 else None,
+                          core_kind=next(iter(kinds)) if len(kinds) == 1 else "mixed", core_kinds=kinds,
+                          numa_warning="; ".join(warnings) or None)
+
+
+def place_ranks(nodes: Mapping[str, Topology], scope: str, smt: bool = False,
+                allowed: Mapping[str, set[int] | frozenset[int] | None] | None = None) -> list[RankPlacement]:
+    """Every rank of ``scope`` on the cluster ``nodes`` (name -> topology, in the order to fill
+    them): ``R*cores:k`` on the first node that holds all R ranks; ``R*socket`` on the first
+    node with R sockets, else sockets node by node in order; ``R*node`` on the first R nodes.
+    ``allowed`` limits each node's CPUs (as in ``resolve_scope``). Raises
+    :class:`ScopeUnavailable` naming why the nodes cannot hold every rank."""
+    s = parse_scope(scope)
+    allow = allowed or {}
+    held: dict[str, list[ScopePlacement]] = {}
+    reasons: dict[str, str] = {}
+    for name, topo in nodes.items():
+        try:
+            held[name] = rank_placements(topo, s.text, smt, allow.get(name))
+        except ScopeUnavailable as e:
+            reasons[name] = e.reason
+    whole = [n for n, ps in held.items() if len(ps) >= s.ranks]
+    if whole and s.kind != "node":
+        return [RankPlacement(r, whole[0], p) for r, p in enumerate(held[whole[0]][:s.ranks])]
+    out = [RankPlacement(0, n, p) for n, ps in held.items() for p in ps]
+    if s.kind != "cores" and len(out) >= s.ranks:
+        return [RankPlacement(r, rp.node, rp.placement) for r, rp in enumerate(out[:s.ranks])]
+    unit = {"cores": f"{s.ranks} disjoint sets of {s.rank.text} on one node",
+            "socket": f"{s.ranks} sockets", "node": f"{s.ranks} nodes, one whole node per rank"}[s.kind]
+    found = "; ".join([f"{n}: holds {len(ps)}" for n, ps in held.items()] +
+                      [f"{n}: {r}" for n, r in reasons.items()])
+    raise ScopeUnavailable(f"{s.text} needs {unit}; {len(nodes)} node{'s' if len(nodes) != 1 else ''} here "
+                           f"({found or 'none'})")

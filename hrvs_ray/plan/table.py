@@ -1,6 +1,7 @@
 """The paper's Table 1 from metadata alone: informative / padding / total MP per optimizer
 step and planned memory, per input set and batching policy; and the checks every plan
-(``hrvs-ray plan``, the sweep's pre-flight, ``data check``) makes before anything runs.
+(``hrvs-ray plan``, the sweep's pre-flight, ``data check``) makes before anything runs; and,
+for a sweep with data-parallel scopes, the pixel side of each split (``split_table``).
 
 Pure: no torch, no ray, no pixels.
 """
@@ -16,9 +17,11 @@ from ..config import InputSetSpec, Sweep, SweepError
 from ..data.shapes import METADATA_CSV, ShapeTable, read_metadata_csv, shipped_shape_table, transformed_arrays
 from ..metrics import ratio_of_sums
 from ..remedy_axes import Remedy
+from ..scopes import ranks_of
 from .epoch import policy_views
 from .memory_model import estimate_step_bytes
 from .policies import step_indices, step_pixel_stats
+from .rank_split import SPLITS, rank_padded_px, split_step
 from .shape_diversity import distinct_counts, step_pass_shapes
 
 Estimator = Callable[[int, Remedy], int]   # (pixels of a pass, remedy) -> planned bytes
@@ -133,7 +136,45 @@ def _policy_entry(sweep: Sweep, iset: InputSetSpec, policy: Remedy, h: np.ndarra
          # steps only, and compiling adds the compiler's own memory at every (re)compile
          **({"compile": r.compile, "gb": None} if r.compile != "eager" else
             {"gb": _mma([estimate(int(p), r) for p in stats["largest_pass"]], 1e9)})}
-        for r in spec.combinations() if (r.batching, r.kernel_cache, r.shape_round) ==
+        for r in spec.combinations(ranks=1) if (r.batching, r.kernel_cache, r.shape_round) ==
         (spec.batching[0], spec.kernel_cache[0], spec.shape_round[0])]
     entry["memory_gb"] = entry["memory"][0]["gb"]
     return entry
+
+
+def data_parallel_ranks(sweep: Sweep) -> tuple[int, ...]:
+    """The distinct rank counts of the sweep's data-parallel scopes (every cluster's), ascending."""
+    scopes = set(sweep.scopes) | {s for c in sweep.clusters if c.scopes for s in c.scopes}
+    return tuple(sorted({ranks_of(s) for s in scopes} - {1}))
+
+
+def split_table(sweep: Sweep, n_batches: int, shapes: ShapeTable) -> list[dict]:
+    """The pixel side of each split, from metadata alone: per input set, batching policy of the
+    sweep, data-parallel rank count and split policy (all three, listed or not), over the
+    same ``n_batches`` seeded steps as Table 1: the mean pixel imbalance of a step (largest
+    rank's padded px ÷ the ranks' mean), Σ over the steps of the largest rank's padded MP
+    (the work that sets the pace), and ``vs_shard`` = shard's Σ ÷ this split's Σ."""
+    out = []
+    spec = sweep.remedies
+    for iset in sweep.input_sets:
+        h, w = transformed_arrays(iset, shapes.heights, shapes.widths)
+        for batching in spec.batching:
+            policy = replace(spec.combinations()[0], batching=batching)
+            idx = step_indices(policy, h, w, sweep.training.seed, 0, iset.batch_size, n_batches,
+                               sweep.training.warmup_steps)
+            micro = policy.micro_batch if batching == "accumulate" else 0
+            for ranks in data_parallel_ranks(sweep):
+                largest: dict[str, int] = {}
+                for split in SPLITS:
+                    worst, imbalance = 0, []
+                    for row in idx.tolist():
+                        step = [(int(h[i]), int(w[i])) for i in row]
+                        px = rank_padded_px(step, split_step(step, ranks, split, policy.shape_round), split,
+                                            policy.shape_round, micro)
+                        worst += max(px)
+                        imbalance.append(max(px) * len(px) / sum(px) if sum(px) else 1.0)
+                    largest[split] = worst
+                    out.append({"input_set": iset.name, "batching": batching, "ranks": ranks, "split": split,
+                                "imbalance": float(np.mean(imbalance)), "largest_rank_mp": worst / 1e6,
+                                "vs_shard": largest["shard"] / worst if worst else 1.0})
+    return out
