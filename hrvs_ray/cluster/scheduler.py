@@ -69,9 +69,13 @@ class Scheduler:
 
     def next_group(self, idle: set[str]) -> tuple[Pending, list[str]] | None:
         """The first queued data-parallel cell whose nodes are all idle now, with those nodes
-        (untried ones first, then by id). Its attempt is recorded once, under its first node."""
+        (untried ones first, then by id), unless a single-rank cell queued before it can run on
+        an idle node (cells run in queue order). Its attempt is recorded once, under its first
+        node."""
         for p in self.queue:
             if ranks_of(p.cell.scope) == 1:
+                if any(self.may_run(p, n) for n in idle):
+                    return None      # queue order: an earlier single-rank cell takes an idle node first
                 continue
             free = sorted(p.feasible & idle - self.dead, key=lambda n: (n in p.tried_nodes, n))
             need = nodes_needed(p.cell.scope)

@@ -185,8 +185,10 @@ def _dp_cells(tmp_path, scope: str):
 
 def test_a_data_parallel_cell_waits_for_all_its_nodes_and_never_goes_to_one(tmp_path):
     single, dp = _dp_cells(tmp_path, "2*node")
-    s = Scheduler([Pending(c, {"n1", "n2", "n3"}) for c in [*dp[:1], *single]], retries=1)
-    assert s.next_for("n1").cell.scope == "cores:1"          # next_for skips the 2-rank cell
+    s = Scheduler([Pending(c, {"n1", "n2", "n3"}) for c in [*single[:1], *dp[:1], *single[1:]]], retries=1)
+    assert s.next_group({"n1", "n2", "n3"}) is None           # queue order: the 1-rank cell is first...
+    s.queue.rotate(-1)                                        # (put the 2-rank cell first again)
+    assert s.next_for("n1").cell.scope == "cores:1"          # ...and next_for skips the 2-rank cell
     assert s.next_group({"n2"}) is None                       # one idle node is not enough
     p, nodes = s.next_group({"n2", "n3"})
     assert p.cell == dp[0] and nodes == ["n2", "n3"] and p.tried == ["n2"]   # one attempt
