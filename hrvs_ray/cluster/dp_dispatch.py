@@ -111,6 +111,10 @@ class DataParallelCells:
         """End every cell still running (the sweep is stopping)."""
         for ref in list(self.inflight):
             ray_train.cancel(ref)
+        try:       # each cell removed its own storage folder; the scratch folder goes once empty
+            self.scratch.rmdir()
+        except OSError:
+            pass
 
 
 def _failure(error: str, r: GroupRunning, lost: list[NodeView], limit: float) -> Failure:
