@@ -27,6 +27,7 @@ from ..plan.preflight import preflight_plans
 from ..plan.step_plans import StepPlans
 from ..store import ResultStore
 from . import ray_io
+from .dp_dispatch import DataParallelCells
 from .failures import Failure, FailureKind
 from .nodes import NodeView, assign_clusters
 from .provenance import code_identity
@@ -212,12 +213,14 @@ class CellLoop:
         self.inflight: dict[Any, Running] = {}
         self.hosts: dict[str, Host] = {}
         self.last_node_check = 0.0
+        self.dp = DataParallelCells(self)     # cells of N*SCOPE scopes: dp_dispatch
 
     def run(self) -> None:
         try:
-            while len(self.sched) or self.inflight:
+            while len(self.sched) or self.inflight or self.dp.inflight:
+                self.dp.launch()
                 self.launch()
-                if not self.inflight:
+                if not self.inflight and not self.dp.inflight:
                     for p in list(self.sched.queue):   # queued, but no live node may take them
                         self.sched.queue.remove(p)
                         self.crashed(p, None, Failure(FailureKind.NODE_LOST, "no live node of its cluster is left"))
@@ -226,6 +229,7 @@ class CellLoop:
                 self.check_timeouts()
                 self.check_nodes()
         finally:
+            self.dp.close()
             # every host closes its zygote and waits for it; a running cell dies with its host
             ray_io.close_hosts([h.handle for nid, h in sorted(self.hosts.items()) if nid not in self.sched.dead])
             for nid in self.sched.dead & set(self.hosts):
@@ -268,7 +272,10 @@ class CellLoop:
             self.idle.discard(nid)
 
     def collect(self) -> None:
-        for ref in ray_io.wait_one(list(self.inflight), POLL_S):
+        for ref in ray_io.wait_one([*self.inflight, *self.dp.inflight], POLL_S):
+            if ref in self.dp.inflight:
+                self.dp.collect(ref)
+                continue
             r = self.inflight.pop(ref)
             nid = r.node.ray_node_id
             try:
@@ -296,6 +303,7 @@ class CellLoop:
         ray_io.kill_host(host.handle)
 
     def check_timeouts(self) -> None:
+        self.dp.check_timeouts()
         limit = self.sweep.execution.cell_timeout_s
         now = time.monotonic()
         for r in list(self.inflight.values()):

@@ -6,11 +6,15 @@ import os
 import socket
 from typing import Any
 
+from ..node.placement import rank_placements
 from ..node.topology import ScopeUnavailable, read_topology, resolve_scope
+from ..scopes import ranks_of
 
 
 def probe_node(scopes: list[str]) -> dict[str, Any]:
-    """Describe this node and map each scope to CPUs (or say why it cannot be provided)."""
+    """Describe this node and map each scope to CPUs (or say why it cannot be provided). A
+    data-parallel ``N*SCOPE`` maps to the list of rank placements this node can hold
+    (``node.placement.rank_placements``: disjoint CPU sets, one per rank)."""
     from ..node.description import collect_node_info
     from ..node.sysfs import TopologyError
     from .provenance import code_identity
@@ -28,12 +32,14 @@ def probe_node(scopes: list[str]) -> dict[str, Any]:
     placements: dict[str, Any] = {}
     for scope in scopes:
         try:
-            placements[scope] = resolve_scope(topo, scope, allowed=allowed)
+            placements[scope] = (rank_placements(topo, scope, allowed=allowed) if ranks_of(scope) > 1
+                                 else resolve_scope(topo, scope, allowed=allowed))
         except ScopeUnavailable as e:
             placements[scope] = str(e)
     # the library baseline and each CPU set's ceiling, each in a short-lived process of its own
     from ..probes.ceiling import measure_node
     from ..train.library_baseline import measure_library
-    info.update(measure_node(placements, measure_library))
+    # a rank's CPU set is its rank scope's: the ceilings are those of the single-rank scopes
+    info.update(measure_node({s: p for s, p in placements.items() if not isinstance(p, list)}, measure_library))
     return {"info": info, "placements": placements, "hostname": socket.gethostname(), "pid": os.getpid(),
             "code": code_identity()}

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..plan.cells import CellSpec
+from ..scopes import ranks_of
 from .provenance import driver_identity
 
 
@@ -60,6 +61,9 @@ class CellOutcome:
     compile_cache_state: str | None = None   # compiled cells: empty | filled (N files) at the start
     facts: ProcessFacts | None = None
     steps: Any = None                 # pyarrow.Table of the steps, or None
+    # a data-parallel cell's own columns (ranks, dp_backend, dp_backend_version,
+    # ray_train_version, rank_layout: train.data_parallel.summarise); None for one rank
+    data_parallel: dict[str, Any] | None = None
 
     @staticmethod
     def not_run(status: str, why: str) -> CellOutcome:
@@ -85,8 +89,11 @@ def cell_row(cell: CellSpec, node: NodeRef | None, attempts: int, outcome: CellO
         # the driver's code beside the cell process's (hrvs_ray_version, git_revision below)
         **driver_identity(),
     }
-    out = {f.name: getattr(outcome, f.name) for f in fields(outcome) if f.name not in ("facts", "steps")}
+    apart = ("facts", "steps", "data_parallel")
+    out = {f.name: getattr(outcome, f.name) for f in fields(outcome) if f.name not in apart}
     row.update(out)
+    row["ranks"] = ranks_of(cell.scope)
+    row.update(outcome.data_parallel or {})
     if outcome.facts is not None:
         facts = asdict(outcome.facts)
         facts["cpus"] = list(facts["cpus"])

@@ -127,3 +127,59 @@ def check_torch_threads(expected: int) -> int:
     import torch  # noqa: PLC0415 - lazily, so importing this module never loads torch
     got = torch.get_num_threads()
     return got
+
+
+def thread_masks() -> dict[int, tuple[str, tuple[int, ...]]]:
+    """Every thread of this process: tid -> (its name, the CPUs it may run on), read from
+    ``/proc/self/task/*/{comm,status}`` (``Cpus_allowed_list``). A thread that exits while
+    being read is left out."""
+    from .sysfs import parse_cpulist
+
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        task = Path("/proc/self/task") / tid
+        try:
+            name = (task / "comm").read_text().strip()
+            status = (task / "status").read_text()
+        except OSError:
+            continue
+        line = next((ln for ln in status.splitlines() if ln.startswith("Cpus_allowed_list:")), None)
+        if line is not None:
+            out[int(tid)] = (name, parse_cpulist(line.split(":", 1)[1].strip()))
+    return out
+
+
+@dataclass(frozen=True)
+class ThreadCheck:
+    """What :func:`pin_stragglers` found and did: threads seen, the ones outside the set
+    (``name:tid``), and those it could not move (ended threads do not count)."""
+    threads: int
+    outside: tuple[str, ...]
+    not_pinned: tuple[str, ...]
+
+    def text(self) -> str:
+        if not self.outside:
+            return f"all {self.threads} threads inside the CPU set"
+        moved = len(self.outside) - len(self.not_pinned)
+        tail = f"; could not move {', '.join(self.not_pinned)}" if self.not_pinned else ""
+        return (f"{len(self.outside)} of {self.threads} threads were outside the CPU set "
+                f"({', '.join(self.outside)}); {moved} re-pinned{tail}")
+
+
+def pin_stragglers(cpus: tuple[int, ...] | list[int]) -> ThreadCheck:
+    """Check that every thread of this process may run only on ``cpus``, and pin those that
+    may run elsewhere: libraries that start threads after the placement (gloo's, for one)
+    or whose threads were created by a thread that never got the mask."""
+    want = tuple(sorted(cpus))
+    seen = thread_masks()
+    outside, failed = [], []
+    for tid, (name, allowed) in sorted(seen.items()):
+        if tuple(sorted(allowed)) == want:
+            continue
+        outside.append(f"{name}:{tid}")
+        try:
+            os.sched_setaffinity(tid, set(want))
+        except OSError as e:
+            if e.errno != errno.ESRCH:
+                failed.append(f"{name}:{tid} ({e.strerror})")
+    return ThreadCheck(len(seen), tuple(outside), tuple(failed))

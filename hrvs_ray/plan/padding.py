@@ -57,13 +57,17 @@ def round_up(x: int | np.ndarray, multiple: int) -> int | np.ndarray:
     return x if not multiple else -(-x // multiple) * multiple
 
 
-def geometry(ids: Sequence[str], shapes: Mapping[str, tuple[int, int]], shape_round: int = 0) -> BatchGeometry:
+def geometry(ids: Sequence[str], shapes: Mapping[str, tuple[int, int]], shape_round: int = 0,
+             pad_to: tuple[int, int] | None = None) -> BatchGeometry:
     """Pad every image to the batch's largest height and width (rounded up to a multiple of
     ``shape_round`` px when given), centred as the authors' MAMe trainer does (the odd pixel
-    of padding goes to the bottom / right)."""
+    of padding goes to the bottom / right). ``pad_to``: at least this (H, W) (a data-parallel
+    rank under the ``uniform`` split pads to the step's largest image)."""
     hw = [shapes[i] for i in ids]
     H = round_up(max(h for h, _ in hw), shape_round)
     W = round_up(max(w for _, w in hw), shape_round)
+    if pad_to is not None:
+        H, W = max(H, pad_to[0]), max(W, pad_to[1])
     places = tuple(Placement((H - h) // 2, (W - w) // 2, h, w) for h, w in hw)
     return BatchGeometry(tuple(ids), H, W, places)
 

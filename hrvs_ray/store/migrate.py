@@ -8,8 +8,9 @@ Format history (like pyperf's JSON format history), newest first:
   ``rank_compute_seconds``, ``rank_sync_seconds``, ``rank_px`` (each rank's pixels as trained,
   padding included) and ``image_rank`` (the rank that trained each image, aligned with
   ``image_ids``), null for a single-rank step; cells gain ``dp_backend`` (``gloo`` | ``nccl``),
-  ``dp_backend_version`` (NCCL's version for nccl, torch's for gloo) and ``ray_train_version``,
-  null for a single-rank cell. A data-parallel step's ``seconds`` is its slowest rank's step,
+  ``dp_backend_version`` (NCCL's version for nccl, torch's for gloo), ``ray_train_version``
+  and ``rank_layout`` (JSON: each rank's node, CPU set, threads, pid and pin check), null for
+  a single-rank cell. A data-parallel step's ``seconds`` is its slowest rank's step,
   its ``cores`` the total over its ranks, and its pixel columns and ``image_ids`` cover the
   whole global batch. Older folders read as ``ranks`` = 1 (every cell was single-rank; a
   newer row without it, e.g. a skipped cell, takes its scope's rank count) and ``split`` =

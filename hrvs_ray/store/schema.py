@@ -102,6 +102,8 @@ CELLS_SCHEMA = pa.schema([
     # gloo, which ships inside torch) and Ray Train's
     ("ranks", pa.int32()), ("split", pa.string()), ("dp_backend", pa.string()),
     ("dp_backend_version", pa.string()), ("ray_train_version", pa.string()),
+    # each rank's node, CPU set, threads, pid and pin check (JSON list in rank order)
+    ("rank_layout", pa.string()),
 ])
 
 NODES_SCHEMA = pa.schema([

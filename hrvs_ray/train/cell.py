@@ -69,7 +69,7 @@ def configure_determinism(device: str) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def _sync(device: str) -> None:
+def sync_device(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
 
@@ -84,26 +84,62 @@ def cell_batches(spec: CellSpec, dataset: Dataset) -> list[tuple[str, ...]]:
     return list(StepPlans(table).batches(spec))
 
 
+def step_geometries(spec: CellSpec, ids: Sequence[str], shapes: dict[str, tuple[int, int]],
+                    pad_to: tuple[int, int] | None = None) -> list[BatchGeometry]:
+    """Each pass's geometry (one pass unless ``accumulate``), padded to its own largest image
+    (rounded up under ``shape_round``), or to at least ``pad_to``."""
+    return [geometry(list(ids[part]), shapes, spec.remedy.shape_round, pad_to)
+            for part in micro_slices(len(ids), spec.remedy)]
+
+
 def step_input(spec: CellSpec, ids: Sequence[str], dataset: Dataset, prepared: PreparedSet,
-               shapes: dict[str, tuple[int, int]]) -> StepInput:
-    """Collate every pass of one step (one pass unless ``accumulate``), each padded only to
-    its own largest image (rounded up under ``shape_round``). With one pass the fingerprint
+               shapes: dict[str, tuple[int, int]], pad_to: tuple[int, int] | None = None) -> StepInput:
+    """Collate every pass of one step (:func:`step_geometries`). With one pass the fingerprint
     is the paper's batch fingerprint."""
     t0 = time.perf_counter()
     device = spec.model.device
     passes, geoms, prints = [], [], []
-    for part in micro_slices(len(ids), spec.remedy):
-        part_ids = list(ids[part])
-        geom = geometry(part_ids, shapes, spec.remedy.shape_round)
+    for geom in step_geometries(spec, ids, shapes, pad_to):
+        part_ids = list(geom.ids)
         buf, fingerprint = collate(geom, [prepared.get(i) for i in part_ids], None, spec.remedy.memory_format)
         y = torch.tensor([dataset.label(i) for i in part_ids], dtype=torch.long, device=device)
         passes.append((buf.to(device, non_blocking=False), y))
         geoms.append(geom)
         prints.append(fingerprint)
-    _sync(device)
+    sync_device(device)
     fingerprint = prints[0] if len(prints) == 1 else hashlib.blake2b(
         "|".join(prints).encode(), digest_size=16).hexdigest()
     return StepInput(passes, geoms, fingerprint, time.perf_counter() - t0)
+
+
+@dataclass
+class CellData:
+    """A cell's planned batches and their prepared images (untimed)."""
+    dataset: Dataset
+    prepared: PreparedSet
+    batches: list[tuple[str, ...]]
+    shapes: dict[str, tuple[int, int]]      # as trained (after the input set's resize)
+    stats: Any                              # PreparedSet.prepare's: decoded / cached counts
+    seconds: float
+
+
+def prepare_data(spec: CellSpec, dataset_spec: DatasetSpec, cores: int) -> CellData:
+    """Open the dataset, take the cell's step plan, make sure every image of it is prepared."""
+    t_prep = time.perf_counter()
+    dataset = open_dataset(dataset_spec)
+    prepared = PreparedSet(dataset, spec.input_set, Path(dataset_spec.cache))
+    batches = cell_batches(spec, dataset)
+    stats = prepared.prepare(sorted({i for b in batches for i in b}), workers=max(1, cores))
+    shapes = {i: prepared.shape(i) for b in batches for i in b}
+    return CellData(dataset, prepared, batches, shapes, stats, time.perf_counter() - t_prep)
+
+
+def cell_model(spec: CellSpec) -> torch.nn.Module:
+    """The cell's model, freshly initialised from its seed and run, in training mode: the
+    same weights for every scope, rank count and split of the cell."""
+    model = build_model(spec.model, derived_seed(spec.seed, spec.run, MODEL_SEED), spec.remedy.checkpointing,
+                        spec.remedy.memory_format)
+    return model.train()
 
 
 def run_cell(spec: CellSpec, dataset_spec: DatasetSpec, node: str, cores: int, counters: Any) -> CellResult:
@@ -111,17 +147,11 @@ def run_cell(spec: CellSpec, dataset_spec: DatasetSpec, node: str, cores: int, c
     probes.counters object (begin()/end() around each timed step)."""
     device = spec.model.device
     configure_determinism(device)
-    t_prep = time.perf_counter()
-    dataset = open_dataset(dataset_spec)
-    prepared = PreparedSet(dataset, spec.input_set, Path(dataset_spec.cache))
-    batches = cell_batches(spec, dataset)
-    stats = prepared.prepare(sorted({i for b in batches for i in b}), workers=max(1, cores))
-    shapes = {i: prepared.shape(i) for b in batches for i in b}
-    prepare_seconds = time.perf_counter() - t_prep
+    data = prepare_data(spec, dataset_spec, cores)
+    dataset, prepared, batches, shapes = data.dataset, data.prepared, data.batches, data.shapes
+    stats, prepare_seconds = data.stats, data.seconds
 
-    model = build_model(spec.model, derived_seed(spec.seed, spec.run, MODEL_SEED), spec.remedy.checkpointing,
-                        spec.remedy.memory_format)
-    model.train()
+    model = cell_model(spec)
     optimizer = build_optimizer(spec.optimizer, model)   # on the eager module's parameters: same maths
     if spec.remedy.compile == "eager":
         baseline = memory.status_bytes()
@@ -167,7 +197,7 @@ def _train(spec: CellSpec, model: torch.nn.Module, optimizer: torch.optim.Optimi
             row |= {"compiles": 0, "compile_seconds": 0.0, "recompile_limit_hit": False, "ran_eager": True,
                     "graph_breaks": 0}
         row["replay"] = step >= len(batches)
-        rows.append(row | _identity(spec, node, cores, step) | _pixels(spec, data)
+        rows.append(row | step_identity(spec, node, cores, step) | step_pixels(spec, data.geometries, data.fingerprint)
                     | {"distinct_shapes_seen": distinct, "new_shape": new, "baseline_anon_bytes": baseline_anon})
         del data
     return rows
@@ -189,7 +219,7 @@ def _timed_step(spec: CellSpec, model: torch.nn.Module, optimizer: torch.optim.O
     counters.begin()
     t1 = time.perf_counter()
     loss = train_step(model, optimizer, data.passes, spec.remedy.precision)
-    _sync(device)
+    sync_device(device)
     seconds = time.perf_counter() - t1
     sample = counters.end()
     own = time.process_time() - own0
@@ -201,23 +231,22 @@ def _timed_step(spec: CellSpec, model: torch.nn.Module, optimizer: torch.optim.O
             **cpu_use(cpu0, cpu1, own), **sample}
 
 
-def _identity(spec: CellSpec, node: str, cores: int, step: int) -> dict[str, Any]:
+def step_identity(spec: CellSpec, node: str, cores: int, step: int) -> dict[str, Any]:
     r = spec.remedy
     return {"sweep": spec.sweep, "cell_id": spec.cell_id, "cluster": spec.cluster, "node": node,
             "scope": spec.scope, "cores": cores, "input_set": spec.input_set.name,
             "batch_size": spec.input_set.batch_size, "run": spec.run, "step": step,
-            "warmup": step < spec.warmup_steps, "device": spec.model.device, **r.to_row()}
+            "warmup": step < spec.warmup_steps, "device": spec.model.device, "ranks": 1, **r.to_row()}
 
 
-def _pixels(spec: CellSpec, data: StepInput) -> dict[str, Any]:
+def step_pixels(spec: CellSpec, g: Sequence[BatchGeometry], fingerprint: str) -> dict[str, Any]:
     """Pixel accounting summed over the step's passes; the batch shape is the largest pass's.
     FLOPs of a ResNet scale exactly with the images of a pass, so each distinct (H, W) is
     counted once on meta tensors and multiplied; counted on two images, because BatchNorm
     refuses a single image whose last feature map is 1x1 even on meta tensors."""
-    g = data.geometries
     flops = sum(step_flops(spec.model.arch, spec.model.num_classes, (2, 3, x.height, x.width)) // 2 * x.batch_size
                 for x in g)
-    return {"batch_fingerprint": data.fingerprint, "micro_batches": len(g),
+    return {"batch_fingerprint": fingerprint, "micro_batches": len(g),
             "batch_height": max(x.height for x in g), "batch_width": max(x.width for x in g),
             "informative_px": sum(x.informative_px for x in g), "padding_px": sum(x.padding_px for x in g),
             "total_px": sum(x.total_px for x in g), "pass_px": max(x.total_px for x in g), "flops": flops,

@@ -3,7 +3,10 @@
 trust it), plus the Adam optimiser of the paper."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.utils.checkpoint
@@ -63,22 +66,33 @@ def _loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precision: s
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-               passes: Sequence[tuple[torch.Tensor, torch.Tensor]], precision: str) -> torch.Tensor:
+               passes: Sequence[tuple[torch.Tensor, torch.Tensor]], precision: str,
+               scale: float = 1.0, no_sync: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+               marks: list[float] | None = None) -> torch.Tensor:
     """Forward + backward of every pass, then one optimiser step: the timed unit.
 
     One pass is the paper's step. Several passes (gradient accumulation) each weigh their
     mean loss by their share of the batch, so the summed gradients are those of the mean
     loss over the whole batch; with one pass the weight is exactly 1 and the step is
-    bitwise the single-pass step. Returns the batch's mean loss.
+    bitwise the single-pass step. Returns the batch's mean loss (before ``scale``).
+
+    A data-parallel rank (``train.data_parallel``) passes ``scale`` (its share of the global
+    batch times the rank count: DDP averages over ranks), ``no_sync`` (DDP's: only the last
+    pass all-reduces) and ``marks``, which gets the time backward returned, before the
+    optimiser step. A single-rank cell passes none of them and runs exactly as before.
     """
     optimizer.zero_grad(set_to_none=True)
     n = sum(int(y.shape[0]) for _, y in passes)
     total = None
-    for x, y in passes:
-        loss = _loss(model, x, y, precision)
-        if len(passes) > 1:
-            loss = loss * (y.shape[0] / n)
-        loss.backward()
+    for k, (x, y) in enumerate(passes):
+        quiet = no_sync is not None and k < len(passes) - 1
+        with no_sync() if quiet else contextlib.nullcontext():
+            loss = _loss(model, x, y, precision)
+            if len(passes) > 1:
+                loss = loss * (y.shape[0] / n)
+            (loss if scale == 1.0 else loss * scale).backward()
         total = loss.detach() if total is None else total + loss.detach()
+    if marks is not None:
+        marks.append(time.perf_counter())
     optimizer.step()
     return total

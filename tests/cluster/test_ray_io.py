@@ -12,6 +12,7 @@ from tests.helpers import REPO
 PKG = REPO / "hrvs_ray"
 RAY_HOME = "hrvs_ray/cluster/ray_io.py"
 TOKEN_PROBE = "hrvs_ray/cluster/auth.py"
+RAY_TRAIN = "hrvs_ray/cluster/ray_train.py"      # Ray Train, public names only
 
 
 def _modules() -> dict[str, ast.Module]:
@@ -30,9 +31,9 @@ def _ray_imports(tree: ast.Module) -> list[str]:
 
 
 @pytest.mark.slow
-def test_only_ray_io_and_the_token_probe_import_ray():
+def test_only_ray_io_the_token_probe_and_ray_train_import_ray():
     importers = {path for path, tree in _modules().items() if _ray_imports(tree)}
-    assert importers == {RAY_HOME, TOKEN_PROBE}
+    assert importers == {RAY_HOME, TOKEN_PROBE, RAY_TRAIN}
 
 
 def test_the_token_probe_imports_only_rays_public_exceptions():

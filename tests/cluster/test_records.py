@@ -65,7 +65,8 @@ def test_every_key_of_a_row_is_a_column_and_survives_the_store(tmp_path):
     cell = _cells()[("accumulate", "bfloat16")]
     row = cell_row(cell, NodeRef("n1", "ray-id", "host-1"), 1, _outcome())
     assert set(row) <= set(CELLS_SCHEMA.names), set(row) - set(CELLS_SCHEMA.names)
-    missing = {f.name for f in fields(ProcessFacts)} | {f.name for f in fields(CellOutcome)} - {"facts", "steps"}
+    apart = {"facts", "steps", "data_parallel"}      # data_parallel: its own columns, next test
+    missing = {f.name for f in fields(ProcessFacts)} | {f.name for f in fields(CellOutcome)} - apart
     assert missing <= set(row)
     st = ResultStore.open(tmp_path / "r", "rec", "fp", {})
     st.write_cell(row, None)
@@ -146,3 +147,18 @@ def test_a_result_that_cannot_be_written_fails_the_sweep_keeps_the_result_and_is
     assert pickle.loads((kept / "cell.pickle").read_bytes())["row"]["cell_id"] == cell.cell_id
     assert oct(kept.stat().st_mode & 0o777) == "0o700"
     assert any("could not be written" in line for line in bar.lines)
+
+
+def test_a_data_parallel_cells_own_columns_are_columns():
+    """``CellOutcome.data_parallel`` (what ``train.data_parallel.summarise`` gives) lands in
+    columns of its own; a single-rank cell's row says ranks 1 and leaves them null."""
+    from dataclasses import replace
+
+    cell = _cells()[("pad", "float32")]
+    dp = {"ranks": 2, "dp_backend": "gloo", "dp_backend_version": "2.14.1", "ray_train_version": "2.60.0",
+          "rank_layout": '[{"rank": 0}, {"rank": 1}]'}
+    row = cell_row(replace(cell, scope="2*cores:1"), NodeRef("n1", "ray-id", "host-1"), 1,
+                   replace(_outcome(), data_parallel=dp))
+    assert set(dp) <= set(row) <= set(CELLS_SCHEMA.names) and row["ranks"] == 2
+    one = cell_row(cell, NodeRef("n1", "ray-id", "host-1"), 1, _outcome())
+    assert one["ranks"] == 1 and "dp_backend" not in one

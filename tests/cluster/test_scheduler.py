@@ -174,3 +174,48 @@ def test_a_dead_node_is_never_handed_a_cell(tmp_path):
     s = Scheduler([Pending(c, {"n1", "n2"}) for c in cells], retries=1)
     s.node_lost("n1")
     assert s.next_for("n1") is None and s.next_for("n2") is not None
+
+
+def _dp_cells(tmp_path, scope: str):
+    d = tiny_sweep_dict(tmp_path)
+    d["scopes"] = ["cores:1", scope]
+    cells = plan_cells(parse_sweep(d), ["a"])
+    return [c for c in cells if c.scope == "cores:1"], [c for c in cells if c.scope == scope]
+
+
+def test_a_data_parallel_cell_waits_for_all_its_nodes_and_never_goes_to_one(tmp_path):
+    single, dp = _dp_cells(tmp_path, "2*node")
+    s = Scheduler([Pending(c, {"n1", "n2", "n3"}) for c in [*single[:1], *dp[:1], *single[1:]]], retries=1)
+    assert s.next_group({"n1", "n2", "n3"}) is None           # queue order: the 1-rank cell is first...
+    s.queue.rotate(-1)                                        # (put the 2-rank cell first again)
+    assert s.next_for("n1").cell.scope == "cores:1"          # ...and next_for skips the 2-rank cell
+    assert s.next_group({"n2"}) is None                       # one idle node is not enough
+    p, nodes = s.next_group({"n2", "n3"})
+    assert p.cell == dp[0] and nodes == ["n2", "n3"] and p.tried == ["n2"]   # one attempt
+    # a rank's node left: retried on the nodes it has not tried first
+    s.node_lost("n3")
+    assert s.after_crash(p)
+    p2, nodes2 = s.next_group({"n1", "n2"})
+    assert p2 is p and nodes2 == ["n1", "n2"] and len(p.tried) == 2
+    assert not s.after_crash(p)                                # its retry is spent
+    s.queue.append(p)
+    assert p not in s.node_lost("n4")                          # n1, n2 live: it can still run
+    assert p in s.node_lost("n1")                              # one live node left: stranded
+
+
+def test_feasibility_counts_the_ranks_a_node_holds_and_the_nodes_a_scope_needs(tmp_path):
+    from hrvs_ray.cluster.scheduler import feasibility
+    from hrvs_ray.node.topology_types import ScopePlacement
+
+    def node(name, ranks):
+        one = ScopePlacement("cores:1", (0,), 1, (), 0)
+        return NodeView(name, name, {}, 2, 0, placements={"2*cores:1": [one] * ranks, "2*node": [one]},
+                        name=name, cluster="a")
+
+    _, (cell, *_) = _dp_cells(tmp_path, "2*cores:1")
+    ok, why = feasibility(cell, [node("n1", 1), node("n2", 2)], 0, 0.9)
+    assert ok == {"n2"} and "holds 1" in why
+    _, (cell, *_) = _dp_cells(tmp_path, "2*node")
+    assert feasibility(cell, [node("n1", 1), node("n2", 1)], 0, 0.9)[0] == {"n1", "n2"}
+    ok, why = feasibility(cell, [node("n1", 1)], 0, 0.9)
+    assert ok == set() and "needs 2 nodes" in why

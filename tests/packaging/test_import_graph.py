@@ -19,8 +19,8 @@ PKG = REPO / "hrvs_ray"
 # Design guide: config, plan, store and metrics are pure and fast to test.
 PURE = ("config", "plan", "store", "metrics")
 # the only modules that may import ray themselves (ray_io: everything Ray; auth: Ray's
-# public exception type for a refused token)
-RAY_MODULES = {"hrvs_ray.cluster.ray_io", "hrvs_ray.cluster.auth"}
+# public exception type for a refused token; ray_train: Ray Train, for data-parallel cells)
+RAY_MODULES = {"hrvs_ray.cluster.ray_io", "hrvs_ray.cluster.auth", "hrvs_ray.cluster.ray_train"}
 
 
 def _modules() -> dict[str, Path]:

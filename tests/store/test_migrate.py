@@ -161,7 +161,7 @@ def test_a_corrupt_sweep_json_is_refused_not_overwritten(tmp_path):
 # ---------------------------------------------------------------- schema 5 (issue 28): data-parallel cells
 
 DP_STEP_COLUMNS = ("rank_compute_seconds", "rank_sync_seconds", "rank_px", "image_rank")
-DP_CELL_COLUMNS = ("dp_backend", "dp_backend_version", "ray_train_version")
+DP_CELL_COLUMNS = ("dp_backend", "dp_backend_version", "ray_train_version", "rank_layout")
 
 
 def test_a_schema_1_folder_reads_as_single_rank_shard_cells(tmp_path):
