@@ -28,7 +28,7 @@ from ..metrics.data_parallel import (
     scaling_efficiency,
     setup_label,
 )
-from ..metrics.interval import Interval, Noise, ratio_interval, run_spread, value_interval
+from ..metrics.interval import LEVEL, Interval, Noise, ratio_interval, run_spread, value_interval
 from ..metrics.stats import Choice, choose
 from .answers import versus
 from .fmt import Cell, Table, interval_bases, sig
@@ -70,14 +70,16 @@ def grid(m: Merged) -> pd.DataFrame:
         # (ranks, split) -> its steps; a 1-rank cell's rank scope is its own scope, its split shard
         parts = {k: g for k, g in here.groupby(["ranks", "split"], sort=False)}
         one = parts.get((1, ONE_RANK_SPLIT), here.iloc[:0])
+        # each rank count's splits against its shard are one family (issue 26): simultaneous intervals
+        family = {r: sum(1 for (rr, sp) in parts if rr == r and sp != ONE_RANK_SPLIT) for r, _ in parts}
         for ranks, split in sorted(parts, key=lambda k: (k[0], SPLIT_ORDER.get(k[1], 9), k[1])):
             rows.append(_row(place, parts[(ranks, split)], ranks, split, one, parts.get((ranks, ONE_RANK_SPLIT)),
-                             run_sd))
+                             run_sd, 1 - (1 - LEVEL) / max(1, family[ranks])))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def _row(place: tuple, g: pd.DataFrame, ranks: int, split: str, one: pd.DataFrame,
-         shard: pd.DataFrame | None, run_sd: Noise | None) -> dict:
+         shard: pd.DataFrame | None, run_sd: Noise | None, level: float = LEVEL) -> dict:
     f = figures(g)
     _, low, high = value_interval(g, "s_per_informative_mp", run_sd)
     row = dict(zip(PLACE, place, strict=True), scope=str(g["scope"].iloc[0]), ranks=int(ranks), split=split,
@@ -90,7 +92,7 @@ def _row(place: tuple, g: pd.DataFrame, ranks: int, split: str, one: pd.DataFram
         if len(one):
             row["efficiency"] = scaling_efficiency(one, g, int(ranks), run_sd)
         if shard is not None and split != ONE_RANK_SPLIT:
-            row["vs_shard"] = ratio_interval(g, shard, "s_per_informative_mp", run_sd)
+            row["vs_shard"] = ratio_interval(g, shard, "s_per_informative_mp", run_sd, level=level)
     return row
 
 
@@ -145,7 +147,7 @@ def tables(g: pd.DataFrame) -> list[Table]:
         out.append(Table(f"Data-parallel — {cluster}, each rank {scope_label(rscope)}",
                          ["input set", "setup", "scope", "ranks", "split", "runs", "timed steps",
                           "s / informative MP (Σ s ÷ Σ MP) [95 % interval]",
-                          "split ÷ shard, s / informative MP [95 % interval]",
+                          "split ÷ shard, s / informative MP [simultaneous 95 % interval]",
                           "scaling efficiency (strong, same global batch) [95 % interval]",
                           "straggler share (Σ idle ÷ Σ ranks × s)", "pixel imbalance (Σ max ÷ Σ mean)"], rows,
                          note=NOTE + interval_bases(rows)))
@@ -157,7 +159,8 @@ NOTE = ("Every figure is a ratio of sums over the timed steps of all runs. Scali
         "steps both trained on the same images (1 = perfect). Straggler share: Σ over steps and ranks of (the "
         "slowest rank's compute − the rank's compute) ÷ Σ ranks × step seconds: the ranks' time spent waiting for "
         "the slowest. Pixel imbalance: Σ the largest rank's pixels as trained (padding included) ÷ Σ the ranks' "
-        "mean (1 = even). split ÷ shard below 1: the split is faster than shard; greyed where its 95 % interval "
+        "mean (1 = even). split ÷ shard below 1: the split is faster than shard; its intervals are simultaneous "
+        "over the splits of one rank count (each at 1 − 0.05 ÷ their number); greyed where the interval "
         "includes 1 (not measurable).")
 
 

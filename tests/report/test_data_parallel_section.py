@@ -62,6 +62,10 @@ def test_the_grid_holds_the_1_rank_cell_and_every_split_with_figures_from_the_st
     for r in g[(g["ranks"] == 2) & (g["split"] != "shard")].itertuples():
         assert r.vs_shard.value == pytest.approx(r.s_imp / shard["s_imp"])
         assert r.vs_shard.low <= r.vs_shard.value <= r.vs_shard.high
+        # the splits of one rank count against its shard: one family, simultaneous intervals
+        k = int(((g["ranks"] == r.ranks) & (g["split"] != "shard") & (g["input_set"] == r.input_set)
+                 & (g["setup"] == r.setup)).sum())
+        assert k == 2 and r.vs_shard.level == pytest.approx(1 - 0.05 / k)
 
 
 def test_the_answers_say_which_split_recovers_how_much(dp_grid):
