@@ -147,8 +147,7 @@ def group_value(steps: pd.DataFrame, name: str) -> float:
 
 
 def _narrow(steps: pd.DataFrame, name: str, keys: list[str] = ()) -> pd.DataFrame:
-    """Only the columns figure ``name`` and the grouping need: a steps frame is ~100 columns
-    wide, and every selection of rows copies them all."""
+    """Only the columns figure ``name`` and ``keys`` need (a row selection copies every column)."""
     figure_cols = ("peak_rss_bytes",) if name == PEAK else RATIOS[name][:2]
     need = dict.fromkeys([*keys, "run", "warmup", "replay", *figure_cols])
     return steps[[c for c in need if c in steps]]

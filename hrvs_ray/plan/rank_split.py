@@ -59,11 +59,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .padding import round_up
+
 SPLITS = ("shard", "balanced", "uniform")
-
-
-def _round(x: int, multiple: int) -> int:
-    return x if not multiple else -(-x // multiple) * multiple
 
 
 def _check(shapes: Sequence[tuple[int, int]], ranks: int, policy: str) -> None:
@@ -80,7 +78,7 @@ def _shard(n: int, ranks: int) -> list[list[int]]:
 def _padded(hs: list[int], ws: list[int], count: int, shape_round: int) -> int:
     if count == 0:
         return 0
-    return count * _round(max(hs), shape_round) * _round(max(ws), shape_round)
+    return count * round_up(max(hs), shape_round) * round_up(max(ws), shape_round)
 
 
 def _improve(shapes: Sequence[tuple[int, int]], start: list[list[int]], shape_round: int) -> list[list[int]]:
@@ -115,15 +113,15 @@ def _improve(shapes: Sequence[tuple[int, int]], start: list[list[int]], shape_ro
             for i in gw:
                 hw_, ww_ = rest_w[i]
                 if len(gw) > len(go):      # a move keeps counts equal ±1 only from the larger side
-                    nw = (len(gw) - 1) * _round(hw_, shape_round) * _round(ww_, shape_round) if len(gw) > 1 else 0
-                    no = (len(go) + 1) * _round(max(ho, h[i]), shape_round) * _round(max(wo, w[i]), shape_round)
+                    nw = (len(gw) - 1) * round_up(hw_, shape_round) * round_up(ww_, shape_round) if len(gw) > 1 else 0
+                    no = (len(go) + 1) * round_up(max(ho, h[i]), shape_round) * round_up(max(wo, w[i]), shape_round)
                     cand = (max(nw, no), nw + no, o, i, -1)
                     if cand[0] < top and (best is None or cand < best):
                         best = cand
                 for j in go:
                     ho_, wo_ = rest_o[j]
-                    nw = len(gw) * _round(max(hw_, h[j]), shape_round) * _round(max(ww_, w[j]), shape_round)
-                    no = len(go) * _round(max(ho_, h[i]), shape_round) * _round(max(wo_, w[i]), shape_round)
+                    nw = len(gw) * round_up(max(hw_, h[j]), shape_round) * round_up(max(ww_, w[j]), shape_round)
+                    no = len(go) * round_up(max(ho_, h[i]), shape_round) * round_up(max(wo_, w[i]), shape_round)
                     cand = (max(nw, no), nw + no, o, i, j)
                     if cand[0] < top and (best is None or cand < best):
                         best = cand
@@ -186,7 +184,7 @@ def pass_shape(shapes: Sequence[tuple[int, int]], assignment: Sequence[Sequence[
     if not mine:
         return (0, 0)
     h, w = _step_hw(shapes) if policy == "uniform" else _step_hw(mine)
-    return (_round(h, shape_round), _round(w, shape_round))
+    return (round_up(h, shape_round), round_up(w, shape_round))
 
 
 def rank_padded_px(shapes: Sequence[tuple[int, int]], assignment: Sequence[Sequence[int]], policy: str,
@@ -206,7 +204,7 @@ def rank_padded_px(shapes: Sequence[tuple[int, int]], assignment: Sequence[Seque
         for s in range(0, len(mine), micro_batch):
             part = [shapes[i] for i in mine[s:s + micro_batch]]
             h, w = step if policy == "uniform" else _step_hw(part)
-            total += len(part) * _round(h, shape_round) * _round(w, shape_round)
+            total += len(part) * round_up(h, shape_round) * round_up(w, shape_round)
         out.append(total)
     return out
 
