@@ -49,7 +49,9 @@ class Benchmark:
     registered on ``stack``) and returns it as ``ctx``, untimed. ``quick`` holds the option
     values ``--quick`` substitutes, and ``check(args, summary)`` returns problems that make
     the run exit 1 (e.g. a time limit the issue set). ``info(args, ctx)`` adds facts about
-    the input (sizes, shapes)."""
+    the input (sizes, shapes). ``conclude(args, values)`` (optional) turns every repeat's
+    values into named conclusions the median cannot state, e.g. a ratio's interval over the
+    repeats; they are printed and kept in the JSON under ``conclusions``."""
 
     name: str
     description: str
@@ -60,6 +62,7 @@ class Benchmark:
     units: Mapping[str, str] = field(default_factory=dict)
     check: Callable[[argparse.Namespace, dict[str, dict[str, Any]]], list[str]] | None = None
     info: Callable[[argparse.Namespace, Any], Mapping[str, Any]] | None = None
+    conclude: Callable[[argparse.Namespace, Mapping[str, Sequence[float]]], Mapping[str, Any]] | None = None
     default_repeats: int = 3
 
 
@@ -122,10 +125,11 @@ def run(bench: Benchmark, args: argparse.Namespace) -> dict[str, Any]:
                   + ", ".join(f"{k} {_fmt(v, unit(bench, k))}" for k, v in got.items()), file=sys.stderr)
         wall = time.perf_counter() - t0
     summary = {k: {"unit": unit(bench, k), **summarize(v)} for k, v in values.items()}
+    conclusions = dict(bench.conclude(args, values)) if bench.conclude else {}
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out",)}
     return {"benchmark": bench.name, "description": bench.description, "started": started.isoformat(),
             "wall_seconds": wall, "repeats": repeats, "quick": bool(args.quick), "options": options,
-            "info": info, "summary": summary, "provenance": provenance()}
+            "info": info, "summary": summary, "conclusions": conclusions, "provenance": provenance()}
 
 
 def main(bench: Benchmark, argv: Sequence[str] | None = None) -> int:
@@ -142,6 +146,8 @@ def main(bench: Benchmark, argv: Sequence[str] | None = None) -> int:
         unit = s["unit"]
         print(f"{key:<40} median {_fmt(s['median'], unit):>12}  IQR {_fmt(s['iqr'], unit):>10}  "
               f"min {_fmt(s['min'], unit):>10}  max {_fmt(s['max'], unit):>10}  (n={s['n']})")
+    for key, value in doc["conclusions"].items():
+        print(f"{key}: {value}")
     for p in problems:
         print(f"PROBLEM: {p}", file=sys.stderr)
     print(f"wrote {out}")

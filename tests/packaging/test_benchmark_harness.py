@@ -74,3 +74,34 @@ def test_a_failed_check_exits_1_and_is_recorded(tmp_path: Path) -> None:
     out = tmp_path / "slow.json"
     assert main(_toy(limit=15.0), ["--repeats", "2", "--size", "10", "--out", str(out)]) == 1
     assert json.loads(out.read_text())["problems"] == ["too slow"]
+
+
+def test_conclusions_see_every_repeat_and_land_in_the_json(tmp_path: Path) -> None:
+    seen: list[list[float]] = []
+
+    def conclude(_args: argparse.Namespace, values: dict) -> dict:
+        seen.append(list(values["work_s"]))
+        return {"work grows": values["work_s"][-1] > values["work_s"][0]}
+
+    bench = _toy(limit=1e9)
+    bench.conclude = conclude
+    out = tmp_path / "c.json"
+    assert main(bench, ["--repeats", "3", "--size", "2", "--out", str(out)]) == 0
+    assert seen == [[2.0, 4.0, 6.0]]
+    assert json.loads(out.read_text())["conclusions"] == {"work grows": True}
+
+
+def test_harness_overhead_states_a_ratio_within_3_percent_only_when_its_interval_is() -> None:
+    from benchmarks.harness_overhead import conclude, ratio_interval
+
+    g, lo, hi = ratio_interval([1.0, 1.02, 0.98, 1.01, 0.99])
+    assert abs(g - 1.0) < 0.002 and lo < 1 < hi
+    # t with 4 degrees of freedom: half-width 2.776 * sd / sqrt(5) on the logs
+    assert hi / g == pytest.approx(1 + 2.776 * 0.0158 / 5 ** 0.5, abs=0.002)
+    out = conclude(argparse.Namespace(), {"forked_ratio": [1.0, 1.01, 0.99, 1.0, 1.005],
+                                          "fresh_ratio": [1.2, 0.8, 1.1, 0.9, 1.0],
+                                          "bare+trim_ratio": [1.06, 1.07, 1.05, 1.06, 1.08]})
+    assert out["forked ÷ bare"]["verdict"] == "within ±3 % of bare"
+    assert out["fresh ÷ bare"]["verdict"].startswith("not shown")
+    assert out["bare+trim ÷ bare"]["verdict"] == "measurably slower than bare"
+    assert conclude(argparse.Namespace(), {"forked_ratio": [1.0]})["forked ÷ bare"]["ci95"] is None

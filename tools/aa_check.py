@@ -1,9 +1,9 @@
 """A/A check: how often does the tool claim a difference where there is none?
 
-    python benchmarks/aa_check.py [--sweep sweeps/quick.yaml] [--groups 4] [--all-scopes]
+    python -m tools.aa_check [--sweep sweeps/quick.yaml] [--groups 4] [--all-scopes]
                                   [--sets LR&FS,MR&VS,HR&VS] [--name s_per_mp]
-    python benchmarks/aa_check.py --folders DIR DIR [DIR ...]     # real results, same sweep
-    python benchmarks/aa_check.py --simulate 2000 [--noise 3,12,6]  # quick-shaped, seeded
+    python -m tools.aa_check --folders DIR DIR [DIR ...]     # real results, same sweep
+    python -m tools.aa_check --simulate 2000 [--noise 3,12,6]  # quick-shaped, seeded
 
 Three modes. ``--folders``: two or more results folders of the same sweep taken on one
 cluster with no change between them (an A/A set); every pair is compared exactly as
@@ -36,7 +36,6 @@ import itertools
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -44,18 +43,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from hrvs_ray.cluster.zygote_client import CellHost
+from hrvs_ray.config import DatasetSpec, load_sweep
+from hrvs_ray.data.inputs import PreparedSet
+from hrvs_ray.data.mame import open_dataset
+from hrvs_ray.metrics import figure
+from hrvs_ray.metrics.interval import ratio_interval, run_spread
+from hrvs_ray.metrics.stats import SLOWER, contrast, oneway, twoway, verdicts
+from hrvs_ray.node.topology import read_topology, resolve_scope
+from hrvs_ray.plan.cells import CellSpec, plan_cells
 
-from hrvs_ray.cluster.zygote_client import CellHost  # noqa: E402
-from hrvs_ray.config import DatasetSpec, load_sweep  # noqa: E402
-from hrvs_ray.data.inputs import PreparedSet  # noqa: E402
-from hrvs_ray.data.mame import open_dataset  # noqa: E402
-from hrvs_ray.metrics import figure  # noqa: E402
-from hrvs_ray.metrics.interval import ratio_interval, run_spread  # noqa: E402
-from hrvs_ray.metrics.stats import SLOWER, contrast, oneway, twoway, verdicts  # noqa: E402
-from hrvs_ray.node.topology import read_topology, resolve_scope  # noqa: E402
-from hrvs_ray.plan.cells import CellSpec, plan_cells  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
