@@ -7,7 +7,7 @@ socketpair it made, so the zygote is reachable by nobody else, needs no folder o
 path in a shared ``/tmp``, and ends with its host (Ray also ends a worker's children with
 the worker). Requests reach the host through Ray's authenticated channel.
 
-Plain Python, no Ray: tests and ``benchmarks/aa_check.py`` use it directly, exactly as a
+Plain Python, no Ray: tests, ``tools/aa_check.py`` and ``benchmarks/harness_overhead.py`` use it directly, exactly as a
 sweep's actor does::
 
     with CellHost(placement, kernel_cache) as host:       # process="fresh": the reference

@@ -60,7 +60,7 @@ def release_free_heap() -> bool:
     next step's RSS peak is its own: measured with benchmarks/memory_carryover.py, a small
     step right after a large one otherwise starts on the heap the large one left behind
     and peaks 1.4x higher than the same step alone, with a 'growth' of zero. The step then
-    re-faults its pages: 1.09x the step time (benchmarks/harness_overhead.py), which is why
+    re-faults its pages: 1.08x the step time (benchmarks/harness_overhead.py), which is why
     it is a sweep setting (execution.release_heap). False where the C library has no
     malloc_trim (musl)."""
     from .syscalls import libc
