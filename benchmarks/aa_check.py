@@ -74,7 +74,8 @@ def rate_text(k: int, n: int) -> str:
 
 def folders(dirs: list[Path], threshold: float, alpha: float) -> None:
     """Every pair of an A/A set of real results folders, compared as ``compare`` does."""
-    from hrvs_ray.report.compare import compare, to_text
+    from hrvs_ray.report.compare import compare
+    from hrvs_ray.report.compare_output import to_text
 
     fails, n = 0, 0
     for a, b in itertools.combinations(dirs, 2):

@@ -15,7 +15,8 @@ import pytest
 from hrvs_ray.report import data_parallel_section as dps
 from hrvs_ray.report import render
 from hrvs_ray.report.charts import _scaling_data
-from hrvs_ray.report.compare import compare, to_json
+from hrvs_ray.report.compare import compare
+from hrvs_ray.report.compare_output import to_json
 from hrvs_ray.report.load import load
 from hrvs_ray.report.remedies_section import grid as remedies_grid
 from hrvs_ray.store import ResultStore
