@@ -52,7 +52,8 @@ from hrvs_ray.config import DatasetSpec, load_sweep  # noqa: E402
 from hrvs_ray.data.inputs import PreparedSet  # noqa: E402
 from hrvs_ray.data.mame import open_dataset  # noqa: E402
 from hrvs_ray.metrics import figure  # noqa: E402
-from hrvs_ray.metrics.interval import ratio_interval, run_spread  # noqa: E402
+from hrvs_ray.metrics.interval import ratio_interval  # noqa: E402
+from hrvs_ray.metrics.noise import run_spread  # noqa: E402
 from hrvs_ray.metrics.stats import SLOWER, contrast, oneway, twoway, verdicts  # noqa: E402
 from hrvs_ray.node.topology import read_topology, resolve_scope  # noqa: E402
 from hrvs_ray.plan.cells import CellSpec, plan_cells  # noqa: E402

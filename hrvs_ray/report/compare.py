@@ -27,7 +27,8 @@ import pandas as pd
 
 from ..metrics import timed
 from ..metrics.data_parallel import DP_KEYS, side_figures
-from ..metrics.interval import PEAK, Interval, Noise, per_run, ratio_interval, run_spread, strata_of
+from ..metrics.interval import Interval, ratio_interval
+from ..metrics.noise import PEAK, Noise, per_run, run_spread, strata_of
 from ..metrics.stats import ALPHA, INCONCLUSIVE, SLOWER, Tested, chi2_sf, detectable, verdicts
 from ..store import ResultsError, read_results
 

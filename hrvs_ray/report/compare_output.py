@@ -10,7 +10,8 @@ import math
 from typing import Any
 
 from ..metrics.data_parallel import key_json
-from ..metrics.interval import PEAK, Interval
+from ..metrics.interval import Interval
+from ..metrics.noise import PEAK
 from ..metrics.stats import SLOWER
 from .compare import KEYS, Comparison, GroupResult, Test
 
