@@ -48,7 +48,8 @@ from hrvs_ray.config import DatasetSpec, load_sweep
 from hrvs_ray.data.inputs import PreparedSet
 from hrvs_ray.data.mame import open_dataset
 from hrvs_ray.metrics import figure
-from hrvs_ray.metrics.interval import ratio_interval, run_spread
+from hrvs_ray.metrics.interval import ratio_interval
+from hrvs_ray.metrics.noise import run_spread
 from hrvs_ray.metrics.stats import SLOWER, contrast, oneway, twoway, verdicts
 from hrvs_ray.node.topology import read_topology, resolve_scope
 from hrvs_ray.plan.cells import CellSpec, plan_cells
@@ -72,7 +73,8 @@ def rate_text(k: int, n: int) -> str:
 
 def folders(dirs: list[Path], threshold: float, alpha: float) -> None:
     """Every pair of an A/A set of real results folders, compared as ``compare`` does."""
-    from hrvs_ray.report.compare import compare, to_text
+    from hrvs_ray.report.compare import compare
+    from hrvs_ray.report.compare_output import to_text
 
     fails, n = 0, 0
     for a, b in itertools.combinations(dirs, 2):

@@ -140,7 +140,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Exit 1 when some (group × metric) test rejects 'ratio <= 1 + threshold' with a Holm-adjusted
     p below --alpha, 0 otherwise, 2 on bad input (unreadable folder, nothing matches, different
     images, an alpha outside (0, 1))."""
-    from ..report.compare import compare, to_json, to_text
+    from ..report.compare import compare
+    from ..report.compare_output import to_json, to_text
 
     if not 0 <= args.threshold < 1000:
         raise UserError("--threshold must be a percentage in [0, 1000)")

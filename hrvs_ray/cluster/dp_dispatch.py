@@ -1,7 +1,7 @@
 """The driver's side of data-parallel cells (``N*SCOPE``): choose their nodes, free them,
 start the cell on Ray Train (``ray_train``), collect it, react to a rank or node that died.
 
-The sweep's ``CellLoop`` (``driver``) calls this module from its loop; a single-rank cell
+The sweep's ``CellLoop`` (``cell_loop``) calls this module from its loop; a single-rank cell
 never comes here and runs exactly as before. A data-parallel cell starts only once every node
 it needs is idle (``Scheduler.next_group``); each of those nodes' cell host is closed first:
 a host books its node's CPUs for its lifetime, and the ranks' placement group needs them.
@@ -31,7 +31,7 @@ SCRATCH = ".scratch"      # inside the results folder: Ray Train's storage_path,
 
 class Loop(Protocol):
     """What this module uses of the driver's ``CellLoop`` (named here, not imported: the
-    driver imports this module)."""
+    cell loop imports this module)."""
     sweep: Sweep
     store: ResultStore
     sched: Scheduler

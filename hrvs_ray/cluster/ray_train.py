@@ -17,7 +17,7 @@ checks every thread again once gloo's exist.
 
 What stays off the ranks' CPUs, and what does not: Ray's raylet, GCS and this driving task
 are not pinned and may run on any CPU of the node. They are idle while a cell's steps run
-(the driver polls every ``driver.POLL_S``; the driving task waits in ``ray.get``), and the
+(the driver polls every ``cell_loop.POLL_S``; the driving task waits in ``ray.get``), and the
 ranks' threads are pinned, so a rank never runs elsewhere; but an idle daemon's wake-ups
 land on the ranks' cores. On 2 cores a 1-rank ``cores:1`` cell leaves them a spare core,
 and a ``2*cores:1`` cell leaves none: docs/data-parallel.md says how to read that.

@@ -28,7 +28,8 @@ import pandas as pd
 from ..remedy_axes import Remedy
 from ..scopes import rank_scope, ranks_of
 from . import timed
-from .interval import Interval, Noise, ratio_interval
+from .interval import Interval, ratio_interval
+from .noise import Noise
 
 DP_KEYS = ("ranks", "split")   # what a group's key adds to scope, input set and remedy
 ONE_RANK_SPLIT = "shard"       # the split a 1-rank cell records: it runs once, whatever the sweep lists

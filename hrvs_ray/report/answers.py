@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from ..metrics import figure, timed
-from ..metrics.interval import Interval, ratio_interval, run_spread, verdict
+from ..metrics.interval import Interval, ratio_interval, verdict
+from ..metrics.noise import run_spread
 from ..metrics.stats import Choice, Contrast, choose
 from .fmt import NA, Cell, Table, interval_bases, sig
 from .load import PAPER_ORDER, Merged, order_input_sets, scope_key, scope_label

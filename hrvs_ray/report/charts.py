@@ -17,7 +17,8 @@ from matplotlib.ticker import FixedLocator, NullLocator
 
 from ..metrics import timed
 from ..metrics.data_parallel import is_data_parallel
-from ..metrics.interval import run_spread, value_interval
+from ..metrics.interval import value_interval
+from ..metrics.noise import run_spread
 from ..remedy_axes import PAPER
 from .figures import RC, RUN_MARKERS, FigureSVG, colours, log_y, to_svg
 from .load import Merged, scope_key, scope_label

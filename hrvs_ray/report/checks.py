@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..metrics.data_parallel import is_data_parallel
 from .fmt import Cell, Table, missing, num, uniq
 from .load import Merged, scope_key, scope_label
 
@@ -71,12 +72,31 @@ def _date(v: pd.Series, how: str) -> str:
     return (v.min() if how == "min" else v.max()).strftime("%Y-%m-%d %H:%M UTC")
 
 
+# what data-parallel cells also ran on (schema 5): shown only where the results hold such cells
+DP_STACK = ["Ray Train", "DDP backend"]
+DP_STACK_NOTE = ("Ray Train and DDP backend: what the data-parallel cells (scopes N*SCOPE) ran on, from their own "
+                 "rows (none: the cluster ran no data-parallel cell, or none of them got that far). The DDP "
+                 "backend's version is torch's for gloo, which ships inside torch, and NCCL's for nccl.")
+
+
+def _dp_stack(c: pd.DataFrame) -> list[str]:
+    """A cluster's data-parallel stack over its data-parallel cells: Ray Train's version, and
+    the DDP backend with its version."""
+    dp = c[is_data_parallel(c)]
+    none = pd.Series(None, index=dp.index, dtype=object)
+    backend = (None if missing(b) else b if missing(v) else f"{b} {v}"
+               for b, v in zip(dp.get("dp_backend", none), dp.get("dp_backend_version", none), strict=True))
+    return [uniq(dp.get("ray_train_version", none), none="none"), uniq(backend, none="none")]
+
+
 def provenance(m: Merged) -> tuple[Table, Table]:
-    """Where the numbers came from: the folders read, and per cluster the software and jobs."""
+    """Where the numbers came from: the folders read, and per cluster the software and jobs
+    (with the data-parallel stack where the results hold data-parallel cells)."""
     src = Table("Results folders read", ["folder", "sweep", "sweep fingerprint", "schema version",
                                          "written by hrvs-ray", "cells", "step rows"],
                 [[str(s.path), s.sweep, s.fingerprint, s.schema_version, s.hrvs_ray_version, str(s.cells),
                   str(s.step_rows)] for s in m.sources])
+    dp = bool(is_data_parallel(m.cells).any())
     rows = []
     for cluster in sorted(set(m.cells["cluster"].dropna())):
         c = m.cells[m.cells["cluster"] == cluster]
@@ -86,13 +106,15 @@ def provenance(m: Merged) -> tuple[Table, Table]:
             digest = "not in a container" if c["in_container"].eq(False).any() else "none"
         llc = uniq(m.steps.loc[m.steps["cluster"] == cluster, "llc_event"], none="none")
         rows.append([cluster, *(uniq(c[k], none="none") for k in ("sweep", "hostname")), llc,
-                     *(uniq(c[k], none="none") for k in ("torch_version", "ray_version", "hrvs_ray_version",
-                                                         "python_version", "git_revision")),
+                     *(uniq(c[k], none="none") for k in ("torch_version", "ray_version")),
+                     *(_dp_stack(c) if dp else ()),
+                     *(uniq(c[k], none="none") for k in ("hrvs_ray_version", "python_version", "git_revision")),
                      digest, uniq(c["scheduler_job_id"], none="none"),
                      _date(c["started_at"], "min"), _date(c["finished_at"], "max")])
-    prov = Table("Provenance per cluster", ["cluster", "sweep", "hosts", "LLC event", "torch", "ray", "hrvs-ray",
-                                            "python",
+    prov = Table("Provenance per cluster", ["cluster", "sweep", "hosts", "LLC event", "torch", "ray",
+                                            *(DP_STACK if dp else ()), "hrvs-ray", "python",
                                             "git revision", "container image @ digest", "scheduler job ids",
-                                            "first cell started", "last cell finished"], rows)
+                                            "first cell started", "last cell finished"], rows,
+                 note=DP_STACK_NOTE if dp else "")
     return src, prov
 

@@ -28,7 +28,8 @@ from ..metrics.data_parallel import (
     scaling_efficiency,
     setup_label,
 )
-from ..metrics.interval import LEVEL, Interval, Noise, ratio_interval, run_spread, value_interval
+from ..metrics.interval import LEVEL, Interval, ratio_interval, value_interval
+from ..metrics.noise import Noise, run_spread
 from ..metrics.stats import Choice, choose
 from .answers import versus
 from .fmt import Cell, Table, interval_bases, sig

@@ -20,7 +20,8 @@ import pandas as pd
 
 from ..metrics import GROUP_KEYS, figures, timed
 from ..metrics.data_parallel import ONE_RANK_SPLIT, scope_ranks
-from ..metrics.interval import LEVEL, PEAK, Interval, ratio_interval, run_spread, value_interval, verdict
+from ..metrics.interval import LEVEL, Interval, ratio_interval, value_interval, verdict
+from ..metrics.noise import PEAK, run_spread
 from ..metrics.stats import Choice, choose
 from ..remedy_axes import AXES, OPT_IN_AXES, PAPER
 from .answers import chosen_interval, versus

@@ -17,7 +17,8 @@ import pandas as pd
 
 from ..metrics import STATISTIC, VARIABILITY_LIMIT, figure, gflops, ratio_of_sums, timed, variability
 from ..metrics.flags import ABOVE_CEILING, CEILING_LIMIT, step_ceilings
-from ..metrics.interval import Noise, ratio_interval, run_spread, verdict
+from ..metrics.interval import ratio_interval, verdict
+from ..metrics.noise import Noise, run_spread
 from ..metrics.stats import choose
 from .answers import versus
 from .fmt import NA, Cell, Table, core_kinds_text, counters_text, interval_bases, missing, num, sig, uniq

@@ -130,7 +130,7 @@ def test_a_result_that_cannot_be_written_fails_the_sweep_keeps_the_result_and_is
     import re
     from pathlib import Path
 
-    from hrvs_ray.cluster.driver import CellLoop, SweepSummary
+    from hrvs_ray.cluster.cell_loop import CellLoop, SweepSummary
     from hrvs_ray.cluster.scheduler import Pending, Scheduler
 
     sweep = parse_sweep(SWEEP)

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from hrvs_ray.metrics import figure, figures, group_figures
-from hrvs_ray.metrics.interval import ratio_interval, run_spread, small_sample_factor, value_interval, verdict
+from hrvs_ray.metrics.interval import ratio_interval, small_sample_factor, value_interval, verdict
+from hrvs_ray.metrics.noise import run_spread
 
 
 def steps(n: int, runs: int = 1, speed: float = 1.0, noise: float = 0.05, seed: int = 0, run_noise: float = 0.0,

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from hrvs_ray.cli import main
-from hrvs_ray.report.compare import CompareError, compare, to_json, to_text
+from hrvs_ray.report.compare import CompareError, compare
+from hrvs_ray.report.compare_output import to_json, to_text
 from tests.fixtures.report_results import make_results, stored_steps
 from tests.helpers import hrvs, tiny_sweep_dict
 

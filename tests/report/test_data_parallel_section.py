@@ -15,11 +15,14 @@ import pytest
 from hrvs_ray.report import data_parallel_section as dps
 from hrvs_ray.report import render
 from hrvs_ray.report.charts import _scaling_data
-from hrvs_ray.report.compare import compare, to_json
+from hrvs_ray.report.checks import DP_STACK, provenance
+from hrvs_ray.report.compare import compare
+from hrvs_ray.report.compare_output import to_json
 from hrvs_ray.report.load import load
 from hrvs_ray.report.remedies_section import grid as remedies_grid
 from hrvs_ray.store import ResultStore
 from tests.fixtures.report_results import downgrade_to_v1, make_results, stored_steps
+from tests.helpers import section, table_rows
 
 SPLITS = ("shard", "balanced", "uniform")
 DP = dict(scopes=("cores:1",), input_sets=("HR&VS",), runs=2, steps=3, data_parallel=("2*cores:1",),
@@ -35,6 +38,11 @@ def folder(tmp_path_factory) -> Path:
 def dp_grid(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     m = load([folder])
     return dps.grid(m), m
+
+
+@pytest.fixture(scope="module")
+def html(folder: Path) -> str:
+    return render([folder])
 
 
 def _timed(folder: Path) -> pd.DataFrame:
@@ -82,9 +90,8 @@ def test_the_answers_say_which_split_recovers_how_much(dp_grid):
 
 
 @pytest.mark.slow
-def test_the_report_shows_the_section_and_keeps_data_parallel_scopes_off_the_cores_axis(folder, dp_grid):
+def test_the_report_shows_the_section_and_keeps_data_parallel_scopes_off_the_cores_axis(html, dp_grid):
     _, m = dp_grid
-    html = render([folder])
     assert "Data-parallel" in html and "Answers: which split recovers how much" in html
     assert "Data-parallel — gen-a, each rank 1 core" in html
     assert set(_scaling_data(m)["scope"]) == {"cores:1"}
@@ -93,9 +100,39 @@ def test_the_report_shows_the_section_and_keeps_data_parallel_scopes_off_the_cor
     assert set(rg[rg["scope"] == "cores:1"]["split"]) == {"shard"}
 
 
+@pytest.mark.slow
+def test_the_reports_provenance_shows_the_data_parallel_stack(html):
+    """The rendered Provenance table names Ray Train's version and the DDP backend with its
+    version (the fixture's cells: gloo, whose version is torch's, on Ray Train 2.60.0)."""
+    head = section(html, "Provenance").split("<thead>", 2)[2].split("</thead>", 1)[0]
+    assert "<th>ray</th><th>Ray Train</th><th>DDP backend</th><th>hrvs-ray</th>" in head
+    row, = table_rows(html, "Provenance per cluster")
+    assert row[0] == "gen-a" and row[6:8] == ["2.60.0", "gloo 2.14.1"]
+    assert "what the data-parallel cells (scopes N*SCOPE) ran on" in section(html, "Provenance")
+
+
+def test_provenance_takes_the_stack_from_the_data_parallel_cells_own_columns(folder, tmp_path):
+    m = load([folder])
+    dp = m.cells["ranks"] > 1
+    m.cells.loc[dp, ["dp_backend", "dp_backend_version", "ray_train_version"]] = ["nccl", "2.21.5", "2.61.0"]
+    m.cells.loc[m.cells.index[dp][0], "dp_backend_version"] = None      # a backend without its version
+    _, prov = provenance(m)
+    i = prov.columns.index("ray")
+    assert prov.columns[i + 1:i + 3] == DP_STACK
+    assert prov.rows[0][i - 1:i + 3] == ["2.14.1", "2.60.0", "2.61.0", "nccl, nccl 2.21.5"]
+    # a cluster without data-parallel cells, beside one with them: none
+    other = make_results(tmp_path / "b", clusters=("gen-b",), scopes=("cores:1",), input_sets=("HR&VS",), runs=1,
+                         steps=2)
+    both = provenance(load([folder, other]))[1]
+    assert {r[0]: r[i + 1:i + 3] for r in both.rows}["gen-b"] == ["none", "none"]
+
+
 def test_a_report_without_data_parallel_cells_has_no_section(tmp_path):
     m = load([make_results(tmp_path / "r", scopes=("cores:1",), input_sets=("HR&VS",), runs=1, steps=2)])
     assert not dps.has_data_parallel(m)
+    # nor the data-parallel stack in its provenance: its report is unchanged
+    _, prov = provenance(m)
+    assert not set(DP_STACK) & set(prov.columns) and not prov.note
 
 
 def test_compare_matches_data_parallel_groups_by_ranks_and_split(folder, tmp_path):

@@ -216,7 +216,8 @@ def test_each_tables_intervals_are_simultaneous_over_its_comparisons(folders) ->
     1 - 0.05 / (its comparisons with the paper's setup), so each is at least as wide as the
     uncorrected 95 % interval of the same ratio."""
     from hrvs_ray.metrics import GROUP_KEYS, timed
-    from hrvs_ray.metrics.interval import ratio_interval, run_spread
+    from hrvs_ray.metrics.interval import ratio_interval
+    from hrvs_ray.metrics.noise import run_spread
 
     main, late, _ = folders
     m = load([main, late])
