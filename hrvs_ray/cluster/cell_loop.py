@@ -255,8 +255,21 @@ class CellLoop:
             elsewhere = (f"on another node of {p.cell.cluster}" if self.sched.untried_left(p)
                          else f"on the same node (no other node of {p.cell.cluster} is left)")
             self.bar.write(f"{p.cell.cell_id}: {failure} on {node.name if node else '-'}; retrying {elsewhere}")
+            self.record_attempt(p, node, failure)
             return
         self.finish(p, node, CellOutcome.not_run("failed", str(failure)))
+
+    def record_attempt(self, p: Pending, node: NodeView | None, failure: Failure) -> None:
+        """Write a failed attempt that is being retried as the cell's row at once: until the
+        retry's own row replaces it, the folder says why the cell is running again, and a driver
+        killed meanwhile leaves that cause behind (a resume runs the cell again, as any failed
+        one). Not counted as a failure: the retry decides the cell's outcome. A write that fails
+        is only reported: the attempt's cause is in the log, and the retry's row is what counts."""
+        row = cell_row(p.cell, _ref(node), len(p.tried), CellOutcome.not_run("failed", str(failure)))
+        try:
+            self.store.write_cell(row, None)
+        except Exception as e:  # the retry goes on; its own row is written (or kept) by finish
+            self.bar.write(f"{p.cell.cell_id}: the failed attempt could not be written: {type(e).__name__}: {e}")
 
 
 def keep_unwritten(cell_id: str, row: dict[str, Any], steps: Any) -> Path | None:

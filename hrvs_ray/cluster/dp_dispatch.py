@@ -86,7 +86,8 @@ class DataParallelCells:
             outcome = CellOutcome.not_run("failed", str(ray_io.classify(e)))
         lost = [n for n in r.nodes if not ray_io.node_alive(n.ray_node_id)]
         for n in lost:
-            loop.lose_node(n.ray_node_id)   # before the retry, so it cannot land there again
+            if n.ray_node_id not in loop.sched.dead:   # check_nodes may have seen it leave first
+                loop.lose_node(n.ray_node_id)   # before the retry, so it cannot land there again
         if outcome.status == "ok":
             loop.finish(r.pending, r.nodes[0], outcome)
         else:
@@ -123,6 +124,9 @@ def _failure(error: str, r: GroupRunning, lost: list[NodeView], limit: float) ->
     if r.stopping is not None:
         return Failure(FailureKind.TIMEOUT, f"cell ran over {limit:.0f} s")
     if lost:
+        prefix = f"{FailureKind.NODE_LOST.value}: "
+        if error.startswith(prefix):     # the driving task saw the node go: its words name it already
+            return Failure(FailureKind.NODE_LOST, error[len(prefix):])
         names = ", ".join(n.name for n in lost)
         return Failure(FailureKind.NODE_LOST, f"{names} left the cluster mid-cell ({error})")
     for kind in FailureKind:

@@ -45,3 +45,18 @@ def test_a_rank_that_raised_is_the_cells_own_error_in_its_words():
     f = rank_failure(Exception(RAISED), PINS, [])
     assert f.kind is FailureKind.CELL_ERROR
     assert f.detail == "rank 1 (pid 20917) on vm: IndexError: tuple index out of range"
+
+
+def test_a_node_lost_cause_from_the_driving_task_is_kept_not_wrapped_again():
+    from hrvs_ray.cluster.dp_dispatch import GroupRunning, _failure
+    from hrvs_ray.cluster.nodes import NodeView
+
+    gone = NodeView("id-b", "vm", {}, 1, 0, name="vm-b")
+    r = GroupRunning(None, [NodeView("id-a", "vm", {}, 1, 0, name="vm-a"), gone], 0.0)  # type: ignore[arg-type]
+    said = "node lost: vm-b left the cluster mid-cell; rank 1 (pid 20917) on vm-b died"
+    f = _failure(said, r, [gone], 300)
+    assert f.kind is FailureKind.NODE_LOST and str(f) == said
+    # the driving task saw a rank die before Ray had the node dead: the node is named first
+    f = _failure("process died: rank 1 (pid 20917) on vm-b died", r, [gone], 300)
+    assert f.kind is FailureKind.NODE_LOST
+    assert f.detail == "vm-b left the cluster mid-cell (process died: rank 1 (pid 20917) on vm-b died)"

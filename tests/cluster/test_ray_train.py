@@ -1,7 +1,9 @@
 """Data-parallel cells on real Ray Train: a 2-rank cell on this machine (placement, records,
 losses against the 1-rank cell, a rank killed with a real SIGKILL while the sweep goes on)
-and ``2*node`` across two ``ray.cluster_utils.Cluster`` nodes (placement and records only:
-those nodes share this host's CPUs, so nothing here says anything about speed)."""
+and ``2*node`` on ``ray.cluster_utils.Cluster`` nodes: across two, and across two of three
+with a rank's node removed mid-cell (the attempt fails as node lost, the retry runs on the
+two left). Placement and records only: those nodes share this host's CPUs, so nothing here
+says anything about speed."""
 from __future__ import annotations
 
 import json
@@ -160,20 +162,23 @@ def test_two_ranks_on_this_machine_and_a_rank_killed(tmp_path, write_sweep):
     assert rel.max() < 0.15, rel
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def two_nodes():
+    """One Ray cluster of simulated nodes (one CPU each, all on this host's CPUs) for the
+    module's ``N*node`` tests, started once: a cluster costs seconds to start. It has two; the
+    node-loss test adds a third and removes one, so two are left whichever test runs first."""
     from ray.cluster_utils import Cluster
 
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "labels": {"cluster": "alpha"},
                                                       "include_dashboard": False})
-    second = c.add_node(num_cpus=1, labels={"cluster": "alpha"})
+    c.add_node(num_cpus=1, labels={"cluster": "alpha"})
     c.wait_for_nodes()
-    yield c, second
+    yield c
     c.shutdown()
 
 
 def test_two_node_scope_spreads_its_ranks_over_two_nodes(two_nodes, tmp_path, write_sweep):
-    cluster, second = two_nodes
+    cluster = two_nodes
     sweep = write_sweep(dp_sweep(tmp_path, "dpn", ["2*node"], ["shard"]))
     p = run_driver(sweep, tmp_path / "r", tmp_path, cluster.address)
     out, _ = p.communicate(timeout=600)
@@ -188,3 +193,99 @@ def test_two_node_scope_spreads_its_ranks_over_two_nodes(two_nodes, tmp_path, wr
     assert nodes <= recorded
     steps = res.steps.to_pandas()
     assert (steps["ranks"] == 2).all() and all(len(x) == 2 for x in steps["rank_px"])
+
+
+class RankWatcher(threading.Thread):
+    """Records every Ray Train worker (rank) of ``cluster`` it sees, with the node whose raylet
+    started it, and which of one cell's ranks were still alive when the next cell's appeared."""
+
+    def __init__(self, cluster) -> None:
+        super().__init__(daemon=True)
+        nodes = [cluster.head_node, *cluster.worker_nodes]
+        self.raylets = {n.all_processes["raylet"][0].process.pid: n for n in nodes}
+        self.node_of: dict[int, object] = {}
+        self.groups: list[set[int]] = []
+        self.alive_at_next: set[int] = set()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for w in train_workers():
+                try:
+                    raylet = w.ppid()
+                except psutil.Error:
+                    continue
+                if w.pid not in self.node_of and raylet in self.raylets:
+                    self.node_of[w.pid] = self.raylets[raylet]
+            new = set(self.node_of) - set().union(*self.groups)
+            if len(new) >= 2:        # a cell's ranks (2*node: two)
+                if self.groups:
+                    self.alive_at_next |= {p for p in self.groups[-1] if psutil.pid_exists(p)}
+                self.groups.append(new)
+            time.sleep(0.1)
+
+
+def test_a_node_lost_mid_cell_fails_the_attempt_and_the_cell_is_retried_on_the_others(
+        two_nodes, tmp_path, write_sweep):
+    """``2*node`` with ``retries: 1`` on three nodes: once both ranks run, the node of one of
+    them is removed. The attempt is recorded failed as ``node lost`` naming that node, the
+    cell runs again on the two nodes left and finishes ok, and no rank outlives its cell."""
+    cluster = two_nodes
+    cluster.add_node(num_cpus=1, labels={"cluster": "alpha"})     # a third: one to lose, two to retry on
+    cluster.wait_for_nodes()
+    d = dp_sweep(tmp_path, "dplost", ["2*node"], ["shard"])
+    d["execution"] = {"cell_timeout_s": 300, "retries": 1}
+    sweep = write_sweep(d)
+    out, cache = tmp_path / "r", tmp_path / "cache"
+    watcher = RankWatcher(cluster)
+    watcher.start()
+    p = run_driver(sweep, out, tmp_path, cluster.address)
+    try:
+        # evidence that the cell runs on two nodes: its two ranks, on two nodes, and a rank past
+        # its start (the first rank of a node decodes the step plan's images into the cache;
+        # its steps, about a second each here, are still ahead)
+        t0 = time.monotonic()
+        while not (watcher.groups and len({id(watcher.node_of[r]) for r in watcher.groups[0]}) == 2
+                   and any(f.is_file() for f in cache.rglob("*"))):
+            assert p.poll() is None, p.communicate()[0]
+            assert time.monotonic() - t0 < 300, "timed out waiting for the cell's ranks to run"
+            time.sleep(0.1)
+        first = watcher.groups[0]
+        victim = next(watcher.node_of[r] for r in sorted(first) if watcher.node_of[r] is not cluster.head_node)
+        cluster.remove_node(victim)
+        # the failed attempt is on disk while the retry runs (its row replaces it once done)
+        failed = None
+        while failed is None and p.poll() is None:
+            if (out / "cells.parquet").is_file():
+                rows = read_results(out).cells.to_pandas()
+                failed = next((r for _, r in rows.iterrows() if r["status"] == "failed"), None)
+            time.sleep(0.05)
+        log, _ = p.communicate(timeout=600)
+    finally:
+        watcher.stop.set()
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    watcher.join()
+    assert p.returncode == 0, log
+    res = read_results(out)
+    names = dict(zip(res.nodes.column("ray_node_id").to_pylist(), res.nodes.column("node").to_pylist(), strict=True))
+    lost = names[victim.node_id]
+
+    # the first attempt: failed, as node lost, naming the node that left
+    assert failed is not None, log
+    assert failed["attempts"] == 1 and failed["error"].startswith("node lost: "), failed["error"]
+    assert f"{lost} left the cluster mid-cell" in failed["error"], failed["error"]
+    # the retry: on the two nodes left, ok
+    cell = res.cells.to_pandas().iloc[0]
+    assert len(res.cells) == 1 and cell["status"] == "ok" and cell["attempts"] == 2, cell.get("error")
+    ran_on = {r["node"] for r in json.loads(cell["rank_layout"])}
+    assert ran_on == set(names.values()) - {lost}, (ran_on, lost)
+    steps = res.steps.to_pandas()
+    assert len(steps) == 3 and (steps["ranks"] == 2).all() and set(steps["node"]) <= ran_on
+    assert "retrying on another node" in log, log
+    # no rank outlived its cell: the first attempt's were gone when the retry's started, and
+    # none is left now
+    assert len(watcher.groups) == 2, watcher.groups
+    assert not watcher.alive_at_next, watcher.alive_at_next
+    assert not any(psutil.pid_exists(r) for g in watcher.groups for r in g)
