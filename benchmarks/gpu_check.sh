@@ -10,7 +10,13 @@
 #    with the shapes rounded up to multiples of 32 px (shape_round), each in a fresh process
 #    (the autotuner's cache is per process): time of first-seen vs repeated shapes and peak
 #    device memory (allocated and reserved). The sweep's cells always run benchmark off.
-# Prints one summary block; exit 0 only if every check holds. Order: 4 first, then 1-3.
+# 5. torch.compile on CUDA (issue 27): eager and dynamic on MR&VS, cold compiler caches, the
+#    report's Compiling figures printed (steady-state ratio to eager with its interval,
+#    compile seconds, compiles per distinct pass shape, break-even images) and its answer.
+# 0. First of all `hrvs-ray node-info`: a lent host may expose the hardware counters (PMU) that
+#    the development VMs lack, and the node description says what the tool sees there.
+# Prints one summary block; exit 0 only if every check holds. Order: 0, 4, 5, then 1-3 (the
+# longest last, so a lent machine's time limit cuts the least).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${1:-$( [[ -x .venv/bin/python ]] && echo .venv/bin/python || echo python3 )}
@@ -24,6 +30,9 @@ if not torch.cuda.is_available():
     sys.exit("gpu_check: torch sees no CUDA device; nothing to check")
 print("device:", torch.cuda.get_device_name(0), "| torch", torch.__version__, "| CUDA", torch.version.cuda)
 PY
+
+echo "node-info (what hrvs-ray sees on this host: topology, scopes, counters):"
+"$py" -m hrvs_ray.cli node-info 2>&1 | sed -u "s/^/  /" || echo "  node-info failed"
 
 # The autotune part first: it is short and needs nothing but torch, so its answer comes back
 # even if the sweeps outrun the time a lent machine gives.
@@ -75,6 +84,52 @@ PY
   done
 done
 echo "autotune part: ${SECONDS} s"
+
+# torch.compile on CUDA: eager and dynamic on MR&VS, each compiled cell with a cold cache of
+# its own; 1 warm-up + 2 timed steps (3 pass shapes), then the timed batches replayed.
+SECONDS=0
+compile_rc=0
+cat >"$work/compile.yaml" <<YAML
+name: gpu-compile
+dataset:
+  kind: synthetic
+  path: $work/ds
+  subset: train
+  synthetic: {count: 120, scale: 0.1, seed: 0, quality: 90}
+  cache: $work/cache
+input_sets:
+  MR&VS: {resize: shorter_side, size: 100, batch_size: 16}
+model: {arch: resnet18, num_classes: 29, device: cuda}
+training: {warmup_steps: 1, steps: 2, runs: 1, seed: 2021}
+scopes: [node]
+remedies:
+  compile: [eager, dynamic]
+  compile_cache: cold
+execution: {exclusive: true, cell_timeout_s: 600, retries: 0}
+YAML
+set +e
+"$py" -m hrvs_ray.cli sweep "$work/compile.yaml" --out "$work/compile" --no-progress --no-report 2>&1 |
+  sed -u "s/^/  [compile] /"
+compile_rc=${PIPESTATUS[0]}
+set -e
+if (( compile_rc == 0 )); then
+  "$py" - "$work/compile" <<'PY' || compile_rc=$?
+import sys
+from pathlib import Path
+from hrvs_ray.report import compile_section, epoch
+from hrvs_ray.report.load import load
+m = load([Path(sys.argv[1])])
+views, _ = epoch.plan_views(m)
+t = compile_section.table(m, views)
+print("torch.compile on CUDA, MR&VS (the report's Compiling figures):")
+print("  " + " | ".join(t.columns))
+for row in t.rows:
+    print("  " + " | ".join(str(getattr(v, "text", v)) for v in row))
+for a in compile_section.answers(t):
+    print("  answer:", a)
+PY
+fi
+echo "compile part: exit $compile_rc after ${SECONDS} s"
 
 SECONDS=0
 cat >"$work/gpu.yaml" <<YAML
@@ -151,4 +206,4 @@ sys.exit(0 if bad.empty and same_fp and peak_ok else 1)
 PY
 
 echo "sweep part (two sweeps + checks): ${SECONDS} s"
-exit $(( sweep_rc || tune_rc ))
+exit $(( sweep_rc || tune_rc || compile_rc ))
