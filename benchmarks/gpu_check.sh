@@ -85,18 +85,21 @@ PY
 done
 echo "autotune part: ${SECONDS} s"
 
+# Both GPU sweeps train on the same tiny synthetic set (generated once, by the first).
+dataset="dataset:
+  kind: synthetic
+  path: $work/ds
+  subset: train
+  synthetic: {count: 120, scale: 0.1, seed: 0, quality: 90}
+  cache: $work/cache"
+
 # torch.compile on CUDA: eager and dynamic on MR&VS, each compiled cell with a cold cache of
 # its own; 1 warm-up + 2 timed steps (3 pass shapes), then the timed batches replayed.
 SECONDS=0
 compile_rc=0
 cat >"$work/compile.yaml" <<YAML
 name: gpu-compile
-dataset:
-  kind: synthetic
-  path: $work/ds
-  subset: train
-  synthetic: {count: 120, scale: 0.1, seed: 0, quality: 90}
-  cache: $work/cache
+$dataset
 input_sets:
   MR&VS: {resize: shorter_side, size: 100, batch_size: 16}
 model: {arch: resnet18, num_classes: 29, device: cuda}
@@ -134,12 +137,7 @@ echo "compile part: exit $compile_rc after ${SECONDS} s"
 SECONDS=0
 cat >"$work/gpu.yaml" <<YAML
 name: gpu-check
-dataset:
-  kind: synthetic
-  path: $work/ds
-  subset: train
-  synthetic: {count: 120, scale: 0.1, seed: 0, quality: 90}
-  cache: $work/cache
+$dataset
 input_sets:
   MR&VS: {resize: shorter_side, size: 100, batch_size: 16}
   HR&VS: {resize: none, batch_size: 4}

@@ -212,7 +212,10 @@ class CellLoop:
                                  Failure(FailureKind.NODE_LOST, f"{r.node.name} left the cluster mid-cell"))
 
     def lose_node(self, nid: str) -> None:
-        """Stop giving work to a node that left; fail the queued cells only it could run."""
+        """Stop giving work to a node that left; fail the queued cells only it could run. Once
+        per node: the periodic node check and a cell's own failure may both see it go."""
+        if nid in self.sched.dead:
+            return
         self.bar.write(f"node {self.by_id[nid].name} left the cluster")
         self.idle.discard(nid)
         for p in self.sched.node_lost(nid):

@@ -86,8 +86,7 @@ class DataParallelCells:
             outcome = CellOutcome.not_run("failed", str(ray_io.classify(e)))
         lost = [n for n in r.nodes if not ray_io.node_alive(n.ray_node_id)]
         for n in lost:
-            if n.ray_node_id not in loop.sched.dead:   # check_nodes may have seen it leave first
-                loop.lose_node(n.ray_node_id)   # before the retry, so it cannot land there again
+            loop.lose_node(n.ray_node_id)   # before the retry, so it cannot land there again
         if outcome.status == "ok":
             loop.finish(r.pending, r.nodes[0], outcome)
         else:
@@ -120,17 +119,12 @@ class DataParallelCells:
 
 def _failure(error: str, r: GroupRunning, lost: list[NodeView], limit: float) -> Failure:
     """A failed outcome's words as a Failure the loop acts on (``ray_train.rank_failure``
-    wrote them: they start with the kind's words)."""
+    wrote them: they start with the kind's words). A node that left while the cell ran is the
+    cause, unless the words already say so (the driving task saw the node go)."""
     if r.stopping is not None:
         return Failure(FailureKind.TIMEOUT, f"cell ran over {limit:.0f} s")
-    if lost:
-        prefix = f"{FailureKind.NODE_LOST.value}: "
-        if error.startswith(prefix):     # the driving task saw the node go: its words name it already
-            return Failure(FailureKind.NODE_LOST, error[len(prefix):])
-        names = ", ".join(n.name for n in lost)
-        return Failure(FailureKind.NODE_LOST, f"{names} left the cluster mid-cell ({error})")
-    for kind in FailureKind:
-        prefix = f"{kind.value}: "
-        if error.startswith(prefix):
-            return Failure(kind, error[len(prefix):])
-    return Failure(FailureKind.DRIVER_ERROR, error)
+    said = next((Failure(kind, error[len(f"{kind.value}: "):]) for kind in FailureKind
+                 if error.startswith(f"{kind.value}: ")), Failure(FailureKind.DRIVER_ERROR, error))
+    if lost and said.kind is not FailureKind.NODE_LOST:
+        return said.on_lost_node(", ".join(n.name for n in lost))
+    return said
